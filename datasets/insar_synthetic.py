@@ -166,7 +166,7 @@ def _semivariogram(opts: dict, low: float, high: float) -> dict:
 def main(out_dir: str = "data/insar_synthetic", n_train: int = 4000, n_val: int = 500, n_test: int = 500,
          image_size: int = 32, covariance_model: str = "exponential", atmo_sigma_rad: float = 1.0,
          atmo_length_px: float = 6.0, noise_sigma_rad: float = 0.2, deformation_fraction: float = 0.5,
-         mogi_depth_px: tuple[float, float] = (3.0, 8.0), mogi_volume_m3: tuple[float, float] = (2e3, 2e4),
+         mogi_depth_px: tuple[float, float] = (3.0, 8.0), mogi_volume_m3: tuple[float, float] = (1e3, 1e4),
          mogi_random_sign: bool = True, poisson_ratio: float = 0.25, pixel_size_m: float = 100.0,
          wavelength_m: float = 0.0555, incidence_deg: float = 35.0, look_azimuth_deg: float = 260.0,
          write_labels: bool = False, fields_per_file: int = 1000, max_padding_factor: int = 8, seed: int = 0,
