@@ -56,6 +56,8 @@ def normalize(v: np.ndarray, norm: dict, channel_axis: int = -1) -> np.ndarray:
         return np.concatenate([np.cos(v), np.sin(v)], axis=channel_axis).astype(np.float32)
     if norm["db"]:
         v = np.clip(to_db(v), norm["low"], norm["high"])
+    elif (norm["low"], norm["high"]) == (-1.0, 1.0):
+        return v
     scale = 2.0 / (norm["high"] - norm["low"])
     return ((v - norm["low"]) * scale - 1.0).astype(np.float32)
 
@@ -72,6 +74,8 @@ def denormalize(x: np.ndarray, data_normalization: dict, channel_axis: int = -1)
     if norm["cos_sin"]:
         cos, sin = np.split(x, 2, axis=channel_axis)
         return np.arctan2(sin, cos).astype(np.float32)
+    if not norm["db"] and (norm["low"], norm["high"]) == (-1.0, 1.0):
+        return x
     v = (x + 1.0) * 0.5 * (norm["high"] - norm["low"]) + norm["low"]
     if norm["db"]:
         v = 10.0 ** (v / 10.0)
