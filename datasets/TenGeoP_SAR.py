@@ -62,24 +62,20 @@ def split_files(files: list[Path], frac_train: float, frac_val: float, split: st
     return {"train": ordered[:n_train], "val": ordered[n_train:n_train + n_val], "test": ordered[n_train + n_val:]}
 
 
-def main(url_folder_tif: str = "data/GeoTIFF/", url_folder_png: str = "data/sar_tengeop/", frac_train: float = 0.8,
-         frac_val: float = 0.05, split: str = "shuffled", normalization: str = "per_image",
-         percentiles: tuple[float, float] = (1.0, 99.0), db: bool = False, pixels_per_image: int = 10000,
-         seed: int = 0, overwrite: bool = False) -> None:
-    """Convert TenGeoP-SARwv GeoTIFF class folders into train/val/test PNG folders.
-
-    url_folder_tif: folder of class sub-folders holding the GeoTIFFs
-    url_folder_png: output folder (train/, val/, test/)
-    frac_train: fraction of each class in train
-    frac_val: fraction of each class in val (the rest goes to test)
-    split: shuffled (seeded random per class) or listing (sorted order, as the original)
-    normalization: per_image (min-max of each image, as the original) or percentile (dataset-wide clip)
-    percentiles: low,high percentiles of the dataset-wide clip range (normalization=percentile)
-    db: convert values to 10 log10 before normalising
-    pixels_per_image: pixels sampled per image to estimate the percentiles
-    seed: seed of the split and of the percentile sample
-    overwrite: replace existing output folders
-    """
+def main(
+        url_folder_tif: str = "data/GeoTIFF/",  # folder of class sub-folders holding the GeoTIFFs
+        url_folder_png: str = "data/sar_tengeop/",  # output folder (train/, val/, test/)
+        frac_train: float = 0.8,  # fraction of each class in train
+        frac_val: float = 0.05,  # fraction of each class in val (the rest goes to test)
+        split: str = "shuffled",  # shuffled (seeded random per class) or listing (sorted order, as the original)
+        normalization: str = "per_image",  # per_image (min-max per image, the original) or percentile
+        percentiles: tuple[float, float] = (1.0, 99.0),  # low,high percentiles of the dataset-wide clip range
+        db: bool = False,  # convert values to 10 log10 before normalising
+        pixels_per_image: int = 10000,  # pixels sampled per image to estimate the percentiles
+        seed: int = 0,  # seed of the split and of the percentile sample
+        overwrite: bool = False,  # replace existing output folders
+) -> None:
+    """Convert TenGeoP-SARwv GeoTIFF class folders into train/val/test PNG folders."""
     src = Path(url_folder_tif)
     if not src.is_dir():
         raise FileNotFoundError(f"url_folder_tif={url_folder_tif!r} is not a folder")

@@ -58,17 +58,15 @@ def load_batches(source: Path) -> dict[str, bytes] | None:
     return None
 
 
-def main(data_folder: str = "data/", source_dir: str | None = None, download: bool = False, pct_val: float = 0.1,
-         seed: int = 0, overwrite: bool = False) -> None:
-    """Write CIFAR-10 PNG folders (train / val / test) from the local archive.
-
-    data_folder: where cifar_train/, cifar_val/ and cifar_test/ are written
-    source_dir: folder searched recursively for cifar-10-python.tar.gz or cifar-10-batches-py/ (default: data_folder)
-    download: download the archive with torchvision into source_dir when it is missing
-    pct_val: fraction of the test set moved to the validation folder (seeded random choice)
-    seed: seed of the validation split
-    overwrite: replace existing output folders
-    """
+def main(
+        data_folder: str = "data/",  # where cifar_train/, cifar_val/ and cifar_test/ are written
+        source_dir: str | None = None,  # folder searched for the archive or its folder (None: data_folder)
+        download: bool = False,  # download the archive with torchvision into source_dir when it is missing
+        pct_val: float = 0.1,  # fraction of the test set moved to the validation folder (seeded random choice)
+        seed: int = 0,  # seed of the validation split
+        overwrite: bool = False,  # replace existing output folders
+) -> None:
+    """Write CIFAR-10 PNG folders (train / val / test) from the local archive."""
     source = Path(source_dir if source_dir is not None else data_folder)
     batches = load_batches(source) if source.is_dir() else None
     if batches is None and download:

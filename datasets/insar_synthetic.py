@@ -163,39 +163,32 @@ def _semivariogram(opts: dict, low: float, high: float) -> dict:
             "model_units_factor": factor, "gamma_atmosphere_plus_noise_model_units": (total * factor).tolist()}
 
 
-def main(out_dir: str = "data/insar_synthetic", n_train: int = 4000, n_val: int = 500, n_test: int = 500,
-         image_size: int = 32, covariance_model: str = "exponential", atmo_sigma_rad: float = 1.0,
-         atmo_length_px: float = 6.0, noise_sigma_rad: float = 0.2, deformation_fraction: float = 0.5,
-         mogi_depth_px: tuple[float, float] = (3.0, 8.0), mogi_volume_m3: tuple[float, float] = (1e3, 1e4),
-         mogi_random_sign: bool = True, poisson_ratio: float = 0.25, pixel_size_m: float = 100.0,
-         wavelength_m: float = 0.0555, incidence_deg: float = 35.0, look_azimuth_deg: float = 260.0,
-         write_labels: bool = False, fields_per_file: int = 1000, max_padding_factor: int = 8, seed: int = 0,
-         overwrite: bool = False) -> dict:
+def main(
+        out_dir: str = "data/insar_synthetic",  # output folder (train/, val/, test/, ground_truth.json, sources_*.npz)
+        n_train: int = 4000,  # number of training fields
+        n_val: int = 500,  # number of validation fields
+        n_test: int = 500,  # number of test fields
+        image_size: int = 32,  # side of each square field in pixels
+        covariance_model: str = "exponential",  # atmospheric covariance, exponential or matern32
+        atmo_sigma_rad: float = 1.0,  # standard deviation of the atmospheric phase screen (radians)
+        atmo_length_px: float = 6.0,  # correlation length L of the covariance (pixels)
+        noise_sigma_rad: float = 0.2,  # standard deviation of the white phase noise (radians)
+        deformation_fraction: float = 0.5,  # probability that a field holds a Mogi deformation source
+        mogi_depth_px: tuple[float, float] = (3.0, 8.0),  # min,max source depth (pixels), drawn uniformly
+        mogi_volume_m3: tuple[float, float] = (1e3, 1e4),  # min,max volume change (m^3), drawn log-uniformly
+        mogi_random_sign: bool = True,  # random inflation/deflation (else inflation only)
+        poisson_ratio: float = 0.25,  # Poisson ratio of the elastic half-space
+        pixel_size_m: float = 100.0,  # ground size of a pixel (m)
+        wavelength_m: float = 0.0555,  # radar wavelength (m); 0.0555 = Sentinel-1 C band
+        incidence_deg: float = 35.0,  # incidence angle of the line of sight (degrees)
+        look_azimuth_deg: float = 260.0,  # azimuth of the ground-to-satellite direction, clockwise from north (degrees)
+        write_labels: bool = False,  # write key 'label' (int64, 1 = deformation, 0 = none)
+        fields_per_file: int = 1000,  # number of fields per HDF5 file
+        max_padding_factor: int = 8,  # largest torus size, in multiples of 2 x image_size, tried for an exact embedding
+        seed: int = 0,  # random seed; the output is a function of the options and the seed only
+        overwrite: bool = False,  # replace an existing output of this script in out_dir
+) -> dict:
     """Write synthetic InSAR interferograms (HDF5, original layout) and their ground truth JSON.
-
-    out_dir: output folder (train/, val/, test/, ground_truth.json, sources_*.npz)
-    n_train: number of training fields
-    n_val: number of validation fields
-    n_test: number of test fields
-    image_size: side of each square field in pixels
-    covariance_model: atmospheric covariance, exponential or matern32
-    atmo_sigma_rad: standard deviation of the atmospheric phase screen (radians)
-    atmo_length_px: correlation length L of the covariance (pixels)
-    noise_sigma_rad: standard deviation of the white phase noise (radians)
-    deformation_fraction: probability that a field holds a Mogi deformation source
-    mogi_depth_px: min,max source depth (pixels), drawn uniformly
-    mogi_volume_m3: min,max volume change (m^3), drawn log-uniformly
-    mogi_random_sign: random inflation/deflation (else inflation only)
-    poisson_ratio: Poisson ratio of the elastic half-space
-    pixel_size_m: ground size of a pixel (m)
-    wavelength_m: radar wavelength (m); 0.0555 = Sentinel-1 C band
-    incidence_deg: incidence angle of the line of sight (degrees)
-    look_azimuth_deg: azimuth of the ground-to-satellite direction, clockwise from north (degrees)
-    write_labels: write the key 'label' (int64, 1 = deformation, 0 = none) for class-conditional training
-    fields_per_file: number of fields per HDF5 file
-    max_padding_factor: largest torus size, in multiples of 2 x image_size, tried for an exact embedding
-    seed: random seed; the output is a function of the options and the seed only
-    overwrite: replace an existing output of this script in out_dir
 
     Returns the ground-truth dict also written to ``{out_dir}/ground_truth.json``.
     """

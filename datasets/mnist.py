@@ -44,17 +44,15 @@ def find_archives(source_dir: Path) -> dict[str, Path] | None:
     return found
 
 
-def main(data_folder: str = "data/", source_dir: str | None = None, download: bool = False, pct_val: float = 0.1,
-         seed: int = 0, overwrite: bool = False) -> None:
-    """Write MNIST PNG folders (train / val / test) from local IDX files.
-
-    data_folder: where mnist_train/, mnist_val/ and mnist_test/ are written
-    source_dir: folder searched recursively for the IDX files (default: data_folder)
-    download: download the archives with torchvision into source_dir when they are missing
-    pct_val: fraction of the test set moved to the validation folder (seeded random choice)
-    seed: seed of the validation split
-    overwrite: replace existing output folders
-    """
+def main(
+        data_folder: str = "data/",  # where mnist_train/, mnist_val/ and mnist_test/ are written
+        source_dir: str | None = None,  # folder searched recursively for the IDX files (None: data_folder)
+        download: bool = False,  # download the archives with torchvision into source_dir when they are missing
+        pct_val: float = 0.1,  # fraction of the test set moved to the validation folder (seeded random choice)
+        seed: int = 0,  # seed of the validation split
+        overwrite: bool = False,  # replace existing output folders
+) -> None:
+    """Write MNIST PNG folders (train / val / test) from local IDX files."""
     source = Path(source_dir if source_dir is not None else data_folder)
     found = find_archives(source) if source.is_dir() else None
     if found is None and download:

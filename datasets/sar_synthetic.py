@@ -57,22 +57,19 @@ def speckled_png(kind: str, n: int, looks: int, db_range: tuple[float, float], r
     return np.round(255.0 * np.clip((db - db_range[0]) / (db_range[1] - db_range[0]), 0, 1)).astype(np.uint8)
 
 
-def main(out_dir: str = "data/sar_synthetic", classes: tuple[str, ...] = ("homogeneous", "waves", "patches", "edge"),
-         n_train_per_class: int = 500, n_val_per_class: int = 50, n_test_per_class: int = 50, image_size: int = 32,
-         looks: int = 4, db_range: tuple[float, float] = (-25.0, 15.0), seed: int = 0, overwrite: bool = False) -> None:
-    """Write class folders of synthetic speckled SAR images as 8-bit PNGs.
-
-    out_dir: output folder (train/, val/, test/)
-    classes: texture classes among homogeneous, waves, patches, edge
-    n_train_per_class: training images per class
-    n_val_per_class: validation images per class
-    n_test_per_class: test images per class
-    image_size: side of each square image in pixels
-    looks: number of looks L of the speckle (1 = single look, exponential intensity)
-    db_range: min,max of the dB range mapped to grey levels 0..255 (dataset-wide)
-    seed: random seed; the output is a function of the options and the seed only
-    overwrite: replace existing train/val/test folders in out_dir
-    """
+def main(
+        out_dir: str = "data/sar_synthetic",  # output folder (train/, val/, test/)
+        classes: tuple[str, ...] = ("homogeneous", "waves", "patches", "edge"),  # texture classes (see above)
+        n_train_per_class: int = 500,  # training images per class
+        n_val_per_class: int = 50,  # validation images per class
+        n_test_per_class: int = 50,  # test images per class
+        image_size: int = 32,  # side of each square image in pixels
+        looks: int = 4,  # number of looks L of the speckle (1 = single look, exponential intensity)
+        db_range: tuple[float, float] = (-25.0, 15.0),  # dB range mapped to grey levels 0..255
+        seed: int = 0,  # random seed; the output is a function of the options and the seed only
+        overwrite: bool = False,  # replace existing train/val/test folders in out_dir
+) -> None:
+    """Write class folders of synthetic speckled SAR images as 8-bit PNGs."""
     for name, value in (("n_train_per_class", n_train_per_class), ("n_val_per_class", n_val_per_class),
                         ("n_test_per_class", n_test_per_class)):
         if value < 0:

@@ -87,7 +87,7 @@ def inspect_hdf5_folder(folder: str | os.PathLike, image_size: int, list_keys_hd
         counts.append(n)
         channels.add(c)
     if len(channels) != 1:
-        raise ValueError(f"HDF5 files of {str(folder)!r} disagree on the channel count {sorted(channels)}; expected one")
+        raise ValueError(f"HDF5 files of {str(folder)!r} disagree on channels {sorted(channels)}; expected one count")
     if sum(counts) == 0:
         raise ValueError(f"HDF5 files of {str(folder)!r} hold no example")
     return Hdf5Inventory(files, counts, channels.pop(), np.concatenate(labels) if labels else None)
