@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datasets.png_folders import prepare_folders, val_split, write_labelled_pngs  # noqa: E402
+from datasets.png_folders import locate_source, prepare_folders, val_split, write_labelled_pngs  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 CLASS_WORDS = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -58,6 +58,11 @@ def load_batches(source: Path) -> dict[str, bytes] | None:
     return None
 
 
+def _fetch(source: Path) -> None:
+    from torchvision.datasets import CIFAR10
+    CIFAR10(root=str(source), download=True)
+
+
 def main(
         data_folder: str = "data/",  # where cifar_train/, cifar_val/ and cifar_test/ are written
         source_dir: str | None = None,  # folder searched for the archive or its folder (None: data_folder)
@@ -67,15 +72,8 @@ def main(
         overwrite: bool = False,  # replace existing output folders
 ) -> None:
     """Write CIFAR-10 PNG folders (train / val / test) from the local archive."""
-    source = Path(source_dir if source_dir is not None else data_folder)
-    batches = load_batches(source) if source.is_dir() else None
-    if batches is None and download:
-        from torchvision.datasets import CIFAR10
-        CIFAR10(root=str(source), download=True)
-        batches = load_batches(source)
-    if batches is None:
-        raise FileNotFoundError(f"source_dir={str(source)!r} holds neither {ARCHIVE} nor {FOLDER}/ with the 6 "
-                                "batches; expected them there, or pass download=True")
+    batches = locate_source(Path(source_dir if source_dir is not None else data_folder), load_batches, download,
+                            _fetch, f"{ARCHIVE} or {FOLDER}/ with the 6 batches")
     train = [read_batch(batches[n], n) for n in TRAIN_BATCHES]
     train_x, train_y = np.concatenate([b[0] for b in train]), np.concatenate([b[1] for b in train])
     test_x, test_y = read_batch(batches["test_batch"], "test_batch")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datasets.png_folders import prepare_folders, val_split, write_labelled_pngs  # noqa: E402
+from datasets.png_folders import locate_source, prepare_folders, val_split, write_labelled_pngs  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
@@ -44,6 +44,12 @@ def find_archives(source_dir: Path) -> dict[str, Path] | None:
     return found
 
 
+def _fetch(source: Path) -> None:
+    from torchvision.datasets import MNIST
+    for train in (True, False):
+        MNIST(root=str(source), train=train, download=True)
+
+
 def main(
         data_folder: str = "data/",  # where mnist_train/, mnist_val/ and mnist_test/ are written
         source_dir: str | None = None,  # folder searched recursively for the IDX files (None: data_folder)
@@ -53,16 +59,8 @@ def main(
         overwrite: bool = False,  # replace existing output folders
 ) -> None:
     """Write MNIST PNG folders (train / val / test) from local IDX files."""
-    source = Path(source_dir if source_dir is not None else data_folder)
-    found = find_archives(source) if source.is_dir() else None
-    if found is None and download:
-        from torchvision.datasets import MNIST
-        for train in (True, False):
-            MNIST(root=str(source), train=train, download=True)
-        found = find_archives(source)
-    if found is None:
-        raise FileNotFoundError(f"source_dir={str(source)!r} lacks some of the MNIST files {list(FILES.values())} "
-                                "(plain or .gz); expected them there, or pass download=True")
+    found = locate_source(Path(source_dir if source_dir is not None else data_folder), find_archives, download,
+                          _fetch, f"some of the MNIST files {list(FILES.values())} (plain or .gz)")
     out = Path(data_folder)
     folders = [out / "mnist_train", out / "mnist_val", out / "mnist_test"]
     is_val = val_split(len(read_idx(found["test_labels"])), pct_val, seed)

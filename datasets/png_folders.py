@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+T = TypeVar("T")
 
 
 def prepare_folders(folders: list[Path], overwrite: bool) -> None:
@@ -32,3 +35,16 @@ def write_labelled_pngs(images: np.ndarray, labels: list[str], folder: Path, des
     """Write images (N, H, W) or (N, H, W, 3) uint8 as ``{folder}/{label}_{i:05d}.png``."""
     for i, (img, label) in enumerate(tqdm(list(zip(images, labels)), desc=desc)):
         Image.fromarray(img).save(folder / f"{label}_{i:05d}.png")
+
+
+def locate_source(source: Path, find: Callable[[Path], T | None], download: bool, fetch: Callable[[Path], None],
+                  expected: str) -> T:
+    """``find(source)``; when it finds nothing, ``fetch(source)`` first (only with download=True)."""
+    found = find(source) if source.is_dir() else None
+    if found is None and download:
+        fetch(source)
+        found = find(source)
+    if found is None:
+        raise FileNotFoundError(f"source_dir={str(source)!r} lacks {expected}; expected them there, "
+                                "or pass download=True")
+    return found
