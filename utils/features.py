@@ -63,16 +63,29 @@ class DomainCNN(nn.Module):
         return self.head(self.features(x))
 
 
+def head_of(model: nn.Module, arch: str) -> nn.Linear:
+    """The final linear layer (class logits) of a classifier."""
+    return {"inception": lambda: model.fc, "vgg16": lambda: model.classifier[6], "domain_cnn": lambda: model.head}[arch]()
+
+
+def replace_head(model: nn.Module, arch: str, num_classes: int) -> nn.Module:
+    """Give ``model`` a freshly initialised final linear layer with ``num_classes`` outputs."""
+    new = nn.Linear(head_of(model, arch).in_features, num_classes)
+    if arch == "inception":
+        model.fc = new
+    elif arch == "vgg16":
+        model.classifier[6] = new
+    else:
+        model.head = new
+    return model
+
+
 def build_classifier(arch: str, num_classes: int, in_channels: int = 1, width: int = 32) -> nn.Module:
     """A randomly initialised classifier of the given architecture and class count."""
     if arch == "inception":
-        model = inception_v3(weights=None, aux_logits=False, init_weights=True)
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
-        return model
+        return replace_head(inception_v3(weights=None, aux_logits=False, init_weights=True), arch, num_classes)
     if arch == "vgg16":
-        model = vgg16(weights=None)
-        model.classifier[6] = nn.Linear(model.classifier[6].in_features, num_classes)
-        return model
+        return replace_head(vgg16(weights=None), arch, num_classes)
     if arch == "domain_cnn":
         return DomainCNN(in_channels, num_classes, width)
     raise ValueError(f"arch={arch!r}: expected one of {ARCHS}")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 
-def _distance_blocks(a: np.ndarray, b: np.ndarray, batch_size: int):
+def distance_blocks(a: np.ndarray, b: np.ndarray, batch_size: int):
     """Yield (start, rows x len(b) Euclidean distance block) in float64, ``batch_size`` rows at a time."""
     b_t = torch.from_numpy(np.asarray(b, dtype=np.float64))
     for start in range(0, len(a), batch_size):
@@ -23,7 +23,7 @@ def knn_radii(features: np.ndarray, k: int = 3, batch_size: int = 1024) -> np.nd
     if k < 1 or k >= len(features):
         raise ValueError(f"k={k!r}: expected 1 <= k < number of points ({len(features)})")
     radii = np.empty(len(features))
-    for start, block in _distance_blocks(features, features, batch_size):
+    for start, block in distance_blocks(features, features, batch_size):
         # column k: index 0 of the sorted row is the point itself (distance 0)
         radii[start:start + len(block)] = np.partition(block, k, axis=1)[:, k]
     return radii
@@ -33,7 +33,7 @@ def inside_manifold(reference: np.ndarray, radii: np.ndarray, query: np.ndarray,
                     batch_size: int = 1024) -> np.ndarray:
     """(M,) bool: whether each query point lies within some reference ball (distance <= radius)."""
     inside = np.empty(len(query), dtype=bool)
-    for start, block in _distance_blocks(query, reference, batch_size):
+    for start, block in distance_blocks(query, reference, batch_size):
         inside[start:start + len(block)] = (block <= radii[None, :]).any(axis=1)
     return inside
 

@@ -159,7 +159,7 @@ def pairwise_semivariogram(fields: np.ndarray, *, max_lag: float | None = None, 
     return _summarise(sums, counts, dist_sums, lag_step)
 
 
-CSV_COLUMNS = ("lag", "mean_distance", "gamma", "gamma_se", "n_fields", "pair_count")
+CSV_COLUMNS = ("lags", "mean_distance", "gamma", "gamma_se", "n_fields", "pair_count")
 
 
 def write_semivariogram_csv(result: Semivariogram, path: str | Path, overwrite: bool = False) -> Path:
