@@ -26,6 +26,11 @@ from utils.features import ARCHS, build_classifier, load_classifier, replace_hea
 from utils.fine_tuning import BEST_NAME, labelled_datasets, save_classifier, train_classifier
 
 
+def _start_run(out: Path, options: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "options.json").write_text(json.dumps(options, indent=1))
+
+
 def main(
     out_folder: str,                    # folder for classifier_best.pt, logs and options (created)
     data_train_dir: str | None = None,  # class-labelled image folder (class = name up to first "_")
@@ -48,6 +53,7 @@ def main(
     overwrite: bool = False,            # allow replacing an existing classifier_best.pt
 ) -> dict:
     """Train (or random-initialise) a classifier; returns the resolved options and results."""
+    options = dict(locals())
     out = Path(out_folder)
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r}: expected one of {ARCHS}")
@@ -62,11 +68,9 @@ def main(
         raise ValueError(f"num_epochs={num_epochs}, batch_size={batch_size}, image_size={image_size}: "
                          "expected positive integers")
     torch.manual_seed(seed)
-    options = {k: v for k, v in locals().items() if k not in ("out",)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "options.json").write_text(json.dumps(options, indent=1))
     meta = {"arch": arch, "data_channels": num_channels, "image_size": image_size, "resize_to": resize_to}
     if random_init:
+        _start_run(out, options)
         model = build_classifier("domain_cnn", 1, num_channels, width)
         path = save_classifier(out / BEST_NAME, model, {**meta, "num_classes": 1, "class_names": [],
                                                         "training": f"random_init(seed={seed})"})
@@ -82,6 +86,7 @@ def main(
             model = replace_head(model, arch, len(class_names))
         training = f"fine_tuned_from:{Path(weights_path).name}"
     meta.update(num_classes=len(class_names), class_names=class_names, training=training)
+    _start_run(out, options)
     result = train_classifier(model, arch, train_set, val_set, out, meta=meta, num_epochs=num_epochs, lr=lr,
                               batch_size=batch_size, train_all_layers=train_all_layers or arch == "domain_cnn",
                               resize_to=resize_to, device=device, num_workers=num_workers, seed=seed)

@@ -83,7 +83,8 @@ def replace_head(model: nn.Module, arch: str, num_classes: int) -> nn.Module:
 def build_classifier(arch: str, num_classes: int, in_channels: int = 1, width: int = 32) -> nn.Module:
     """A randomly initialised classifier of the given architecture and class count."""
     if arch == "inception":
-        return replace_head(inception_v3(weights=None, aux_logits=False, init_weights=True), arch, num_classes)
+        # weights always come from a file for this architecture: skip the slow random init
+        return replace_head(inception_v3(weights=None, aux_logits=False, init_weights=False), arch, num_classes)
     if arch == "vgg16":
         return replace_head(vgg16(weights=None), arch, num_classes)
     if arch == "domain_cnn":
