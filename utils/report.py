@@ -70,24 +70,30 @@ def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
             raise FileExistsError(f"results_dir={str(results_dir)!r} already holds metrics.json; pass overwrite=True")
 
 
-def _curves(real_fields, gen_fields, metric: str, results_dir: Path, max_lag, rescale, overwrite) -> dict:
-    if metric == "semivariogram":
-        res = {k: empirical_semivariogram(f, max_lag=max_lag, rescale=rescale)
-               for k, f in (("real", real_fields), ("generated", gen_fields))}
-        for k, r in res.items():
-            write_semivariogram_csv(r, results_dir / f"semivariogram_{k}.csv", overwrite=overwrite)
-        plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()},
-                         results_dir / "semivariogram.png", xlabel="lag (px)", ylabel="semivariance",
-                         title="Semivariogram (mean ± 1.96 SE)", overwrite=overwrite)
-        gap = np.abs(res["generated"].gamma - res["real"].gamma) / np.abs(res["real"].gamma)
-        return {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
-                "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
+def semivariogram_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
+                          max_lag: float | None, rescale: bool, overwrite: bool) -> dict:
+    """Semivariograms of (N, H, W) real and generated fields: CSVs, PNG and a summary dict."""
+    res = {k: empirical_semivariogram(f, max_lag=max_lag, rescale=rescale)
+           for k, f in (("real", real_fields), ("generated", gen_fields))}
+    for k, r in res.items():
+        write_semivariogram_csv(r, results_dir / f"semivariogram_{k}.csv", overwrite=overwrite)
+    plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()},
+                     results_dir / "semivariogram.png", xlabel="lag (px)", ylabel="semivariance",
+                     title="Semivariogram (mean ± 1.96 SE)", overwrite=overwrite)
+    gap = np.abs(res["generated"].gamma - res["real"].gamma) / np.abs(res["real"].gamma)
+    return {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
+            "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
+
+
+def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
+                     rescale: bool, overwrite: bool) -> dict:
+    """Radially averaged PSDs of (N, H, W) real and generated fields: CSV, PNG and a summary dict."""
     res = {k: radial_psd(f, rescale=rescale) for k, f in (("real", real_fields), ("generated", gen_fields))}
-    table = np.column_stack([res["real"].frequency, res["real"].psd, res["real"].psd_se,
-                             res["generated"].psd, res["generated"].psd_se])
     path = results_dir / "spectrum.csv"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True")
+    table = np.column_stack([res["real"].frequency, res["real"].psd, res["real"].psd_se,
+                             res["generated"].psd, res["generated"].psd_se])
     np.savetxt(path, table, delimiter=",", comments="", fmt="%.10g",
                header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se")
     plot_mean_curves({k: (r.frequency, r.psd, r.psd_se) for k, r in res.items()}, results_dir / "spectrum.png",
@@ -146,10 +152,12 @@ def evaluate_samples(
         report.update(feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
                                       num_bootstrap=num_bootstrap, batch_size=batch_size, cache_dir=cache_dir,
                                       device=device, seed=seed))
-    for metric in ("semivariogram", "spectrum"):
-        if metric in names:
-            report[metric] = _curves(real_set.images[..., channel], gen_set.images[..., channel], metric, out,
-                                     max_lag, rescale, overwrite)
+    real_fields, gen_fields = real_set.images[..., channel], gen_set.images[..., channel]
+    if "semivariogram" in names:
+        report["semivariogram"] = semivariogram_section(real_fields, gen_fields, out, max_lag=max_lag,
+                                                        rescale=rescale, overwrite=overwrite)
+    if "spectrum" in names:
+        report["spectrum"] = spectrum_section(real_fields, gen_fields, out, rescale=rescale, overwrite=overwrite)
     if "memorisation" in names:
         train = real_set if train_data is None else load_image_set(
             train_data, key_data=key_data, num_channels=gen_set.num_channels, image_size=image_size,
