@@ -84,7 +84,7 @@ def calc_model_likelihood(
     batch_size: int = 32,               # examples per model call
     clip_denoised: bool = True,         # clamp predicted x0 to [-1, 1]
     scale: float = 1.0,                 # stored values -> model units: x * scale + offset
-    offset: float = 0.0,
+    offset: float = 0.0,                # (see scale)
     seed: int = 0,                      # seed of the subset and of the per-example noise
     device: str = "cpu",                # torch device
     out_json: str | None = None,        # also write the report here (not in the checkpoint folder)

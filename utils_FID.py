@@ -30,7 +30,7 @@ def main(
     num_channels: int | None = None,    # channels to read image folders with (default: as generated)
     image_size: int | None = None,      # resize real image-folder images to this size in px
     real_scale: float = 1.0,            # real values -> model units: x * real_scale + real_offset
-    real_offset: float = 0.0,
+    real_offset: float = 0.0,           # (see real_scale)
     nhood_size: int = 3,                # k of the k-NN manifolds
     num_bootstrap: int = 20,            # FID bootstrap replicates (0: no interval)
     batch_size: int = 64,               # feature extraction batch size

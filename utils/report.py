@@ -117,7 +117,7 @@ def evaluate_samples(
     num_channels: int | None = None,      # channels to read image folders with (default: as the samples)
     image_size: int | None = None,        # resize real image-folder images to this size in px
     real_scale: float = 1.0,              # real values -> model units: x * real_scale + real_offset
-    real_offset: float = 0.0,
+    real_offset: float = 0.0,           # (see real_scale)
     num_samples: int | None = None,       # random subset size of each set (all when None)
     channel: int = 0,                     # channel used for semivariogram and spectrum
     max_lag: float | None = None,         # semivariogram max lag in px (default half the image side)
