@@ -75,7 +75,7 @@ def bpd_terms(diffusion, model, x_start: torch.Tensor, indices: np.ndarray, seed
 
 def calc_model_likelihood(
     model_path: str,                    # model or EMA checkpoint (.pt) with metadata.json beside it
-    url_dataset: str,                   # image folder, HDF5 folder or .npz (model units, see scale/offset)
+    url_dataset: str,                   # image folder, HDF5 folder (normalised as in training) or .npz
     key_data: str | None = None,        # HDF5 dataset name
     key_class: str | None = None,       # HDF5 labels dataset (class-conditional models)
     num_samples: int | None = None,     # random subset of the data (all when None)
@@ -109,7 +109,7 @@ def calc_model_likelihood(
         raise ValueError(f"subset_timesteps={subset_timesteps!r}: expected 1..{T} or None")
     data = load_image_set(url_dataset, num_samples=num_samples, seed=seed, key_data=key_data, key_class=key_class,
                           num_channels=args_dic["num_input_channels"], image_size=args_dic["image_size"],
-                          scale=scale, offset=offset)
+                          data_normalization=args_dic.get("data_normalization"), scale=scale, offset=offset)
     expected = (args_dic["image_size"], args_dic["image_size"], args_dic["num_input_channels"])
     if data.images.shape[1:] != expected or np.isnan(data.images).any():
         raise ValueError(f"url_dataset={url_dataset!r}: items of shape {data.images.shape[1:]} (H, W, C)"

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from utils.features import load_extractor
-from utils.report import FEATURE_METRICS, feature_metrics, load_pair, parse_metrics
+from utils.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
 
 
 def main(
@@ -31,6 +31,7 @@ def main(
     image_size: int | None = None,      # resize real image-folder images to this size in px
     real_scale: float = 1.0,            # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
+    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps real HDF5 data
     nhood_size: int = 3,                # k of the k-NN manifolds
     num_bootstrap: int = 20,            # FID bootstrap replicates (0: no interval)
     batch_size: int = 64,               # feature extraction batch size
@@ -53,7 +54,8 @@ def main(
     ext = load_extractor(extractor, extractor_path, layer, resize_to)
     real_set, gen_set = load_pair(real, generated, num_samples=num_samples, key_data=key_data,
                                   num_channels=num_channels, image_size=image_size, real_scale=real_scale,
-                                  real_offset=real_offset, seed=seed)
+                                  real_offset=real_offset, seed=seed,
+                                  data_normalization=normalization_from(metadata_json))
     report = {"real": real_set.source, "generated": gen_set.source,
               **feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
                                 num_bootstrap=num_bootstrap, batch_size=batch_size, cache_dir=cache_dir,

@@ -53,3 +53,11 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         load_image_set(tmp_path / "empty")
+
+
+def test_hdf5_normalised_as_in_training(tmp_path):
+    with h5py.File(tmp_path / "a.hdf5", "w") as f:
+        f["unwrap"] = np.array([[[-4.0, 0.0], [2.0, 4.0]]])
+    norm = {"kind": "range", "low": -4.0, "high": 4.0, "db": False, "cos_sin": False}
+    s = load_image_set(tmp_path, key_data="unwrap", data_normalization=norm)
+    np.testing.assert_allclose(s.images[0, :, :, 0], [[-1.0, 0.0], [0.5, 1.0]])

@@ -108,3 +108,21 @@ def test_bad_inputs():
         empirical_semivariogram(np.zeros((2, 8, 8, 1)))
     with pytest.raises(ValueError, match="max_lag=50"):
         empirical_semivariogram(np.zeros((2, 8, 8)), max_lag=50)
+
+
+def test_matches_ground_truth_of_synthetic_insar(tmp_path):
+    """Fields of datasets/insar_synthetic.py (no deformation) read back from its HDF5 folder:
+    semivariogram along both axes equals the analytic one of ground_truth.json within 4 SE."""
+    from datasets import insar_synthetic
+    from utils.array_io import load_image_set
+
+    truth = insar_synthetic.main(out_dir=str(tmp_path), n_train=400, n_val=0, n_test=0, image_size=32,
+                                 deformation_fraction=0.0, fields_per_file=150, seed=1)
+    fields = load_image_set(tmp_path / "train", key_data="unwrap").images[..., 0]
+    assert fields.shape == (400, 32, 32)
+    sv_truth = truth["semivariogram"]
+    expected = np.interp(np.arange(1, 13), sv_truth["lags_px"], sv_truth["gamma_atmosphere_plus_noise"])
+    for direction in (0.0, 90.0):
+        result = empirical_semivariogram(fields, max_lag=12, direction=direction, tolerance=1.0, progress=False)
+        np.testing.assert_array_equal(result.mean_distance, np.arange(1, 13))
+        assert np.all(np.abs(result.gamma - expected) < 4 * result.gamma_se), (direction, result.gamma, expected)

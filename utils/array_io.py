@@ -7,7 +7,8 @@ Three sources are accepted, detected from the path:
   ``_`` (``5_00182.png`` -> ``"5"``), classes sorted as strings -> index 0..K-1;
 * an HDF5 folder (original layout): every ``*.hdf5`` / ``*.h5`` file holds a dataset
   ``key_data`` of shape (n, H, W) or (n, C, H, W); values are returned as stored
-  (physical units, NaN kept) unless ``scale`` / ``offset`` are given;
+  (physical units, NaN kept) unless ``data_normalization`` (the ``metadata.json`` entry of
+  the model trained on them) or ``scale`` / ``offset`` map them to model units;
 * a samples ``.npz`` (``arr_0`` NHWC float in model units or uint8, optional ``arr_1``
   int64 labels): uint8 is mapped to [-1, 1], floats are returned as stored.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 from PIL import Image
+
+from improved_diffusion.data_normalization import check_normalization, normalize
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff")
 HDF5_SUFFIXES = (".hdf5", ".h5")
@@ -146,14 +149,15 @@ def _load_npz(path: Path, num_samples, seed) -> ImageSet:
 def load_image_set(source: str | Path, *, num_samples: int | None = None, seed: int = 0,
                    key_data: str | None = None, key_class: str | None = None,
                    num_channels: int | None = None, image_size: int | None = None,
-                   scale: float = 1.0, offset: float = 0.0) -> ImageSet:
+                   data_normalization: dict | None = None, scale: float = 1.0, offset: float = 0.0) -> ImageSet:
     """Load an image folder, an HDF5 folder or a samples ``.npz`` as NHWC float32.
 
     ``num_samples``: a random subset of that many items (``seed``), all when None.
     ``key_data`` / ``key_class``: HDF5 dataset names (``key_data`` required for HDF5).
     ``num_channels`` / ``image_size``: image folders only (explicit grayscale/RGB, resize).
-    ``scale`` / ``offset``: affine map ``x * scale + offset`` applied after reading, e.g. to
-    bring stored HDF5 values into the model units of generated samples.
+    ``data_normalization``: HDF5 folders only, stored values -> model units as in training.
+    ``scale`` / ``offset``: affine map ``x * scale + offset`` applied after that, e.g. to
+    bring stored values into the model units of generated samples by hand.
     """
     path = Path(source)
     if not path.exists():
@@ -166,6 +170,8 @@ def load_image_set(source: str | Path, *, num_samples: int | None = None, seed: 
         if key_data is None:
             raise ValueError(f"key_data=None: {str(source)!r} is an HDF5 folder, name the dataset to read")
         result = _load_hdf5(path, key_data, key_class, num_samples, seed)
+        if data_normalization is not None:
+            result.images = normalize(result.images, check_normalization(data_normalization))
     else:
         result = _load_folder(path, num_samples, seed, num_channels, image_size)
     if scale != 1.0 or offset != 0.0:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from improved_diffusion.checkpoint import read_metadata
 from utils.array_io import ImageSet, check_compatible, load_image_set
 from utils.eval_plots import plot_mean_curves
 from utils.features import FeatureExtractor, extract_cached, load_extractor
@@ -33,13 +34,20 @@ def parse_metrics(metrics: str | list[str] | tuple[str, ...]) -> list[str]:
     return names
 
 
+def normalization_from(metadata_json: str | None) -> dict | None:
+    """The ``data_normalization`` entry of a training ``metadata.json`` (None without a file or entry)."""
+    return None if metadata_json is None else read_metadata(metadata_json).get("data_normalization")
+
+
 def load_pair(real: str, generated: str, *, num_samples: int | None, key_data: str | None, num_channels: int | None,
-              image_size: int | None, real_scale: float, real_offset: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Load the real and generated sets and check that sizes and channels match."""
+              image_size: int | None, real_scale: float, real_offset: float, seed: int,
+              data_normalization: dict | None = None) -> tuple[ImageSet, ImageSet]:
+    """Load the real and generated sets and check that sizes and channels match
+    (``data_normalization`` maps a real HDF5 folder to model units, see :func:`normalization_from`)."""
     gen = load_image_set(generated, num_samples=num_samples, seed=seed, key_data=key_data)
     channels = num_channels if num_channels is not None else (gen.num_channels if gen.num_channels in (1, 3) else None)
     real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, num_channels=channels,
-                              image_size=image_size, scale=real_scale, offset=real_offset)
+                              image_size=image_size, data_normalization=data_normalization, scale=real_scale, offset=real_offset)
     check_compatible(real_set.images, gen.images)
     return real_set, gen
 
@@ -118,6 +126,7 @@ def evaluate_samples(
     image_size: int | None = None,        # resize real image-folder images to this size in px
     real_scale: float = 1.0,              # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
+    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps real HDF5 data
     num_samples: int | None = None,       # random subset size of each set (all when None)
     channel: int = 0,                     # channel used for semivariogram and spectrum
     max_lag: float | None = None,         # semivariogram max lag in px (default half the image side)
@@ -141,8 +150,10 @@ def evaluate_samples(
         raise ValueError(f"extractor_path=None: metrics {[m for m in names if m in FEATURE_METRICS]} need a "
                          "feature extractor file (train one with example_fine_tuning.py)")
     ext = load_extractor(extractor, extractor_path, layer, resize_to) if extractor_path is not None else None
+    norm = normalization_from(metadata_json)
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
-                                  image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed)
+                                  image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
+                                  data_normalization=norm)
     if not 0 <= channel < gen_set.num_channels:
         raise ValueError(f"channel={channel!r}: the data have {gen_set.num_channels} channel(s)")
     out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +172,7 @@ def evaluate_samples(
     if "memorisation" in names:
         train = real_set if train_data is None else load_image_set(
             train_data, key_data=key_data, num_channels=gen_set.num_channels, image_size=image_size,
-            scale=real_scale, offset=real_offset)
+            data_normalization=norm, scale=real_scale, offset=real_offset)
         mem = memorisation_check(gen_set.images, train.images, extractor=ext, pixel_threshold=pixel_threshold,
                                  feature_threshold=feature_threshold, device=device)
         plot_closest_pairs(gen_set.images, train.images, mem["pixel_distance"], mem["pixel_index"],
