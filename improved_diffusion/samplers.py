@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .noise_schedule import DiscreteSchedule
+from .noise_schedule import DiscreteSchedule, make_grid
 
 ALGORITHMS = ("dpmsolver", "dpmsolver++")
 _STAGES = {1: [], 2: [0.5], 3: [1 / 3, 2 / 3]}  # intermediate lambda fractions r of singlestep DPM-Solver-k
@@ -215,3 +215,41 @@ def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_val: float = 1
     s = torch.quantile(x0.abs().flatten(1).float(), ratio, dim=1).to(x0).clamp(min=max_val)
     s = s.reshape(-1, *([1] * (x0.ndim - 1)))
     return torch.maximum(torch.minimum(x0, s), -s) * (max_val / s)
+
+
+METHODS = ("singlestep", "singlestep_fixed", "multistep", "adaptive")
+
+
+def singlestep_orders(budget: int, order: int, fixed: bool) -> list[int]:
+    """Orders of the singlestep steps using `budget` network calls: as many steps of `order` as fit and
+    one lower-order step for the remainder (DPM-Solver-fast), or only steps of `order` when `fixed`."""
+    if fixed and budget % order:
+        raise ValueError(f"singlestep_fixed of order {order} needs a number of steps (excluding the final "
+                         f"denoising call) divisible by {order}, got {budget}")
+    return [order] * (budget // order) + ([budget % order] if budget % order else [])
+
+
+def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str = "dpmsolver++",
+                      method_type: str = "multistep", order: int = 3, skip_type: str = "logSNR",
+                      lambda_min: Optional[float] = -3.0, denoise_to_zero: bool = True,
+                      lower_order_final: bool = False, atol: float = 0.0078, rtol: float = 0.05,
+                      progress: bool = False) -> torch.Tensor:
+    """Solve the probability-flow ODE from x at time T-1 with `steps` network calls (the adaptive method
+    chooses its own number). `denoiser` needs a `.schedule` (a `Denoiser`). With `denoise_to_zero` the
+    last call maps the state at index 0 to clean data; otherwise the output is the state at index 0."""
+    if method_type not in METHODS:
+        raise ValueError(f"method_type must be one of {METHODS}, got {method_type!r}")
+    _check(algorithm_type, order)
+    if steps < 1:
+        raise ValueError(f"sample_steps must be >= 1, got {steps}")
+    schedule, final = denoiser.schedule, int(denoise_to_zero)
+    if method_type == "adaptive":
+        return sample_dpm_adaptive(denoiser, x, schedule, order, algorithm_type, to_clean=denoise_to_zero,
+                                   atol=atol, rtol=rtol)
+    if method_type == "multistep":
+        grid = make_grid(schedule, skip_type, steps - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+        return sample_dpm_multistep(denoiser, x, grid, schedule, order, algorithm_type, lower_order_final,
+                                    progress=progress)
+    orders = singlestep_orders(steps - final, order, method_type == "singlestep_fixed") + [1] * final
+    grid = make_grid(schedule, skip_type, len(orders) - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+    return sample_dpm_singlestep(denoiser, x, grid, orders, schedule, algorithm_type, progress=progress)
