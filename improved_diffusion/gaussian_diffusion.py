@@ -1,0 +1,397 @@
+"""Gaussian diffusion (Ho et al. 2020, "DDPM") with the improvements of Nichol & Dhariwal (2021).
+
+Equation numbers: DDPM = Ho et al. 2020 (arXiv 2006.11239); IDDPM = Nichol & Dhariwal 2021
+(arXiv 2102.09672); DDIM = Song et al. 2021 (arXiv 2010.02502).
+Schedule arrays are float64 numpy; values taken from them are cast to float32 when indexed,
+exactly as the original code does (this matters for bit-level compatibility).
+"""
+from __future__ import annotations
+
+import enum
+import math
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .losses import discretized_gaussian_log_likelihood, normal_kl
+from .nn import mean_flat
+
+NOISE_SCHEDULES = ("linear", "cosine")
+
+
+def get_named_beta_schedule(schedule_name: str, num_diffusion_timesteps: int) -> np.ndarray:
+    """Betas (T,) float64 of a named schedule.
+
+    linear: DDPM's 1e-4 .. 0.02 rescaled by 1000 / T. cosine: IDDPM eq. 17 with s = 0.008,
+    betas clipped at 0.999.
+    """
+    if schedule_name == "linear":
+        scale = 1000 / num_diffusion_timesteps
+        return np.linspace(scale * 0.0001, scale * 0.02, num_diffusion_timesteps, dtype=np.float64)
+    if schedule_name == "cosine":
+        return betas_for_alpha_bar(
+            num_diffusion_timesteps, lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        )
+    raise ValueError(f"noise_schedule must be one of {NOISE_SCHEDULES}, got {schedule_name!r}")
+
+
+def betas_for_alpha_bar(num_diffusion_timesteps: int, alpha_bar: Callable[[float], float],
+                        max_beta: float = 0.999) -> np.ndarray:
+    """Discretise a continuous alpha_bar(t), t in [0, 1]: beta_i = 1 - alpha_bar((i+1)/T) / alpha_bar(i/T)."""
+    T = num_diffusion_timesteps
+    return np.array([min(1 - alpha_bar((i + 1) / T) / alpha_bar(i / T), max_beta) for i in range(T)],
+                    dtype=np.float64)
+
+
+class ModelMeanType(enum.Enum):
+    """What the network predicts."""
+    PREVIOUS_X = enum.auto()  # x_{t-1}
+    START_X = enum.auto()  # x_0
+    EPSILON = enum.auto()  # the noise
+
+
+class ModelVarType(enum.Enum):
+    """How the reverse-process variance is chosen."""
+    LEARNED = enum.auto()  # the network outputs log-variance
+    FIXED_SMALL = enum.auto()  # posterior variance beta_tilde_t
+    FIXED_LARGE = enum.auto()  # beta_t
+    LEARNED_RANGE = enum.auto()  # IDDPM eq. 15: interpolate between log beta_tilde and log beta
+
+
+class LossType(enum.Enum):
+    MSE = enum.auto()  # simple loss (with the VLB term added for learned variances)
+    RESCALED_MSE = enum.auto()  # same, the VLB term scaled by T / 1000
+    KL = enum.auto()  # the variational bound
+    RESCALED_KL = enum.auto()  # the variational bound times T
+
+    def is_vb(self) -> bool:
+        return self in (LossType.KL, LossType.RESCALED_KL)
+
+
+def _extract_into_tensor(arr: np.ndarray, timesteps: torch.Tensor, broadcast_shape) -> torch.Tensor:
+    """arr[timesteps] as float32 on the device of `timesteps`, broadcast to `broadcast_shape`."""
+    res = torch.from_numpy(arr).to(device=timesteps.device)[timesteps].float()
+    res = res.reshape(*res.shape, *([1] * (len(broadcast_shape) - res.ndim)))
+    return res.expand(broadcast_shape)
+
+
+class GaussianDiffusion:
+    """A discrete-time Gaussian diffusion with T = len(betas) steps, indexed t = 0 .. T-1.
+
+    The network is always called as ``model(x_t, self.model_time(t), **model_kwargs)``.
+    """
+
+    def __init__(self, *, betas: np.ndarray, model_mean_type: ModelMeanType, model_var_type: ModelVarType,
+                 loss_type: LossType, rescale_timesteps: bool = False):
+        self.model_mean_type = model_mean_type
+        self.model_var_type = model_var_type
+        self.loss_type = loss_type
+        self.rescale_timesteps = rescale_timesteps
+
+        betas = np.asarray(betas, dtype=np.float64)
+        if betas.ndim != 1 or not ((betas > 0).all() and (betas <= 1).all()):
+            raise ValueError("betas must be a 1-D array with values in (0, 1]")
+        self.betas = betas
+        self.num_timesteps = len(betas)
+        # Identity map to the training chain; SpacedDiffusion keeps the kept original indices.
+        self.timestep_map = np.arange(self.num_timesteps)
+        self.original_num_steps = self.num_timesteps
+
+        alphas = 1.0 - betas
+        self.alphas_cumprod = np.cumprod(alphas)
+        self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        self.alphas_cumprod_next = np.append(self.alphas_cumprod[1:], 0.0)
+        self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
+        self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
+        self.log_one_minus_alphas_cumprod = np.log(1.0 - self.alphas_cumprod)
+        self.sqrt_recip_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod)
+        self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / self.alphas_cumprod - 1)
+        # Posterior q(x_{t-1} | x_t, x_0), DDPM eqs. 6-7.
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        # log of the posterior variance, whose t = 0 value (0) is replaced by the t = 1 value.
+        self.posterior_log_variance_clipped = np.log(np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+        self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - self.alphas_cumprod)
+
+    # ------------------------------------------------------------------ time seen by the network
+    def model_time(self, t: torch.Tensor) -> torch.Tensor:
+        """What the network receives for chain indices t (N,) int64.
+
+        The original training-chain index t_orig = timestep_map[t]; with `rescale_timesteps`
+        it is mapped to t_orig * 1000 / T_orig (float32), so that networks see times in
+        [0, 1000) whatever the chain length; otherwise the integer index itself.
+        """
+        t_orig = torch.as_tensor(self.timestep_map, device=t.device, dtype=torch.int64)[t]
+        if self.rescale_timesteps:
+            return t_orig.float() * (1000.0 / self.original_num_steps)
+        return t_orig
+
+    def _call_model(self, model, x: torch.Tensor, t: torch.Tensor, model_kwargs: Optional[dict]) -> torch.Tensor:
+        return model(x, self.model_time(t), **(model_kwargs or {}))
+
+    # ------------------------------------------------------------------ forward process
+    def q_mean_variance(self, x_start: torch.Tensor, t: torch.Tensor):
+        """Mean, variance and log-variance of q(x_t | x_0) (DDPM eq. 4)."""
+        mean = _extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+        variance = _extract_into_tensor(1.0 - self.alphas_cumprod, t, x_start.shape)
+        log_variance = _extract_into_tensor(self.log_one_minus_alphas_cumprod, t, x_start.shape)
+        return mean, variance, log_variance
+
+    def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Sample x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4)."""
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        return (_extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
+                + _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise)
+
+    def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+        """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (DDPM eqs. 6-7)."""
+        mean = (_extract_into_tensor(self.posterior_mean_coef1, t, x_t.shape) * x_start
+                + _extract_into_tensor(self.posterior_mean_coef2, t, x_t.shape) * x_t)
+        variance = _extract_into_tensor(self.posterior_variance, t, x_t.shape)
+        log_variance = _extract_into_tensor(self.posterior_log_variance_clipped, t, x_t.shape)
+        return mean, variance, log_variance
+
+    # ------------------------------------------------------------------ reverse process
+    def p_mean_variance(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
+                        max_clip_val: float = 1, denoised_fn: Optional[Callable] = None,
+                        model_kwargs: Optional[dict] = None, model_output: Optional[torch.Tensor] = None) -> dict:
+        """p(x_{t-1} | x_t): dict of `mean`, `variance`, `log_variance` and `pred_xstart` (all shaped like x).
+
+        The predicted x_0 goes through `denoised_fn` then, with `clip_denoised`, is clamped to
+        [-max_clip_val, max_clip_val]. A precomputed raw `model_output` may be passed instead of calling the model.
+        """
+        C = x.shape[1]
+        if model_output is None:
+            model_output = self._call_model(model, x, t, model_kwargs)
+        if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
+            if model_output.shape[1] != 2 * C:
+                raise ValueError(f"a learned-variance model must output {2 * C} channels, got {model_output.shape[1]}")
+            model_output, var_values = torch.split(model_output, C, dim=1)
+            if self.model_var_type == ModelVarType.LEARNED:
+                model_log_variance = var_values
+            else:  # IDDPM eq. 15, v in [-1, 1] mapped to [0, 1]
+                min_log = _extract_into_tensor(self.posterior_log_variance_clipped, t, x.shape)
+                max_log = _extract_into_tensor(np.log(self.betas), t, x.shape)
+                frac = (var_values + 1) / 2
+                model_log_variance = frac * max_log + (1 - frac) * min_log
+            model_variance = torch.exp(model_log_variance)
+        else:
+            if self.model_var_type == ModelVarType.FIXED_LARGE:
+                # beta_t, with the first entry set to beta_tilde_1 for a better decoder likelihood
+                variance = np.append(self.posterior_variance[1], self.betas[1:])
+                log_variance = np.log(variance)
+            else:
+                variance, log_variance = self.posterior_variance, self.posterior_log_variance_clipped
+            model_variance = _extract_into_tensor(variance, t, x.shape)
+            model_log_variance = _extract_into_tensor(log_variance, t, x.shape)
+
+        def process_xstart(x0: torch.Tensor) -> torch.Tensor:
+            if denoised_fn is not None:
+                x0 = denoised_fn(x0)
+            return x0.clamp(-max_clip_val, max_clip_val) if clip_denoised else x0
+
+        if self.model_mean_type == ModelMeanType.PREVIOUS_X:
+            pred_xstart = process_xstart(self._predict_xstart_from_xprev(x, t, model_output))
+            model_mean = model_output
+        else:
+            if self.model_mean_type == ModelMeanType.START_X:
+                pred_xstart = process_xstart(model_output)
+            else:
+                pred_xstart = process_xstart(self._predict_xstart_from_eps(x, t, model_output))
+            model_mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x, t)
+        return {"mean": model_mean, "variance": model_variance, "log_variance": model_log_variance,
+                "pred_xstart": pred_xstart}
+
+    def _predict_xstart_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x_0 = sqrt(1/alpha_bar) x_t - sqrt(1/alpha_bar - 1) eps (inverse of DDPM eq. 4)."""
+        return (_extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
+                - _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps)
+
+    def _predict_xstart_from_xprev(self, x_t: torch.Tensor, t: torch.Tensor, xprev: torch.Tensor) -> torch.Tensor:
+        """Invert the posterior mean (DDPM eq. 7) for x_0."""
+        return (_extract_into_tensor(1.0 / self.posterior_mean_coef1, t, x_t.shape) * xprev
+                - _extract_into_tensor(self.posterior_mean_coef2 / self.posterior_mean_coef1, t, x_t.shape) * x_t)
+
+    def _predict_eps_from_xstart(self, x_t: torch.Tensor, t: torch.Tensor, pred_xstart: torch.Tensor) -> torch.Tensor:
+        return ((_extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - pred_xstart)
+                / _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape))
+
+    @staticmethod
+    def _noise_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+    @staticmethod
+    def _nonzero_mask(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """1 where t > 0, 0 at the last step (no noise is added there), shaped (N, 1, ..., 1)."""
+        return (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
+
+    def p_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True, max_clip_val: float = 1,
+                 denoised_fn: Optional[Callable] = None, model_kwargs: Optional[dict] = None,
+                 generator: Optional[torch.Generator] = None) -> dict:
+        """One ancestral step x_t -> x_{t-1} = mean + exp(log_var / 2) z (DDPM Algorithm 2)."""
+        out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
+        noise = self._noise_like(x, generator)
+        sample = out["mean"] + self._nonzero_mask(t, x) * torch.exp(0.5 * out["log_variance"]) * noise
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
+                    max_clip_val: float = 1, denoised_fn: Optional[Callable] = None,
+                    model_kwargs: Optional[dict] = None, eta: float = 0.0,
+                    generator: Optional[torch.Generator] = None) -> dict:
+        """One DDIM step x_t -> x_{t-1} (DDIM eq. 12, sigma from eq. 16 scaled by eta)."""
+        out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
+        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
+        alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
+        alpha_bar_prev = _extract_into_tensor(self.alphas_cumprod_prev, t, x.shape)
+        sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
+                 * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
+        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps
+        noise = self._noise_like(x, generator)
+        sample = mean_pred + self._nonzero_mask(t, x) * sigma * noise
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_reverse_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
+                            max_clip_val: float = 1, denoised_fn: Optional[Callable] = None,
+                            model_kwargs: Optional[dict] = None, eta: float = 0.0) -> dict:
+        """Deterministic DDIM inversion x_t -> x_{t+1} (the ODE of DDIM eq. 14 run forwards)."""
+        if eta != 0.0:
+            raise ValueError(f"ddim_reverse_sample is deterministic: eta must be 0, got {eta}")
+        out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
+        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
+        alpha_bar_next = _extract_into_tensor(self.alphas_cumprod_next, t, x.shape)
+        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
+        return {"sample": mean_pred, "pred_xstart": out["pred_xstart"]}
+
+    def _sample_loop_progressive(self, step, model, shape, noise, device, progress, generator, **step_kwargs
+                                 ) -> Iterator[dict]:
+        if device is None:
+            device = next(model.parameters()).device
+        img = noise if noise is not None else torch.randn(*shape, generator=generator, device=device)
+        indices = range(self.num_timesteps - 1, -1, -1)
+        for i in tqdm(indices, desc="sampling", leave=False, disable=not progress):
+            t = torch.full((shape[0],), i, device=device, dtype=torch.int64)
+            with torch.no_grad():
+                out = step(model, img, t, generator=generator, **step_kwargs)
+            yield out
+            img = out["sample"]
+
+    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1,
+                                  denoised_fn=None, model_kwargs=None, device=None, progress=False,
+                                  generator=None) -> Iterator[dict]:
+        """Yield the output of `p_sample` at every step, from t = T-1 down to 0."""
+        yield from self._sample_loop_progressive(
+            self.p_sample, model, shape, noise, device, progress, generator,
+            clip_denoised=clip_denoised, max_clip_val=max_clip_val, denoised_fn=denoised_fn,
+            model_kwargs=model_kwargs)
+
+    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1, denoised_fn=None,
+                      model_kwargs=None, device=None, progress=False, generator=None) -> torch.Tensor:
+        """Ancestral sampling over the whole chain; returns x_0 of shape `shape`."""
+        for out in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, max_clip_val, denoised_fn,
+                                                  model_kwargs, device, progress, generator):
+            final = out
+        return final["sample"]
+
+    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1,
+                                     denoised_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0,
+                                     generator=None) -> Iterator[dict]:
+        """Yield the output of `ddim_sample` at every step of this chain."""
+        yield from self._sample_loop_progressive(
+            self.ddim_sample, model, shape, noise, device, progress, generator,
+            clip_denoised=clip_denoised, max_clip_val=max_clip_val, denoised_fn=denoised_fn,
+            model_kwargs=model_kwargs, eta=eta)
+
+    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1, denoised_fn=None,
+                         model_kwargs=None, device=None, progress=False, eta=0.0, generator=None) -> torch.Tensor:
+        """DDIM sampling over every step of this chain (respace the chain for fewer steps)."""
+        for out in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, max_clip_val, denoised_fn,
+                                                     model_kwargs, device, progress, eta, generator):
+            final = out
+        return final["sample"]
+
+    # ------------------------------------------------------------------ losses and the bound
+    def _vb_terms_bpd(self, model, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                      clip_denoised: bool = True, max_clip_val: float = 1, model_kwargs: Optional[dict] = None,
+                      model_output: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None) -> dict:
+        """One term of the variational bound in bits/dim (N,): L_{t-1} = KL(q || p) for t > 0 and the
+        decoder NLL -log p(x_0 | x_1) at t = 0 (DDPM eq. 5). Also returns `pred_xstart`."""
+        true_mean, _, true_log_variance = self.q_posterior_mean_variance(x_start, x_t, t)
+        out = self.p_mean_variance(model, x_t, t, clip_denoised, max_clip_val, model_kwargs=model_kwargs,
+                                   model_output=model_output)
+        kl = mean_flat(normal_kl(true_mean, true_log_variance, out["mean"], out["log_variance"]), mask) / np.log(2.0)
+        decoder_nll = -discretized_gaussian_log_likelihood(
+            x_start, means=out["mean"], log_scales=0.5 * out["log_variance"])
+        decoder_nll = mean_flat(decoder_nll, mask) / np.log(2.0)
+        return {"output": torch.where(t == 0, decoder_nll, kl), "pred_xstart": out["pred_xstart"]}
+
+    def training_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs: Optional[dict] = None,
+                        noise: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None) -> dict:
+        """Per-example losses (N,) for one batch: keys `loss`, `mse` and (learned variance) `vb`.
+
+        `mask` (shaped like x_start, 1 = valid pixel) restricts every mean to valid pixels.
+        """
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        x_t = self.q_sample(x_start, t, noise=noise)
+        terms = {}
+        if self.loss_type.is_vb():
+            terms["loss"] = self._vb_terms_bpd(model, x_start, x_t, t, clip_denoised=False,
+                                               model_kwargs=model_kwargs, mask=mask)["output"]
+            if self.loss_type == LossType.RESCALED_KL:
+                terms["loss"] = terms["loss"] * self.num_timesteps
+            return terms
+
+        model_output = self._call_model(model, x_t, t, model_kwargs)
+        if self.model_var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE):
+            C = x_t.shape[1]
+            model_output, var_values = torch.split(model_output, C, dim=1)
+            # IDDPM sec. 3.1: the VLB term trains the variance only (stop-gradient on the mean).
+            frozen = torch.cat([model_output.detach(), var_values], dim=1)
+            terms["vb"] = self._vb_terms_bpd(None, x_start, x_t, t, clip_denoised=False, model_output=frozen,
+                                             mask=mask)["output"]
+            if self.loss_type == LossType.RESCALED_MSE:
+                terms["vb"] = terms["vb"] * (self.num_timesteps / 1000.0)  # IDDPM sec. 3.1, lambda = 0.001
+        if self.model_mean_type == ModelMeanType.PREVIOUS_X:
+            target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
+        elif self.model_mean_type == ModelMeanType.START_X:
+            target = x_start
+        else:
+            target = noise
+        terms["mse"] = mean_flat((target - model_output) ** 2, mask)
+        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        return terms
+
+    def _prior_bpd(self, x_start: torch.Tensor) -> torch.Tensor:
+        """KL(q(x_T | x_0) || N(0, I)) in bits/dim (N,): the prior term of the bound."""
+        t = torch.full((x_start.shape[0],), self.num_timesteps - 1, device=x_start.device, dtype=torch.int64)
+        mean, _, log_variance = self.q_mean_variance(x_start, t)
+        return mean_flat(normal_kl(mean, log_variance, 0.0, 0.0)) / np.log(2.0)
+
+    def calc_bpd_loop(self, model, x_start: torch.Tensor, clip_denoised: bool = True, max_clip_val: float = 1,
+                      subset_timesteps: Optional[int] = None, model_kwargs: Optional[dict] = None,
+                      generator: Optional[torch.Generator] = None, progress: bool = False) -> dict:
+        """The variational bound of x_start (N, C, H, W) in bits/dim, term by term.
+
+        Returns `total_bpd` (N,) = sum of the computed terms + `prior_bpd` (N,), `vb` (N, T_used),
+        `xstart_mse` and `mse` (eps) (N, T_used). With `subset_timesteps=k` only the k lowest-noise
+        terms t = k-1 .. 0 are computed, so `total_bpd` is a partial sum.
+        """
+        steps = self.num_timesteps if subset_timesteps is None else min(int(subset_timesteps), self.num_timesteps)
+        vb, xstart_mse, mse = [], [], []
+        for i in tqdm(range(steps - 1, -1, -1), desc="bits/dim", leave=False, disable=not progress):
+            t = torch.full((x_start.shape[0],), i, device=x_start.device, dtype=torch.int64)
+            noise = self._noise_like(x_start, generator)
+            x_t = self.q_sample(x_start, t, noise=noise)
+            with torch.no_grad():
+                out = self._vb_terms_bpd(model, x_start, x_t, t, clip_denoised=clip_denoised,
+                                         max_clip_val=max_clip_val, model_kwargs=model_kwargs)
+            vb.append(out["output"])
+            xstart_mse.append(mean_flat((out["pred_xstart"] - x_start) ** 2))
+            mse.append(mean_flat((self._predict_eps_from_xstart(x_t, t, out["pred_xstart"]) - noise) ** 2))
+        vb_t = torch.stack(vb, dim=1)
+        prior_bpd = self._prior_bpd(x_start)
+        return {"total_bpd": vb_t.sum(dim=1) + prior_bpd, "prior_bpd": prior_bpd, "vb": vb_t,
+                "xstart_mse": torch.stack(xstart_mse, dim=1), "mse": torch.stack(mse, dim=1)}

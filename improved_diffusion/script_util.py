@@ -1,0 +1,193 @@
+"""Build a UNet and its diffusion from the original `metadata.json` dict; named presets.
+
+`args_dic` is the dict the original `train.main` writes (inventory §2.2); keys missing from it
+take the original `train.py` defaults (`ORIGINAL_DEFAULTS`).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from .gaussian_diffusion import NOISE_SCHEDULES, LossType, ModelMeanType, ModelVarType, get_named_beta_schedule
+from .respace import SpacedDiffusion, space_timesteps
+from .unet import SuperResModel, UNetModel, attention_downsample_factors
+
+# The keyword defaults of the original train.py main() (inventory §1.1), in its key order.
+ORIGINAL_DEFAULTS: dict = {
+    "data_train_dir": None, "data_val_dir": None, "num_epochs": 1000, "schedule_sampler": "uniform",
+    "lr": 1e-4, "weight_decay": 0.0, "lr_anneal_steps": 0, "batch_size": 4, "microbatch": -1,
+    "ema_rate": "0.9999", "save_interval": None, "resume_checkpoint": None, "use_fp16": False,
+    "fp16_scale_growth": 1e-3, "image_size": 64, "num_input_channels": 3, "num_model_channels": 128,
+    "num_res_blocks": 2, "num_heads": 4, "num_heads_upsample": -1, "attention_resolutions": "16,8",
+    "dropout": 0.0, "learn_sigma": False, "sigma_small": False, "class_cond": False, "num_class": None,
+    "diffusion_steps": 1000, "noise_schedule": "linear", "timestep_respacing": "", "loss_name": "mse",
+    "output_type": "epsilon", "rescale_timesteps": True, "use_checkpoint": False, "use_scale_shift_norm": True,
+    "type_dataset": "image", "compute_val": False, "crop": False,
+}
+
+# Channel multipliers per resolution level, by image size (inventory §3.1; 512 made to work).
+CHANNEL_MULT: dict[int, tuple] = {
+    32: (1, 2, 2, 2), 64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4), 256: (1, 1, 2, 2, 4, 4), 512: (0.5, 1, 1, 2, 2, 4, 4),
+}
+
+LOSS_TYPES = {"mse": LossType.MSE, "rescaled_mse": LossType.RESCALED_MSE, "kl": LossType.KL,
+              "rescaled_kl": LossType.RESCALED_KL}
+OUTPUT_TYPES = {"epsilon": ModelMeanType.EPSILON, "x_start": ModelMeanType.START_X,
+                "x_previous": ModelMeanType.PREVIOUS_X}
+
+_TRAINING = {"schedule_sampler": "loss-second-moment", "loss_name": "rescaled_mse", "noise_schedule": "cosine",
+             "dropout": 0.1, "lr": 1e-4, "batch_size": 8, "microbatch": 4, "rescale_timesteps": True,
+             "use_scale_shift_norm": True, "num_heads": 4, "attention_resolutions": "16,8"}
+
+# Named presets: the configurations of the original example scripts and published models.
+PRESETS: dict[str, dict] = {
+    "mnist_32": {**_TRAINING, "image_size": 32, "num_input_channels": 1, "num_model_channels": 128,
+                 "num_res_blocks": 3, "class_cond": True, "num_class": 10, "diffusion_steps": 1000,
+                 "learn_sigma": False, "type_dataset": "image"},
+    "sar_lowres_128": {**_TRAINING, "image_size": 128, "image_size_hr": 256, "num_input_channels": 1,
+                       "num_model_channels": 128, "num_res_blocks": 4, "class_cond": True, "num_class": 10,
+                       "diffusion_steps": 2000, "learn_sigma": True, "crop": True, "type_dataset": "image"},
+    "sar_superres_128_256": {**_TRAINING, "image_size": 256, "image_size_lr": 128, "num_input_channels": 1,
+                             "num_model_channels": 128, "num_res_blocks": 3, "class_cond": True, "num_class": 10,
+                             "diffusion_steps": 2000, "learn_sigma": True, "type_dataset": "image"},
+    "insar_128": {**_TRAINING, "image_size": 128, "num_input_channels": 1, "num_model_channels": 128,
+                  "num_res_blocks": 3, "class_cond": False, "diffusion_steps": 2000, "learn_sigma": True,
+                  "type_dataset": "hdf5"},
+    "insar_noise_32": {**_TRAINING, "image_size": 32, "num_input_channels": 1, "num_model_channels": 128,
+                       "num_res_blocks": 3, "class_cond": False, "diffusion_steps": 1000, "learn_sigma": True,
+                       "type_dataset": "hdf5"},
+    "demo": {"image_size": 32, "num_input_channels": 1, "num_model_channels": 32, "num_res_blocks": 1,
+             "num_heads": 4, "attention_resolutions": "8", "dropout": 0.0, "learn_sigma": False,
+             "class_cond": False, "diffusion_steps": 1000, "noise_schedule": "cosine", "loss_name": "mse",
+             "schedule_sampler": "uniform", "lr": 2e-4, "batch_size": 32, "microbatch": -1,
+             "rescale_timesteps": True, "use_scale_shift_norm": True, "type_dataset": "hdf5"},
+}
+
+
+def with_defaults(args_dic: dict) -> dict:
+    """A copy of `args_dic` with every missing original key set to its original default."""
+    return {**ORIGINAL_DEFAULTS, **args_dic}
+
+
+def _fail(key: str, value, expected: str):
+    raise ValueError(f"{key}: got {value!r}, expected {expected}")
+
+
+def validate_args(args_dic: dict) -> None:
+    """Check the architecture and diffusion keys of `args_dic`; raise ValueError naming key, value, expectation."""
+    a = with_defaults(args_dic)
+    size = a["image_size"]
+    if size not in CHANNEL_MULT:
+        _fail("image_size", size, f"one of {sorted(CHANNEL_MULT)}")
+    if not isinstance(a["num_input_channels"], int) or a["num_input_channels"] < 1:
+        _fail("num_input_channels", a["num_input_channels"], "a positive integer")
+    C = a["num_model_channels"]
+    widths = {int(m * C) for m in CHANNEL_MULT[size]} if isinstance(C, int) else set()
+    if not isinstance(C, int) or C < 32 or any(w % 32 for w in widths) or any(m * C != int(m * C) for m in
+                                                                              CHANNEL_MULT[size]):
+        _fail("num_model_channels", C, f"a multiple of 32 (GroupNorm uses 32 groups){' and of 64 for 512 px' if size == 512 else ''}")
+    if not isinstance(a["num_res_blocks"], int) or a["num_res_blocks"] < 1:
+        _fail("num_res_blocks", a["num_res_blocks"], "a positive integer")
+    factors = attention_downsample_factors(a["attention_resolutions"], size)
+    max_factor = 2 ** (len(CHANNEL_MULT[size]) - 1)
+    if any(f < 1 or f > max_factor or f & (f - 1) for f in factors):
+        _fail("attention_resolutions", a["attention_resolutions"],
+              f"comma-separated feature-map sizes among {[size // 2 ** i for i in range(len(CHANNEL_MULT[size]))]}")
+    for key in ("num_heads", "num_heads_upsample"):
+        heads = a["num_heads"] if key == "num_heads_upsample" and a[key] == -1 else a[key]
+        if not isinstance(heads, int) or heads < 1 or any(w % heads for w in widths):
+            _fail(key, a[key], f"a positive integer dividing every attention width {sorted(widths)}"
+                  + (" (or -1 = num_heads)" if key == "num_heads_upsample" else ""))
+    if not 0.0 <= float(a["dropout"]) < 1.0:
+        _fail("dropout", a["dropout"], "a probability in [0, 1)")
+    if a["class_cond"] and (not isinstance(a["num_class"], int) or a["num_class"] < 1):
+        _fail("num_class", a["num_class"], "a positive integer when class_cond is true")
+    if not isinstance(a["diffusion_steps"], int) or a["diffusion_steps"] < 1:
+        _fail("diffusion_steps", a["diffusion_steps"], "a positive integer")
+    if a["noise_schedule"] not in NOISE_SCHEDULES:
+        _fail("noise_schedule", a["noise_schedule"], f"one of {list(NOISE_SCHEDULES)}")
+    if a["noise_schedule"] == "linear" and a["diffusion_steps"] < 20:
+        _fail("diffusion_steps", a["diffusion_steps"], "at least 20 with the linear schedule (its last beta is 20 / T)")
+    if a["loss_name"] not in LOSS_TYPES:
+        _fail("loss_name", a["loss_name"], f"one of {list(LOSS_TYPES)}")
+    if a["output_type"] not in OUTPUT_TYPES:
+        _fail("output_type", a["output_type"], f"one of {list(OUTPUT_TYPES)}")
+    if a["timestep_respacing"]:
+        space_timesteps(a["diffusion_steps"], a["timestep_respacing"])
+    lr_size = a.get("image_size_lr")
+    if lr_size is not None and (not isinstance(lr_size, int) or not 1 <= lr_size < size):
+        _fail("image_size_lr", lr_size, f"an integer below image_size ({size})")
+
+
+def create_model(*, image_size: int, num_input_channels: int, num_model_channels: int, num_res_blocks: int,
+                 learn_sigma: bool, class_cond: bool, num_class: Optional[int], use_checkpoint: bool,
+                 attention_resolutions: str, num_heads: int, num_heads_upsample: int, use_scale_shift_norm: bool,
+                 dropout: float, super_res: bool = False) -> UNetModel:
+    """The original UNet for `image_size` (channel multipliers from CHANNEL_MULT)."""
+    cls = SuperResModel if super_res else UNetModel
+    model = cls(
+        num_input_channels,
+        model_channels=num_model_channels,
+        out_channels=num_input_channels * (2 if learn_sigma else 1),
+        num_res_blocks=num_res_blocks,
+        attention_resolutions=attention_downsample_factors(attention_resolutions, image_size),
+        dropout=dropout,
+        channel_mult=CHANNEL_MULT[image_size],
+        num_classes=num_class if class_cond else None,
+        use_checkpoint=use_checkpoint,
+        num_heads=num_heads,
+        num_heads_upsample=num_heads_upsample,
+        use_scale_shift_norm=use_scale_shift_norm,
+    )
+    model.image_size = image_size
+    return model
+
+
+def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, sigma_small: bool = False,
+                              noise_schedule: str = "linear", loss_name: str = "mse", output_type: str = "epsilon",
+                              rescale_timesteps: bool = False, timestep_respacing: str = "") -> SpacedDiffusion:
+    """The diffusion of the original factory: always a SpacedDiffusion (identity spacing when
+    `timestep_respacing` is empty), so schedule arrays equal the original's bit for bit."""
+    if learn_sigma:
+        var_type = ModelVarType.LEARNED_RANGE
+    else:
+        var_type = ModelVarType.FIXED_SMALL if sigma_small else ModelVarType.FIXED_LARGE
+    return SpacedDiffusion(
+        use_timesteps=space_timesteps(steps, timestep_respacing or [steps]),
+        betas=get_named_beta_schedule(noise_schedule, steps),
+        model_mean_type=OUTPUT_TYPES[output_type],
+        model_var_type=var_type,
+        loss_type=LOSS_TYPES[loss_name],
+        rescale_timesteps=rescale_timesteps,
+    )
+
+
+def _model_and_diffusion(args_dic: dict, super_res: bool):
+    validate_args(args_dic)
+    a = with_defaults(args_dic)
+    model = create_model(
+        image_size=a["image_size"], num_input_channels=a["num_input_channels"],
+        num_model_channels=a["num_model_channels"], num_res_blocks=a["num_res_blocks"],
+        learn_sigma=a["learn_sigma"], class_cond=a["class_cond"], num_class=a["num_class"],
+        use_checkpoint=a["use_checkpoint"], attention_resolutions=a["attention_resolutions"],
+        num_heads=a["num_heads"], num_heads_upsample=a["num_heads_upsample"],
+        use_scale_shift_norm=a["use_scale_shift_norm"], dropout=a["dropout"], super_res=super_res)
+    diffusion = create_gaussian_diffusion(
+        steps=a["diffusion_steps"], learn_sigma=a["learn_sigma"], sigma_small=a["sigma_small"],
+        noise_schedule=a["noise_schedule"], loss_name=a["loss_name"], output_type=a["output_type"],
+        rescale_timesteps=a["rescale_timesteps"], timestep_respacing=a["timestep_respacing"])
+    return model, diffusion
+
+
+def is_super_res(args_dic: dict) -> bool:
+    """True when the metadata describes a super-resolution model (it has `image_size_lr`)."""
+    return args_dic.get("image_size_lr") is not None
+
+
+def create_model_and_diffusion(args_dic: dict):
+    """(model, diffusion) for a metadata dict; a SuperResModel when `image_size_lr` is set."""
+    return _model_and_diffusion(args_dic, super_res=is_super_res(args_dic))
+
+
+def create_sr_model_and_diffusion(args_dic: dict):
+    """(SuperResModel, diffusion) for a metadata dict (the model takes `low_res=` (N, C, h, w))."""
+    return _model_and_diffusion(args_dic, super_res=True)

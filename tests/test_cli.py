@@ -1,0 +1,58 @@
+"""utils.cli: flags are the keyword names; booleans, lists, None and errors."""
+import subprocess
+import sys
+from typing import Optional
+
+import pytest
+
+from utils.cli import build_parser, run_cli
+
+
+def entry(data_dir: Optional[str] = None,  # folder with the data
+          num_epochs: int = 3,  # epochs of the run
+          lr: float = 1e-4,
+          class_cond: bool = False,  # class-conditional model
+          ema_rate: str = "0.9999",
+          sizes: list = [1, 2],
+          fail: bool = False):
+    """Toy entry point.
+
+    More text.
+    """
+    if fail:
+        raise ValueError("data_dir: got None, expected a folder")
+    return dict(data_dir=data_dir, num_epochs=num_epochs, lr=lr, class_cond=class_cond, ema_rate=ema_rate,
+                sizes=sizes)
+
+
+def test_flags_equal_keywords_and_defaults_are_kept():
+    assert run_cli(entry, []) == entry()
+    got = run_cli(entry, ["--num_epochs", "2", "--class_cond", "--ema_rate", "0.9999,0.99", "--sizes", "4,5",
+                          "--data_dir", "x/"])
+    assert got == dict(data_dir="x/", num_epochs=2, lr=1e-4, class_cond=True, ema_rate="0.9999,0.99", sizes=[4, 5])
+    assert run_cli(entry, ["--no-class_cond", "--data_dir", "None"])["class_cond"] is False
+
+
+def test_help_shows_comments_and_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser(entry).parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "Toy entry point." in text and "epochs of the run" in text and "--no-class_cond" in text
+    assert "default: 3" in text
+
+
+def test_bad_type_and_bad_value_exit_non_zero(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(entry, ["--num_epochs", "two"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(entry, ["--fail"])
+    assert exit_info.value.code == 2
+    assert "error: data_dir: got None" in capsys.readouterr().err
+
+
+def test_cli_runs_as_a_subprocess(repo_root):
+    code = "from tests.test_cli import entry; from utils.cli import run_cli; print(run_cli(entry, ['--lr', '0.5']))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
+    assert "'lr': 0.5" in out.stdout

@@ -1,0 +1,119 @@
+"""A command-line interface built from an entry function's signature.
+
+Flags are exactly the keyword names (`--num_epochs 2`); booleans take `--flag` / `--no-flag`; lists are
+comma strings as in the JSON (`--ema_rate 0.9999,0.99`); an omitted flag keeps the default. The help
+text of each flag is the trailing `# comment` of its keyword in the source, plus the default.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+import sys
+import typing
+from typing import Any, Callable, Optional, Sequence
+
+_NONE_WORDS = {"none", "null"}
+
+
+def _parse_scalar(text: str, kind: Optional[type]) -> Any:
+    if text.strip().lower() in _NONE_WORDS:
+        return None
+    if kind is bool:
+        if text.lower() in {"true", "1", "yes"}:
+            return True
+        if text.lower() in {"false", "0", "no"}:
+            return False
+        raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+    if kind in (int, float, str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+    for guess in (int, float):  # no annotation: numbers when they parse, else the string
+        try:
+            return guess(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _unwrap(annotation) -> tuple[Optional[type], bool]:
+    """(scalar type, is_list) of an annotation such as Optional[list[int]] or str | int."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (list, tuple, Sequence, typing.Sequence) or annotation in (list, tuple):
+        element = args[0] if args and args[0] is not Ellipsis else None
+        return (element if isinstance(element, type) else None), True
+    if args:  # Union / Optional
+        if len(args) == 1:
+            return _unwrap(args[0])
+        if any(typing.get_origin(a) in (list, tuple) or a in (list, tuple) for a in args):
+            return None, True
+        return None, False
+    return (annotation if isinstance(annotation, type) else None), False
+
+
+def _comments(func: Callable) -> dict[str, str]:
+    """Trailing comments of the keyword lines in the function's source."""
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return {}
+    found: dict[str, str] = {}
+    for line in source.splitlines():
+        match = re.match(r"^\s*(\w+)\s*(?::[^=#]*)?=[^#]*#\s*(.+)$", line)
+        if match and match.group(1) not in found:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def build_parser(func: Callable) -> argparse.ArgumentParser:
+    """An argparse parser whose options are the keyword arguments of `func`."""
+    doc = inspect.getdoc(func) or ""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable annotations: fall back to the defaults' types
+        hints = {}
+    comments = _comments(func)
+    for name, param in inspect.signature(func).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = None if param.default is inspect.Parameter.empty else param.default
+        kind, is_list = _unwrap(hints[name]) if name in hints else (None, False)
+        if name not in hints and default is not None:
+            kind, is_list = type(default), isinstance(default, (list, tuple))
+            if is_list:
+                kind = type(default[0]) if default else None
+        help_text = comments.get(name, "")
+        if kind is bool and not is_list:
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            continue
+        if is_list:
+            def parse(text: str, kind=kind) -> Optional[list]:
+                if text.strip().lower() in _NONE_WORDS:
+                    return None
+                return [_parse_scalar(item.strip(), kind) for item in text.split(",") if item.strip()]
+            shown = ",".join(str(v) for v in default) if isinstance(default, (list, tuple)) else default
+            parser.add_argument(f"--{name}", type=parse, default=default, metavar="A,B,...",
+                                help=f"{help_text} (comma-separated; default {shown})".strip())
+            continue
+        parser.add_argument(f"--{name}", type=lambda text, kind=kind: _parse_scalar(text, kind),
+                            default=default, required=param.default is inspect.Parameter.empty, help=help_text)
+    return parser
+
+
+def run_cli(func: Callable, argv: Optional[Sequence[str]] = None) -> Any:
+    """Parse `argv` (default sys.argv[1:]) into keywords of `func` and call it.
+
+    A ValueError / FileNotFoundError / FileExistsError raised by `func` (bad input) prints one line
+    `error: ...` on stderr and exits with status 2.
+    """
+    args = build_parser(func).parse_args(argv)
+    try:
+        return func(**vars(args))
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
