@@ -160,20 +160,16 @@ def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: Optional[dict
     units when `data_normalization` is known. Returns the unit written ("physical" or "model")."""
     import h5py
 
-    denormalize = None
-    if data_normalization:
-        try:
-            from improved_diffusion.dataloaders import denormalize
-        except ImportError:
-            denormalize = None
+    from improved_diffusion.data_normalization import denormalize
+
     with np.load(npz_path) as data:
         images = data["arr_0"]
         labels = data["arr_1"] if "arr_1" in data else None
     x = images.astype(np.float32) / 127.5 - 1 if images.dtype == np.uint8 else images.astype(np.float32)
-    x = np.moveaxis(x, -1, 1)
     unit = "model"
-    if denormalize is not None:
-        x, unit = np.asarray(denormalize(x, data_normalization), dtype=np.float32), "physical"
+    if data_normalization:
+        x, unit = denormalize(x, data_normalization, channel_axis=-1), "physical"
+    x = np.moveaxis(x, -1, 1)
     if x.shape[1] == 1:
         x = x[:, 0]
 
