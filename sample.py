@@ -16,7 +16,7 @@ from improved_diffusion.noise_schedule import grid_from_indices
 from improved_diffusion.respace import space_timesteps
 from improved_diffusion.samplers import sample_ancestral, sample_ddim
 from utils.cli import run_cli
-from utils.sampling_run import run_sampling
+from utils.sampling_run import SampleBatch, run_sampling
 
 
 def sampling_grid(num_timesteps: int, sampling_steps: Optional[int], timestep_respacing: Optional[str]) -> torch.Tensor:
@@ -34,6 +34,17 @@ def sampling_grid(num_timesteps: int, sampling_steps: Optional[int], timestep_re
     else:
         indices = range(num_timesteps)
     return grid_from_indices(indices)
+
+
+def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: Optional[int] = None,
+                  timestep_respacing: Optional[str] = None, progress: bool = False) -> SampleBatch:
+    """sample_batch(denoiser, x_T, generator) running DDIM or the ancestral sampler over chain indices."""
+    def sample_batch(denoiser, x_T, generator):
+        grid = sampling_grid(denoiser.schedule.num_timesteps, sampling_steps, timestep_respacing)
+        if use_ddim:
+            return sample_ddim(denoiser, x_T, grid, denoiser.schedule, eta, generator, progress)
+        return sample_ancestral(denoiser, x_T, grid, denoiser.schedule, denoiser.variance, generator, progress)
+    return sample_batch
 
 
 def main_sample(
@@ -65,12 +76,7 @@ def main_sample(
     if eta > 0 and not use_ddim:
         raise ValueError(f"eta={eta} only applies to DDIM; pass use_ddim=True")
 
-    def sample_batch(denoiser, x_T, generator):
-        grid = sampling_grid(denoiser.schedule.num_timesteps, sampling_steps, timestep_respacing)
-        if use_ddim:
-            return sample_ddim(denoiser, x_T, grid, denoiser.schedule, eta, generator, progress)
-        return sample_ancestral(denoiser, x_T, grid, denoiser.schedule, denoiser.variance, generator, progress)
-
+    sample_batch = chain_sampler(use_ddim, eta, sampling_steps, timestep_respacing, progress)
     sampler_info = {"sampler": "ddim" if use_ddim else "ancestral", "eta": eta if use_ddim else None,
                     "sampling_steps": sampling_steps, "timestep_respacing": timestep_respacing}
     return run_sampling(sample_batch, sampler_info, model_path=model_path, num_samples=num_samples,

@@ -15,7 +15,7 @@ import torch
 from improved_diffusion.samplers import ALGORITHMS, METHODS, dpm_solver_sample, singlestep_orders
 from improved_diffusion.noise_schedule import GRIDS
 from utils.cli import run_cli
-from utils.sampling_run import run_sampling
+from utils.sampling_run import SampleBatch, run_sampling
 
 
 def check_ode_options(algorithm_type: str, method_type: str, skip_type: str, order: int, sample_steps: int,
@@ -31,6 +31,13 @@ def check_ode_options(algorithm_type: str, method_type: str, skip_type: str, ord
         raise ValueError("method_type='adaptive' needs order 2 or 3, got 1")
     if method_type == "singlestep_fixed":
         singlestep_orders(sample_steps - int(denoise_to_zero), order, fixed=True)
+
+
+def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBatch:
+    """sample_batch(denoiser, x_T, generator) solving the ODE with `dpm_solver_sample(..., **solver)`."""
+    def sample_batch(denoiser, x_T, generator):
+        return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)
+    return sample_batch
 
 
 def sample_from_ODE(
@@ -69,10 +76,7 @@ def sample_from_ODE(
                   lambda_min=lambda_min, denoise_to_zero=denoise_to_zero, lower_order_final=lower_order_final,
                   atol=atol, rtol=rtol)
 
-    def sample_batch(denoiser, x_T, generator):
-        return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)
-
-    return run_sampling(sample_batch, {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver},
+    return run_sampling(ode_sampler(sample_steps, progress, **solver), {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver},
                         model_path=model_path, num_samples=num_samples, batch_size=batch_size, seed=seed,
                         device=device, url_save_path=url_save_path, sample_class=sampled_class,
                         clip_denoised=clip_denoised, max_clip_val=max_clip_val,
