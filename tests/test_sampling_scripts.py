@@ -13,6 +13,7 @@ import utils.sampling_run as sampling_run
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.script_util import create_sr_model_and_diffusion
 from sample import main_sample
+from example_sample_superres import main as chain_superres
 from sample_DPM import sample_from_ODE
 
 from .conftest import FIXTURES, REPO_ROOT
@@ -32,7 +33,7 @@ def compat_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def superres_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sr")
-    args = {"image_size": 32, "image_size_lr": 16, "num_input_channels": 1, "num_model_channels": 32,
+    args = {"image_size": 64, "image_size_lr": 32, "num_input_channels": 1, "num_model_channels": 32,
             "num_res_blocks": 1, "attention_resolutions": "8", "diffusion_steps": 20, "learn_sigma": True,
             "class_cond": False, "rescale_timesteps": True, "noise_schedule": "cosine"}
     model, _ = create_sr_model_and_diffusion(args)
@@ -104,13 +105,13 @@ def test_overwrite_and_resume(compat_dir, tmp_path, monkeypatch):
 
 
 def test_superres_sampling_and_hdf5(superres_dir, tmp_path):
-    low = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 1), dtype=np.uint8)
+    low = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)
     np.savez(tmp_path / "lr.npz", low)
     out = sample_from_ODE(model_path=str(superres_dir / CKPT), url_lr_data=str(tmp_path / "lr.npz"), num_samples=10,
                           sample_steps=3, shift_to_lr_mean=True, save_hdf5=True, url_save_path=str(tmp_path / "o"),
                           **FAST)
     data = load(out)
-    assert out.name == "samples_3x32x32x1.npz" and sorted(data) == ["arr_0"]
+    assert out.name == "samples_3x64x64x1.npz" and sorted(data) == ["arr_0"]
     lr_means = (low.astype(np.float32) / 127.5 - 1).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(data["arr_0"].mean(axis=(1, 2, 3)), lr_means, atol=1e-5)
     with h5py.File(out.with_suffix(".hdf5")) as f:
@@ -130,7 +131,7 @@ def test_bad_inputs_write_nothing(compat_dir, superres_dir, tmp_path):
         (ValueError, "diffusion_steps|sampling_steps", dict(model_path=str(compat_dir / CKPT), sampling_steps=500)),
     ]
     np.savez(tmp_path / "wrong.npz", np.zeros((2, 8, 8, 1), dtype=np.float32))
-    cases.append((ValueError, r"\(N, 16, 16, 1\)", dict(model_path=str(superres_dir / CKPT),
+    cases.append((ValueError, r"\(N, 32, 32, 1\)", dict(model_path=str(superres_dir / CKPT),
                                                        url_lr_data=str(tmp_path / "wrong.npz"))))
     for error, message, kwargs in cases:
         with pytest.raises(error, match=message):
@@ -152,3 +153,12 @@ def test_command_lines(compat_dir, tmp_path):
     bad = subprocess.run([sys.executable, str(REPO_ROOT / "sample.py"), "--model_path", str(tmp_path / "none.pt")],
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "model_path" in bad.stderr
+
+
+def test_example_chains_lowres_and_superres(compat_dir, superres_dir, tmp_path):
+    out = chain_superres(lowres_model_path=str(compat_dir / CKPT), superres_model_path=str(superres_dir / CKPT),
+                         num_samples=2, sample_class=4, batch_size=2, sampling_steps=1, url_save_path=str(tmp_path),
+                         device="cpu")
+    assert out == tmp_path / "superres" / "samples_2x64x64x1.npz"
+    assert load(tmp_path / "lowres" / "samples_2x32x32x1.npz")["arr_1"].tolist() == [4, 4]
+    assert load(out)["arr_0"].shape == (2, 64, 64, 1)
