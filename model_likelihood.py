@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from improved_diffusion.checkpoint import load_model
-from improved_diffusion.nn import mean_flat
+from improved_diffusion.hdf5_datasets import inspect_hdf5_folder
 from utils.array_io import load_image_set
 
 GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-bit
@@ -54,29 +54,13 @@ def _labels_for_model(labels, class_names, args_dic, source):
     return labels
 
 
-@torch.no_grad()
-def bpd_terms(diffusion, model, x_start: torch.Tensor, indices: np.ndarray, seed: int,
-              subset_timesteps: int | None, clip_denoised: bool, model_kwargs: dict) -> dict:
-    """Terms of the bound for a batch (N, C, H, W): ``vb`` (N, T_used) in bits/dim (t = T_used-1..0),
-    ``prior_bpd`` (N,), ``xstart_mse`` (N, T_used); noise of example i from generator (seed, indices[i])."""
-    gens = [torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i)) for i in indices]
-    steps = diffusion.num_timesteps if subset_timesteps is None else subset_timesteps
-    vb, xstart_mse = [], []
-    for step in range(steps - 1, -1, -1):
-        noise = torch.stack([torch.randn(x_start.shape[1:], generator=g) for g in gens]).to(x_start.device)
-        t = torch.full((len(x_start),), step, dtype=torch.int64, device=x_start.device)
-        out = diffusion._vb_terms_bpd(model, x_start, diffusion.q_sample(x_start, t, noise=noise), t,
-                                      clip_denoised=clip_denoised, model_kwargs=model_kwargs)
-        vb.append(out["output"])
-        xstart_mse.append(mean_flat((out["pred_xstart"] - x_start) ** 2))
-    return {"vb": torch.stack(vb, 1), "prior_bpd": diffusion._prior_bpd(x_start),
-            "xstart_mse": torch.stack(xstart_mse, 1)}
-
-
-def calc_model_likelihood(
+def calc_model_loss(
     model_path: str,                    # model or EMA checkpoint (.pt) with metadata.json beside it
     url_dataset: str,                   # image folder, HDF5 folder (normalised as in training) or .npz
+    data_type: str | None = None,       # "image", "hdf5" or "npz"; None: told by url_dataset itself
+    list_keys_hdf5_original: list | None = None,  # allowed HDF5 keys (checked when given)
     key_data: str | None = None,        # HDF5 dataset name
+    key_other: str | None = None,       # original keyword, accepted for compatibility (counting is cheap here)
     key_class: str | None = None,       # HDF5 labels dataset (class-conditional models)
     num_samples: int | None = None,     # random subset of the data (all when None)
     diffusion_steps: int | None = None,  # None: the checkpoint's training T; other values re-discretise
@@ -99,7 +83,14 @@ def calc_model_likelihood(
             raise FileExistsError(f"out_json={out_json!r} exists; pass overwrite=True")
         if Path(out_json).resolve().parent == Path(model_path).resolve().parent:
             raise ValueError(f"out_json={out_json!r}: write results outside the checkpoint folder")
+    detected = ("npz" if str(url_dataset).endswith(".npz")
+                else "hdf5" if Path(url_dataset).is_dir() and any(Path(url_dataset).glob("*.hdf5")) else "image")
+    if data_type not in (None, detected):
+        raise ValueError(f"data_type={data_type!r}, but url_dataset={url_dataset!r} holds {detected} data")
     model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
+    if detected == "hdf5" and list_keys_hdf5_original is not None:
+        inspect_hdf5_folder(url_dataset, args_dic["image_size"], tuple(list_keys_hdf5_original),
+                            key_data or list_keys_hdf5_original[0], key_other, key_class)
     trained_t = int(args_dic["diffusion_steps"])
     if diffusion_steps is not None and diffusion_steps != trained_t:
         warnings.warn(f"diffusion_steps={diffusion_steps} differs from the training chain (T={trained_t}): "
@@ -125,7 +116,10 @@ def calc_model_likelihood(
     for start in tqdm(range(0, len(x_all), batch_size), desc="bits/dim", disable=not progress):
         idx = np.arange(start, min(start + batch_size, len(x_all)))
         kwargs = {} if labels is None else {"y": torch.from_numpy(labels[idx]).to(device)}
-        out = bpd_terms(diffusion, model, x_all[idx].to(device), idx, seed, subset_timesteps, clip_denoised, kwargs)
+        generators = [torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i)) for i in idx]
+        with torch.no_grad():
+            out = diffusion.calc_bpd_loop(model, x_all[idx].to(device), clip_denoised=clip_denoised,
+                                          subset_timesteps=subset_timesteps, model_kwargs=kwargs, generator=generators)
         for k in parts:
             parts[k].append(out[k].cpu().double())
     vb, prior, xstart_mse = (torch.cat(parts[k]).numpy() for k in ("vb", "prior_bpd", "xstart_mse"))
@@ -150,4 +144,4 @@ def calc_model_likelihood(
 if __name__ == "__main__":
     from utils.cli import run_cli
 
-    run_cli(calc_model_likelihood)
+    run_cli(calc_model_loss)

@@ -220,7 +220,11 @@ class GaussianDiffusion:
                 / _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape))
 
     @staticmethod
-    def _noise_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    def _noise_like(x: torch.Tensor, generator) -> torch.Tensor:
+        """Standard-normal noise shaped like x. `generator`: None, one torch.Generator, or a sequence of
+        CPU generators, one per example (then example i's noise does not depend on the batch it is in)."""
+        if isinstance(generator, (list, tuple)):
+            return torch.stack([torch.randn(x.shape[1:], generator=g, dtype=x.dtype) for g in generator]).to(x.device)
         return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
     @staticmethod
@@ -372,12 +376,12 @@ class GaussianDiffusion:
 
     def calc_bpd_loop(self, model, x_start: torch.Tensor, clip_denoised: bool = True, max_clip_val: float = 1,
                       subset_timesteps: Optional[int] = None, model_kwargs: Optional[dict] = None,
-                      generator: Optional[torch.Generator] = None, progress: bool = False) -> dict:
+                      generator=None, progress: bool = False) -> dict:
         """The variational bound of x_start (N, C, H, W) in bits/dim, term by term.
 
         Returns `total_bpd` (N,) = sum of the computed terms + `prior_bpd` (N,), `vb` (N, T_used),
         `xstart_mse` and `mse` (eps) (N, T_used). With `subset_timesteps=k` only the k lowest-noise
-        terms t = k-1 .. 0 are computed, so `total_bpd` is a partial sum.
+        terms t = k-1 .. 0 are computed, so `total_bpd` is a partial sum. `generator`: see `_noise_like`.
         """
         steps = self.num_timesteps if subset_timesteps is None else min(int(subset_timesteps), self.num_timesteps)
         vb, xstart_mse, mse = [], [], []

@@ -8,7 +8,7 @@ from PIL import Image
 
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.script_util import PRESETS, create_model_and_diffusion
-from model_likelihood import calc_model_likelihood, to_8bit_grid
+from model_likelihood import calc_model_loss, to_8bit_grid
 
 CKPT = str(Path(__file__).parent / "fixtures" / "compat-a" / "model_epoch=3_iter=120.pt")
 
@@ -36,18 +36,18 @@ def image_folder(tmp_path_factory):
 
 
 def test_bits_per_dim_finite_and_independent_of_batch_size(image_folder, tiny_ckpt):
-    a = calc_model_likelihood(tiny_ckpt, str(image_folder), batch_size=5, progress=False)
-    b = calc_model_likelihood(tiny_ckpt, str(image_folder), batch_size=2, progress=False)
+    a = calc_model_loss(tiny_ckpt, str(image_folder), batch_size=5, progress=False)
+    b = calc_model_loss(tiny_ckpt, str(image_folder), batch_size=2, progress=False)
     assert a["diffusion_steps"] == a["trained_diffusion_steps"] == 6
     assert a["quantity"] == "bits/dim of 8-bit data" and a["n_examples"] == 5
     assert np.isfinite(a["per_example_bpd"]).all() and a["bpd_mean"] > 0
     np.testing.assert_allclose(a["per_example_bpd"], b["per_example_bpd"], rtol=1e-6)
-    c = calc_model_likelihood(tiny_ckpt, str(image_folder), batch_size=5, seed=1, progress=False)
+    c = calc_model_loss(tiny_ckpt, str(image_folder), batch_size=5, seed=1, progress=False)
     assert c["per_example_bpd"] != a["per_example_bpd"]
 
 
 def test_original_checkpoint_subset_is_labelled_partial(image_folder):
-    part = calc_model_likelihood(CKPT, str(image_folder), num_samples=2, subset_timesteps=2, progress=False)
+    part = calc_model_loss(CKPT, str(image_folder), num_samples=2, subset_timesteps=2, progress=False)
     assert part["trained_diffusion_steps"] == 100
     assert "bpd_mean" not in part and part["subset_timesteps"] == 2
     assert np.isfinite(part["partial_bpd_k_lowest_noise_terms"])
@@ -55,7 +55,7 @@ def test_original_checkpoint_subset_is_labelled_partial(image_folder):
 
 def test_rediscretisation_warns(image_folder, tiny_ckpt):
     with pytest.warns(UserWarning, match="re-discretised"):
-        r = calc_model_likelihood(tiny_ckpt, str(image_folder), diffusion_steps=3, progress=False)
+        r = calc_model_loss(tiny_ckpt, str(image_folder), diffusion_steps=3, progress=False)
     assert r["diffusion_steps"] == 3 and r["trained_diffusion_steps"] == 6
 
 
@@ -63,7 +63,7 @@ def test_float_data_are_quantised_and_labelled(tmp_path, tiny_ckpt):
     x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
     np.savez(tmp_path / "f.npz", x, np.array([0, 2]))
     with pytest.warns(UserWarning, match="quantised"):
-        r = calc_model_likelihood(tiny_ckpt, str(tmp_path / "f.npz"), progress=False)
+        r = calc_model_loss(tiny_ckpt, str(tmp_path / "f.npz"), progress=False)
     assert "quantised to 256 levels" in r["quantity"]
     assert np.abs(to_8bit_grid(x) - x).max() <= 1 / 127.5 / 2 + 1e-6
 
@@ -71,11 +71,16 @@ def test_float_data_are_quantised_and_labelled(tmp_path, tiny_ckpt):
 def test_bad_inputs(tmp_path, image_folder, tiny_ckpt):
     np.savez(tmp_path / "small.npz", np.zeros((2, 16, 16, 1), np.float32), np.zeros(2, np.int64))
     with pytest.raises(ValueError, match="the model expects"):
-        calc_model_likelihood(tiny_ckpt, str(tmp_path / "small.npz"), progress=False)
+        calc_model_loss(tiny_ckpt, str(tmp_path / "small.npz"), progress=False)
     np.savez(tmp_path / "nolabel.npz", np.zeros((2, 32, 32, 1), np.float32))
     with pytest.raises(ValueError, match="no labels"):
-        calc_model_likelihood(tiny_ckpt, str(tmp_path / "nolabel.npz"), progress=False)
+        calc_model_loss(tiny_ckpt, str(tmp_path / "nolabel.npz"), progress=False)
     with pytest.raises(ValueError, match="subset_timesteps=500"):
-        calc_model_likelihood(tiny_ckpt, str(image_folder), subset_timesteps=500, progress=False)
+        calc_model_loss(tiny_ckpt, str(image_folder), subset_timesteps=500, progress=False)
     with pytest.raises(ValueError, match="outside the checkpoint folder"):
-        calc_model_likelihood(tiny_ckpt, str(image_folder), out_json=str(Path(tiny_ckpt).parent / "m.json"))
+        calc_model_loss(tiny_ckpt, str(image_folder), out_json=str(Path(tiny_ckpt).parent / "m.json"))
+
+
+def test_data_type_that_disagrees_with_the_dataset_is_an_error(image_folder, tiny_ckpt):
+    with pytest.raises(ValueError, match="data_type='hdf5'.*holds image data"):
+        calc_model_loss(tiny_ckpt, str(image_folder), data_type="hdf5", progress=False)
