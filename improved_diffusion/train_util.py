@@ -70,6 +70,7 @@ class TrainLoop:
                  weight_decay: float = 0.0, lr_anneal_steps: int = 0, warmup_steps: int = 0,
                  grad_clip: Optional[float] = None, save_interval: Optional[int] = None,
                  keep_checkpoints: Optional[int] = None, log_interval: int = 100, amp: str = "none",
+                 fp16_scale_growth: float = 1e-3,
                  val_data: Optional[EpochData] = None, subset_timesteps: Optional[int] = None, seed: int = 0,
                  grid_interval: int = 1, compile: bool = False, device: torch.device | str = "cpu"):
         if amp not in AMP_MODES:
@@ -85,7 +86,9 @@ class TrainLoop:
         self.subset_timesteps, self.seed, self.grid_interval, self.compile = subset_timesteps, seed, grid_interval, compile
         self.sampler = schedule_sampler or UniformSampler(diffusion.num_timesteps)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        # The original added fp16_scale_growth to log2(scale) per good step: doubling every 1/growth steps.
+        self.scaler = (torch.amp.GradScaler("cuda", growth_interval=max(1, round(1 / fp16_scale_growth)))
+                       if amp == "fp16" else None)
         self.ema_rates = parse_ema_rates(ema_rate)
         self.params = list(self.model.parameters())
         self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.ema_rates]
@@ -98,7 +101,7 @@ class TrainLoop:
         self.pending_rng: Optional[dict] = None
         self.last_checkpoint: Optional[Path] = None
         self.metrics = MetricAccumulator(diffusion.num_timesteps, self.device)
-        self.logger = Logger(str(self.folder), enabled=self.is_main)
+        self.logger = Logger(None, enabled=False)  # opened by run(), so nothing is written before it
         self._bad_loss = torch.zeros((), device=self.device)
         self._batch, self._grid_shape, self._grid_cond = 0, None, {}
 
@@ -317,7 +320,7 @@ class TrainLoop:
         for p, e in zip(ema_model.parameters(), self.ema_params[0]):
             p.copy_(e)
         generator = torch.Generator(self.device).manual_seed(self.seed)
-        images = grid_diffusion(self.diffusion).ddim_sample_loop(
+        images = grid_diffusion(self.diffusion, GRID_STEPS).ddim_sample_loop(
             ema_model, self._grid_shape, model_kwargs=self._grid_cond, device=self.device, generator=generator)
         self.logger.image_grid(f"samples/ema_{self.ema_rates[0]}", images, self.step_total)
 
@@ -391,6 +394,7 @@ class TrainLoop:
     def run(self) -> dict:
         """Train to `num_epochs`; return {"checkpoint": last model file written, "step_total", "epochs"}."""
         self._wrap_model()
+        self.logger = Logger(str(self.folder), enabled=self.is_main)
         self.model.train()
         epoch = self.start_epoch
         try:
