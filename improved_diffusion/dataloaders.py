@@ -1,0 +1,186 @@
+"""One entry point for every training/validation loader: ``create_dataloader``.
+
+Each batch is ``(x, cond)``: x float32 (N, C, H, W) in model units; cond may hold "y" int64
+(N,), "low_res" float32 (N, C, h, w) (super-res mode) and "mask" float32 (N, C, H, W)
+(1 = valid pixel, NaN-fill mode). The order of an epoch and its random crops are functions
+of (seed, epoch) only (``set_loader_epoch``), with or without worker processes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from improved_diffusion.data_normalization import check_normalization, denormalize
+from improved_diffusion.hdf5_datasets import Hdf5Dataset, hdf5_normalization, inspect_hdf5_folder
+from improved_diffusion.image_datasets import (ImageDataset, image_normalization, list_image_files_recursively,
+                                               resolve_class_labels)
+
+__all__ = ["EpochBatchSampler", "create_dataloader", "denormalize", "set_loader_epoch"]
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Lists of dataset indices, one list per batch; the order is a function of (seed, epoch).
+
+    Distributed: like ``DistributedSampler``, the permutation is padded to a multiple of
+    ``num_replicas`` and rank r takes every num_replicas-th index starting at r.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, shuffle: bool = True, drop_last: bool = False,
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0):
+        self.num_items, self.batch_size, self.shuffle, self.drop_last = num_items, batch_size, shuffle, drop_last
+        self.seed, self.num_replicas, self.rank, self.epoch = seed, num_replicas, rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _indices(self) -> np.ndarray:
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+                 if self.shuffle else np.arange(self.num_items))
+        per_rank = -(-self.num_items // self.num_replicas)
+        order = np.resize(order, per_rank * self.num_replicas)
+        return order[self.rank::self.num_replicas]
+
+    def __len__(self) -> int:
+        per_rank = -(-self.num_items // self.num_replicas)
+        return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def __iter__(self):
+        idx = self._indices()
+        for b in range(len(self)):
+            yield idx[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+
+class ResolutionTransform:
+    """Collate step of the low-res / super-res modes (area downscaling, in model units).
+
+    ``size_out``: area-downscale x (and a mask, keeping pixels whose whole footprint is valid)
+    to this size (low-res mode); ``size_lr``: add cond["low_res"] = x area-downscaled to it.
+    """
+
+    def __init__(self, size_out: int | None = None, size_lr: int | None = None):
+        self.size_out, self.size_lr = size_out, size_lr
+
+    def __call__(self, batch: tuple[torch.Tensor, dict]) -> tuple[torch.Tensor, dict]:
+        x, cond = batch
+        if self.size_out is not None:
+            x = F.interpolate(x, size=self.size_out, mode="area")
+            if "mask" in cond:
+                cond["mask"] = (F.interpolate(cond["mask"], size=self.size_out, mode="area") > 1 - 1e-6).float()
+        if self.size_lr is not None:
+            cond["low_res"] = F.interpolate(x, size=self.size_lr, mode="area")
+        return x, cond
+
+
+def _check_sizes(image_size: int, image_size_hr: int | None, image_size_lr: int | None) -> None:
+    if image_size_hr is not None and image_size_lr is not None:
+        raise ValueError(f"image_size_hr={image_size_hr} and image_size_lr={image_size_lr} both given; "
+                         "expected at most one (low-res mode or super-res mode)")
+    if image_size_hr is not None and image_size_hr <= image_size:
+        raise ValueError(f"image_size_hr={image_size_hr}; expected > image_size={image_size} (low-res mode)")
+    if image_size_lr is not None and image_size_lr >= image_size:
+        raise ValueError(f"image_size_lr={image_size_lr}; expected < image_size={image_size} (super-res mode)")
+
+
+def _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names, norm_stats,
+                   crop, db, seed):
+    if num_channels not in (1, 3):
+        raise ValueError(f"num_channels={num_channels}; expected 1 or 3 for image folders")
+    files = list_image_files_recursively(data_dir)
+    labels = None
+    if class_cond:
+        class_names, labels = resolve_class_labels(files, class_names, num_class)
+    norm = check_normalization(norm_stats) if norm_stats is not None else image_normalization(files, num_channels, db)
+    dataset = ImageDataset(files, norm, read_size, num_channels, labels=labels, crop=crop, seed=seed)
+    return dataset, {"class_names": class_names if class_cond else None, "data_normalization": norm}
+
+
+def _hdf5_class_names(labels: np.ndarray, num_class: int | None, class_names: list | None, folder) -> list[str]:
+    top = int(labels.max()) + 1 if labels.size else 0
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        if num_class is not None and num_class != len(class_names):
+            raise ValueError(f"num_class={num_class} but class_names has {len(class_names)} entries: {class_names}")
+    else:
+        class_names = [str(i) for i in range(num_class if num_class is not None else top)]
+    if top > len(class_names):
+        raise ValueError(f"HDF5 labels of {str(folder)!r} go up to {top - 1}; expected labels in "
+                         f"0..{len(class_names) - 1} for num_class={len(class_names)}")
+    return class_names
+
+
+def _hdf5_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names, norm_stats, keys,
+                  key_data, key_other, key_class, normalization, norm_range, nan_policy, phase_as_cos_sin):
+    if class_cond and key_class is None:
+        raise ValueError("class_cond=True with type_dataset='hdf5' needs key_class (the HDF5 key of the labels)")
+    inv = inspect_hdf5_folder(data_dir, read_size, keys, key_data, key_other, key_class if class_cond else None)
+    expected = inv.channels * (2 if phase_as_cos_sin else 1)
+    if num_channels != expected:
+        raise ValueError(f"num_channels={num_channels} but key {key_data!r} of {str(data_dir)!r} has "
+                         f"{inv.channels} channel(s){' (x2 for cos/sin)' if phase_as_cos_sin else ''}; "
+                         f"expected num_channels={expected}")
+    if class_cond:
+        class_names = _hdf5_class_names(inv.labels, num_class, class_names, data_dir)
+    norm = (check_normalization(norm_stats) if norm_stats is not None else
+            hdf5_normalization(inv, key_data, normalization, norm_range, nan_policy, phase_as_cos_sin))
+    dataset = Hdf5Dataset(inv, key_data, norm, nan_policy=nan_policy, use_labels=class_cond)
+    info = {"class_names": class_names if class_cond else None, "data_normalization": norm,
+            "hdf5_keys": {"list_keys_hdf5_original": list(keys), "key_data": key_data,
+                          "key_other": key_other, "key_class": key_class}, "nan_policy": nan_policy}
+    return dataset, info
+
+
+def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size: int, num_channels: int,
+                      batch_size: int, class_cond: bool = False, num_class: int | None = None,
+                      class_names: list[str] | None = None, crop: bool = False, image_size_hr: int | None = None,
+                      image_size_lr: int | None = None,
+                      list_keys_hdf5_original: tuple[str, ...] = ("wrap", "unwrap"), key_data: str = "unwrap",
+                      key_other: str | None = None, key_class: str | None = None, normalization: str = "none",
+                      norm_range: tuple[float, float] | None = None, norm_stats: dict | None = None,
+                      nan_policy: str = "error", phase_as_cos_sin: bool = False, db: bool = False,
+                      deterministic: bool = False, drop_last: bool = False, num_workers: int = 0, seed: int = 0,
+                      distributed: bool = False, device: str | torch.device = "cpu"
+                      ) -> tuple[torch.utils.data.DataLoader, dict]:
+    """Loader over an image or HDF5 folder and the ``data_info`` to store in ``metadata.json``.
+
+    image_size: size of x; ``image_size_hr`` (low-res mode): read at this size, then x is
+    area-downscaled to image_size; ``image_size_lr`` (super-res mode): cond["low_res"] at this
+    size. ``class_names`` / ``norm_stats`` (a ``data_normalization`` dict) from a training run
+    are reused instead of recomputed. ``deterministic``: no shuffling. ``data_info`` holds
+    ``class_names`` (list or None), ``data_normalization`` and, per mode, ``image_size_hr`` /
+    ``image_size_lr`` / ``hdf5_keys`` / ``nan_policy``.
+    """
+    if type_dataset not in ("image", "hdf5"):
+        raise ValueError(f"type_dataset={type_dataset!r}; expected 'image' or 'hdf5'")
+    for name, value in (("image_size", image_size), ("num_channels", num_channels), ("batch_size", batch_size)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r}; expected a positive int")
+    if num_workers < 0:
+        raise ValueError(f"num_workers={num_workers}; expected >= 0")
+    _check_sizes(image_size, image_size_hr, image_size_lr)
+    read_size = image_size_hr or image_size
+    if type_dataset == "image":
+        dataset, info = _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names,
+                                       norm_stats, crop, db, seed)
+    else:
+        dataset, info = _hdf5_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names,
+                                      norm_stats, tuple(list_keys_hdf5_original), key_data, key_other, key_class,
+                                      normalization, norm_range, nan_policy, phase_as_cos_sin)
+    if image_size_hr is not None:
+        info["image_size_hr"] = image_size_hr
+    if image_size_lr is not None:
+        info["image_size_lr"] = image_size_lr
+    replicas, rank = ((torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed else (1, 0))
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=not deterministic, drop_last=drop_last,
+                                seed=seed, num_replicas=replicas, rank=rank)
+    loader = torch.utils.data.DataLoader(
+        dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+        collate_fn=ResolutionTransform(image_size if image_size_hr else None, image_size_lr),
+        pin_memory=torch.device(device).type == "cuda", persistent_workers=False)
+    return loader, info
+
+
+def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int) -> None:
+    """Fix the order and per-item randomness of the next pass over ``loader`` to (seed, epoch)."""
+    loader.sampler.set_epoch(epoch)
+    loader.dataset.set_epoch(epoch)

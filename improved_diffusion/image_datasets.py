@@ -1,0 +1,184 @@
+"""Image-folder datasets: PNG/JPEG/GIF and 8/16-bit or float GeoTIFF, 1 or 3 channels.
+
+Files are listed recursively and sorted; the class of a file is its name's prefix before the
+first ``_`` (``5_00182.png`` -> ``"5"``), classes sorted as strings. Values are mapped to
+[-1, 1] by one dataset-wide ``data_normalization`` (see ``data_normalization.py``): 0..255
+for 8-bit folders, else the dataset-wide finite range (optionally in dB).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from improved_diffusion.data_normalization import make_normalization, normalize, to_db
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+
+
+def list_image_files_recursively(data_dir: str | os.PathLike) -> list[str]:
+    """Sorted paths of every image file (extensions ``IMAGE_EXTENSIONS``, any case) under data_dir."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_dir={str(data_dir)!r} is not a folder")
+    files = sorted(str(p) for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"data_dir={str(data_dir)!r} holds no image file; expected one of {IMAGE_EXTENSIONS}")
+    return files
+
+
+def class_of_file(path: str) -> str:
+    """Class name of an image file: the base name up to its first ``_``."""
+    name = os.path.basename(path)
+    if "_" not in name:
+        raise ValueError(f"image file {path!r} has no '_' in its name; class-conditional data "
+                         "needs names like '{class}_{anything}.png'")
+    return name.split("_", 1)[0]
+
+
+def resolve_class_labels(files: list[str], class_names: list[str] | None = None,
+                         num_class: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Class list and int64 labels (N,) of files; reuses ``class_names`` when given (e.g. from training)."""
+    classes = [class_of_file(f) for f in files]
+    if class_names is None:
+        class_names = sorted(set(classes))
+        source = "found in the folder"
+    else:
+        class_names = [str(c) for c in class_names]
+        source = "given by class_names"
+        unknown = sorted(set(classes) - set(class_names))
+        if unknown:
+            raise ValueError(f"classes {unknown} of the image folder are not in class_names={class_names}")
+    if num_class is not None and num_class != len(class_names):
+        raise ValueError(f"num_class={num_class} but {len(class_names)} classes were {source}: {class_names}")
+    index = {c: i for i, c in enumerate(class_names)}
+    return class_names, np.array([index[c] for c in classes], dtype=np.int64)
+
+
+def _fit_channels(a: np.ndarray, num_channels: int, path: str) -> np.ndarray:
+    """(H, W[, C]) or (C, H, W) array -> (H, W, num_channels) float32 (luminance or repeat)."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    elif a.ndim == 3 and a.shape[-1] > 4 and a.shape[0] <= 4:
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim != 3 or a.shape[-1] > 4:
+        raise ValueError(f"image {path!r} has shape {a.shape}; expected (H, W), (H, W, C) or (C, H, W) with C <= 4")
+    a = a.astype(np.float32)
+    if a.shape[-1] == num_channels:
+        return a
+    if num_channels == 1 and a.shape[-1] >= 3:
+        return a[:, :, :3] @ np.array([[0.299], [0.587], [0.114]], dtype=np.float32)
+    if num_channels == 3 and a.shape[-1] in (1, 2):
+        return np.repeat(a[:, :, :1], 3, axis=-1)
+    return a[:, :, :num_channels]
+
+
+def _is_8bit(path: str) -> bool:
+    if path.lower().endswith(TIFF_EXTENSIONS):
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages[0].dtype == np.uint8
+    with Image.open(path) as img:
+        return img.mode in ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+
+
+def read_image(path: str, num_channels: int) -> np.ndarray:
+    """Stored pixel values of one image as (H, W, num_channels) float32 (no scaling)."""
+    if path.lower().endswith(TIFF_EXTENSIONS):
+        a = tifffile.imread(path)
+    else:
+        with Image.open(path) as img:
+            if img.mode in ("1", "P", "RGBA", "LA", "CMYK", "YCbCr"):
+                img = img.convert("RGB")
+            a = np.asarray(img)
+    a = _fit_channels(a, num_channels, path)
+    if np.isnan(a).any():
+        raise ValueError(f"image {path!r} contains NaN values; expected finite pixels")
+    return a
+
+
+def image_normalization(files: list[str], num_channels: int, db: bool = False) -> dict:
+    """Dataset-wide ``data_normalization`` of an image list: 0..255 if all 8-bit and not dB,
+    else the finite min/max of all files (after dB conversion), read once with a progress bar."""
+    if not db and all(_is_8bit(f) for f in files):
+        return make_normalization("image_8bit", 0.0, 255.0)
+    low, high = np.inf, -np.inf
+    for f in tqdm(files, desc="image value range", disable=len(files) < 200):
+        a = read_image(f, num_channels)
+        a = to_db(a) if db else a
+        a = a[np.isfinite(a)]
+        if a.size:
+            low, high = min(low, float(a.min())), max(high, float(a.max()))
+    if not low < high:
+        raise ValueError(f"the images of {os.path.dirname(files[0])!r} have no finite value range "
+                         f"(min={low}, max={high}{', in dB' if db else ''}); expected varying pixels")
+    return make_normalization("image_range", low, high, db=db)
+
+
+def _resize_channels(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) float32 -> (size[1], size[0], C) by per-channel antialiased bicubic resampling."""
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(a[:, :, c]), mode="F").resize(
+        size, Image.BICUBIC, reducing_gap=2.0)) for c in range(a.shape[-1])]
+    return np.stack(chans, axis=-1)
+
+
+def resize_center_crop(a: np.ndarray, image_size: int) -> np.ndarray:
+    """Resize so the short side is ``image_size`` (aspect kept), then centre-crop to a square."""
+    h, w = a.shape[:2]
+    scale = image_size / min(h, w)
+    nh, nw = max(image_size, round(h * scale)), max(image_size, round(w * scale))
+    if (nh, nw) != (h, w):
+        a = _resize_channels(a, (nw, nh))
+    top, left = (nh - image_size) // 2, (nw - image_size) // 2
+    return a[top:top + image_size, left:left + image_size]
+
+
+def random_crop(a: np.ndarray, image_size: int, rng: np.random.Generator, path: str) -> np.ndarray:
+    """Uniform random ``image_size`` square crop; every offset 0..H-size (inclusive) is possible."""
+    h, w = a.shape[:2]
+    if h < image_size or w < image_size:
+        raise ValueError(f"image {path!r} is {h}x{w}, smaller than the crop size {image_size}; "
+                         "expected both sides >= image_size (or crop=False to resize)")
+    top, left = rng.integers(0, h - image_size + 1), rng.integers(0, w - image_size + 1)
+    return a[top:top + image_size, left:left + image_size]
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images as batches: ``dataset[list_of_indices] -> (x, cond)``.
+
+    x: float32 tensor (N, C, image_size, image_size) in [-1, 1]; cond["y"]: int64 (N,) when
+    labels are given. Random crops use ``np.random.default_rng([seed, epoch, index])``.
+    """
+
+    def __init__(self, files: list[str], norm: dict, image_size: int, num_channels: int,
+                 labels: np.ndarray | None = None, crop: bool = False, seed: int = 0):
+        self.files, self.norm, self.labels = files, norm, labels
+        self.image_size, self.num_channels, self.crop = image_size, num_channels, crop
+        self.seed, self.epoch = seed, 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def load(self, index: int) -> np.ndarray:
+        """One image as (C, H, W) float32 in model units."""
+        path = self.files[index]
+        a = normalize(read_image(path, self.num_channels), self.norm)
+        if self.crop:
+            a = random_crop(a, self.image_size, np.random.default_rng([self.seed, self.epoch, index]), path)
+        else:
+            a = resize_center_crop(a, self.image_size)
+        return np.ascontiguousarray(np.moveaxis(a, -1, 0))
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, dict]:
+        x = torch.from_numpy(np.stack([self.load(i) for i in indices]))
+        cond = {} if self.labels is None else {"y": torch.from_numpy(self.labels[list(indices)])}
+        return x, cond
