@@ -88,6 +88,8 @@ def main(type_dataset: str = "image",  # 'image' (PNG/JPG/TIFF folder) or 'hdf5'
     Returns {"checkpoint": last model file written (or None), "step_total", "epochs"}.
     """
     call = dict(locals())
+    for key in ("amp", "normalization"):  # the command line reads the word 'none' as None
+        call[key] = "none" if call[key] is None else call[key]
     device_ = setup_dist(device)
     try:
         return _train(call, device_)
