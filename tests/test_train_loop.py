@@ -85,6 +85,20 @@ def test_lr_anneal_stops_within_the_epoch(tmp_path):
     assert result["checkpoint"].name == "model_epoch=1_step=1.pt"
 
 
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    loop = make_loop(tmp_path, torch.randn(2, 1, 32, 32), amp="bf16")
+    before = {k: v.clone() for k, v in loop.model.state_dict().items()}
+    loop.run()
+    after = loop.model.state_dict()
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in after.values())
+    assert not torch.equal(after["out.2.weight"], before["out.2.weight"])
+
+
+def test_fp16_needs_cuda(tmp_path):
+    with pytest.raises(ValueError, match="bf16"):
+        make_loop(tmp_path, torch.randn(2, 1, 32, 32), amp="fp16")
+
+
 def test_best_only_saving_continues_after_resume(tmp_path, monkeypatch):
     scores = iter([1.0, 0.5, 0.7, 0.4])
     monkeypatch.setattr(TrainLoop, "validate", lambda self, epoch: {"vb": next(scores), "mse": 0.1})
@@ -98,6 +112,9 @@ def test_best_only_saving_continues_after_resume(tmp_path, monkeypatch):
     loop.run()
     names = sorted(p.name for p in tmp_path.glob("model_*.pt"))
     assert names[-1] == "model_epoch=3_iter=4_vb=0.4_mse=0.1.pt" and len(names) == 3  # epoch 2 (0.7) not saved
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    logged = [e.value for e in EventAccumulator(str(tmp_path)).Reload().Scalars("val/vb")]
+    assert logged == pytest.approx([1.0, 0.5, 0.7, 0.4])  # both runs, every epoch
 
 
 def test_validation_is_eval_mode_and_weighted_per_example(tmp_path, monkeypatch):

@@ -62,6 +62,7 @@ def test_each_mode_trains_and_writes_a_loadable_checkpoint(tmp_path, mode):
     assert result["checkpoint"] == out / "model_epoch=0_iter=1.pt"
     assert {"model_epoch=0_iter=1.pt", "ema_rate=0.9_0.pt", "opt0.pt", "metadata.json"} <= set(os.listdir(out))
     assert len(list(out.glob("*.json"))) == 1
+    assert [p.name for p in out.glob("model_*.pt")] == ["model_epoch=0_iter=1.pt"]  # no save for an epoch not run
     meta = json.loads((out / "metadata.json").read_text())
     assert list(meta)[:len(ORIGINAL_DEFAULTS)] == list(ORIGINAL_DEFAULTS)  # the original 37 keys, in order
     assert meta["image_size_lr"] == kw.get("image_size_lr") and meta["image_size_hr"] == kw.get("image_size_hr")
@@ -73,6 +74,17 @@ def test_each_mode_trains_and_writes_a_loadable_checkpoint(tmp_path, mode):
     assert all(torch.isfinite(v).all() for v in trained.values())
     # A training step changed the zero-initialised output convolution.
     assert trained["out.2.weight"].abs().sum() > 0
+
+
+def test_overwrite_replaces_an_earlier_run_only(tmp_path):
+    data = image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    train.main(data_train_dir=data, url_folder_experiment=str(out), **TINY)
+    (out / "notes.txt").write_text("mine")
+    train.main(data_train_dir=data, url_folder_experiment=str(out), overwrite=True, **{**TINY, "ema_rate": "0.8"})
+    names = set(os.listdir(out))
+    assert "ema_rate=0.9_0.pt" not in names and "ema_rate=0.8_0.pt" in names and "notes.txt" in names
+    assert len([n for n in names if n.startswith("events.out")]) == 1
 
 
 def original_layout_folder(tmp_path):
@@ -125,6 +137,8 @@ def _bad_case(tmp_path, case):
         return dict(base, num_model_channels=48), ValueError, "num_model_channels"
     if case == "microbatch":
         return dict(base, microbatch=4), ValueError, "microbatch"
+    if case == "use_fp16 on cpu":
+        return dict(base, use_fp16=True, device="cpu"), ValueError, "amp='bf16'"
     if case == "non-empty folder":
         return dict(base, overwrite=False), FileExistsError, "overwrite=True"
     folder, _ = original_layout_folder(tmp_path)
@@ -141,7 +155,7 @@ def _bad_case(tmp_path, case):
             ValueError, "num_epochs")
 
 
-BAD_CASES = ["missing data folder", "image_size", "channels", "microbatch", "non-empty folder", "resume name",
+BAD_CASES = ["missing data folder", "image_size", "channels", "microbatch", "use_fp16 on cpu", "non-empty folder", "resume name",
              "resume metadata", "resume num_epochs"]
 
 
