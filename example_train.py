@@ -6,7 +6,7 @@ scripts write under `data_root` (datasets/README.md). Every other hyperparameter
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import train
 from improved_diffusion.script_util import PRESETS
@@ -31,33 +31,38 @@ TARGETS: dict[str, dict] = {
 }
 
 
-def run_target(targets: dict[str, dict], target_data: str, data_root: str, url_folder_experiment: Optional[str],
-               **run) -> dict:
-    """train.main with the settings of `targets[target_data]`, data folders under `data_root` and the
-    run keywords `run` (num_epochs, resume_checkpoint, device, ...)."""
-    if target_data not in targets:
-        raise ValueError(f"target_data: got {target_data!r}, expected one of {sorted(targets)}")
-    settings = dict(targets[target_data])
-    for key in ("data_train_dir", "data_val_dir"):
-        settings[key] = os.path.join(data_root, settings[key])
-    settings["url_folder_experiment"] = url_folder_experiment or f"./models_data/{target_data}/"
-    return train.main(**settings, **run)
+def example_main(targets: dict[str, dict], default_target: str, default_epochs: int, folder_suffix: str,
+                 doc: str) -> Callable[..., dict]:
+    """The entry function of an example script: train.main with the settings of `targets[target_data]`,
+    data folders under `data_root` and output in ./models_data/<target_data><folder_suffix>/ by default."""
+
+    def main(
+            target_data: str = default_target,  # which configuration (see the script's TARGETS)
+            data_root: str = "./data",  # folder holding the dataset folders
+            url_folder_experiment: Optional[str] = None,  # output folder (default ./models_data/<target_data>.../)
+            num_epochs: int = default_epochs,  # total epochs of the run
+            resume_checkpoint: Optional[str] = None,  # model_epoch=E_iter=I.pt to continue from
+            compute_val: bool = False,  # validation bits/dim each epoch (best-only checkpoints)
+            device: str = "auto",  # 'auto', 'cpu', 'cuda', ...
+            num_workers: int = 0,  # data-loading worker processes
+            amp: str = "none",  # 'none', 'bf16' or 'fp16' (CUDA)
+            seed: int = 0,  # seed of weights, data order and noise
+            ) -> dict:
+        if target_data not in targets:
+            raise ValueError(f"target_data: got {target_data!r}, expected one of {sorted(targets)}")
+        settings = dict(targets[target_data])
+        for key in ("data_train_dir", "data_val_dir"):
+            settings[key] = os.path.join(data_root, settings[key])
+        settings["url_folder_experiment"] = url_folder_experiment or f"./models_data/{target_data}{folder_suffix}/"
+        return train.main(**settings, num_epochs=num_epochs, resume_checkpoint=resume_checkpoint,
+                          compute_val=compute_val, device=device, num_workers=num_workers, amp=amp, seed=seed)
+
+    main.__doc__ = doc
+    return main
 
 
-def main(target_data: str = "mnist",  # mnist, cifar10, sar, insar_interfero, insar_noise or demo
-         data_root: str = "./data",  # folder holding the dataset folders
-         url_folder_experiment: Optional[str] = None,  # output folder (default ./models_data/<target_data>/)
-         num_epochs: int = 1000,  # total epochs of the run
-         resume_checkpoint: Optional[str] = None,  # model_epoch=E_iter=I.pt to continue from
-         compute_val: bool = False,  # validation bits/dim each epoch (best-only checkpoints)
-         device: str = "auto",  # 'auto', 'cpu', 'cuda', ...
-         num_workers: int = 0,  # data-loading worker processes
-         amp: str = "none",  # 'none', 'bf16' or 'fp16' (CUDA)
-         seed: int = 0,  # seed of weights, data order and noise
-         ) -> dict:
-    """Train the model of the original example_train.py for `target_data`."""
-    return run_target(TARGETS, **locals())
-
+main = example_main(TARGETS, "mnist", 1000, "", "Train the model of the original example_train.py for target_data "
+                    "(mnist, cifar10, sar, insar_interfero, insar_noise or demo).")
 
 if __name__ == "__main__":
     run_cli(main)

@@ -2,9 +2,7 @@
 (first stage of the super-resolution pipeline; the second is example_train_superres.py)."""
 from __future__ import annotations
 
-from typing import Optional
-
-from example_train import run_target
+from example_train import example_main
 from improved_diffusion.script_util import PRESETS
 from utils.cli import run_cli
 
@@ -13,20 +11,8 @@ TARGETS: dict[str, dict] = {
 }
 
 
-def main(target_data: str = "sar",  # sar (TenGeoP-SARwv PNG folders)
-         data_root: str = "./data",  # folder holding the dataset folders
-         url_folder_experiment: Optional[str] = "./models_data/sar_lowres_try/",  # output folder
-         num_epochs: int = 1000,  # total epochs of the run
-         resume_checkpoint: Optional[str] = None,  # model_epoch=E_iter=I.pt to continue from
-         compute_val: bool = False,  # validation bits/dim each epoch (best-only checkpoints)
-         device: str = "auto",  # 'auto', 'cpu', 'cuda', ...
-         num_workers: int = 0,  # data-loading worker processes
-         amp: str = "none",  # 'none', 'bf16' or 'fp16' (CUDA)
-         seed: int = 0,  # seed of weights, data order and noise
-         ) -> dict:
-    """Train the 256 -> 128 px low-resolution model of the original example_train_lowres.py."""
-    return run_target(TARGETS, **locals())
-
+main = example_main(TARGETS, "sar", 1000, "_lowres",
+                    "Train the 256 -> 128 px low-resolution model of the original example_train_lowres.py.")
 
 if __name__ == "__main__":
     run_cli(main)

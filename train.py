@@ -21,68 +21,69 @@ from improved_diffusion.train_util import EpochData, TrainLoop
 from utils.cli import run_cli
 
 
-def main(type_dataset: str = "image",  # 'image' (PNG/JPG/TIFF folder) or 'hdf5' (folder of .hdf5 files)
-         data_train_dir: Optional[str] = None,  # training data folder
-         data_val_dir: Optional[str] = None,  # validation folder (read only when compute_val is true)
-         num_epochs: int = 1000,  # total epochs of the run, also when resuming
-         schedule_sampler: str = "uniform",  # timestep sampling: 'uniform' or 'loss-second-moment'
-         lr: float = 1e-4,  # AdamW learning rate
-         weight_decay: float = 0.0,  # AdamW weight decay
-         lr_anneal_steps: int = 0,  # > 0: lr decays linearly to 0 at this total step, where training stops
-         batch_size: int = 4,  # batch size per process
-         microbatch: int = -1,  # -1: whole batch at once; else micro-batch size (gradients averaged)
-         ema_rate: str = "0.9999",  # EMA rate(s) of the weights, comma-separated
-         save_interval: Optional[int] = None,  # also save a checkpoint every N steps within an epoch
-         resume_checkpoint: Optional[str] = None,  # model_epoch=E_iter=I.pt (or _step=S.pt) to continue from
-         use_fp16: bool = False,  # original fp16 switch: amp='fp16' (CUDA only; use amp='bf16' on CPU)
-         fp16_scale_growth: float = 1e-3,  # fp16 loss scale grows by 2**this per good step
-         image_size: int = 64,  # H = W of the model's images, 32/64/128/256/512
-         num_input_channels: int = 3,  # image channels
-         num_model_channels: int = 128,  # UNet base width (multiple of 32)
-         num_res_blocks: int = 2,  # residual blocks per resolution
-         num_heads: int = 4,  # attention heads
-         num_heads_upsample: int = -1,  # attention heads in the decoder (-1: num_heads)
-         attention_resolutions: str = "16,8",  # feature-map sizes with self-attention, comma-separated
-         dropout: float = 0.0,  # dropout in residual blocks
-         learn_sigma: bool = False,  # learn the reverse-process variance (IDDPM)
-         sigma_small: bool = False,  # fixed variance: posterior (True) or beta (False)
-         class_cond: bool = False,  # class-conditional model
-         num_class: Optional[int] = None,  # number of classes (class_cond)
-         diffusion_steps: int = 1000,  # T, steps of the diffusion chain
-         noise_schedule: str = "linear",  # 'linear' or 'cosine'
-         timestep_respacing: str = "",  # train on a respaced chain ('' = all steps)
-         loss_name: str = "mse",  # 'mse', 'rescaled_mse', 'kl' or 'rescaled_kl'
-         output_type: str = "epsilon",  # network predicts 'epsilon', 'x_start' or 'x_previous'
-         rescale_timesteps: bool = True,  # network sees t * 1000 / T
-         use_checkpoint: bool = False,  # gradient checkpointing (less memory, more compute)
-         use_scale_shift_norm: bool = True,  # FiLM-style time conditioning after GroupNorm
-         url_folder_experiment: str = "./models_data/first_try/",  # output folder: metadata, checkpoints, tensorboard
-         list_keys_hdf5_original: list[str] = ("wrap", "unwrap"),  # keys allowed in the HDF5 files
-         key_data: str = "unwrap",  # HDF5 key of the data to model
-         key_other: Optional[str] = None,  # HDF5 key used to count examples cheaply
-         compute_val: bool = False,  # validation bits/dim each epoch; then only improving epochs are saved
-         subset_timesteps: Optional[int] = None,  # validation bound over the k lowest-noise steps only
-         crop: bool = False,  # random crop instead of resize (image folders)
-         image_size_hr: Optional[int] = None,  # low-res mode: read at this size, area-downscale to image_size
-         image_size_lr: Optional[int] = None,  # super-res mode: condition on the image area-downscaled to this
-         key_class: Optional[str] = None,  # HDF5 key of integer class labels (class_cond with HDF5)
-         normalization: str = "none",  # HDF5 value mapping to model units (see the data loaders)
-         norm_range: Optional[list[float]] = None,  # HDF5 value range mapped to [-1, 1] ('range' normalization)
-         nan_policy: str = "error",  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
-         phase_as_cos_sin: bool = False,  # HDF5 wrapped phase as (cos, sin) channels
-         db: bool = False,  # SAR amplitude to decibels before normalisation
-         seed: int = 0,  # seed of weights, data order, timesteps and noise
-         device: str = "auto",  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
-         num_workers: int = 0,  # data-loading worker processes
-         amp: str = "none",  # mixed precision: 'none', 'bf16' (CPU or CUDA) or 'fp16' (CUDA)
-         grad_clip: Optional[float] = None,  # max global gradient norm (None: no clipping)
-         warmup_steps: int = 0,  # linear lr warm-up over this many steps
-         keep_checkpoints: Optional[int] = None,  # keep only the newest K checkpoint sets (None: all)
-         log_interval: int = 100,  # steps between tensorboard scalars
-         grid_interval: int = 1,  # epochs between tensorboard sample grids from the EMA model (0: never)
-         compile: bool = False,  # torch.compile the model (falls back to eager where it fails)
-         overwrite: bool = False,  # start a new run in a non-empty url_folder_experiment
-         ) -> dict:
+def main(
+        type_dataset: str = "image",  # 'image' (PNG/JPG/TIFF folder) or 'hdf5' (folder of .hdf5 files)
+        data_train_dir: Optional[str] = None,  # training data folder
+        data_val_dir: Optional[str] = None,  # validation folder (read only when compute_val is true)
+        num_epochs: int = 1000,  # total epochs of the run, also when resuming
+        schedule_sampler: str = "uniform",  # timestep sampling: 'uniform' or 'loss-second-moment'
+        lr: float = 1e-4,  # AdamW learning rate
+        weight_decay: float = 0.0,  # AdamW weight decay
+        lr_anneal_steps: int = 0,  # > 0: lr decays linearly to 0 at this total step, where training stops
+        batch_size: int = 4,  # batch size per process
+        microbatch: int = -1,  # -1: whole batch at once; else micro-batch size (gradients averaged)
+        ema_rate: str = "0.9999",  # EMA rate(s) of the weights, comma-separated
+        save_interval: Optional[int] = None,  # also save a checkpoint every N steps within an epoch
+        resume_checkpoint: Optional[str] = None,  # model_epoch=E_iter=I.pt (or _step=S.pt) to continue from
+        use_fp16: bool = False,  # original fp16 switch: amp='fp16' (CUDA only; use amp='bf16' on CPU)
+        fp16_scale_growth: float = 1e-3,  # fp16 loss scale grows by 2**this per good step
+        image_size: int = 64,  # H = W of the model's images, 32/64/128/256/512
+        num_input_channels: int = 3,  # image channels
+        num_model_channels: int = 128,  # UNet base width (multiple of 32)
+        num_res_blocks: int = 2,  # residual blocks per resolution
+        num_heads: int = 4,  # attention heads
+        num_heads_upsample: int = -1,  # attention heads in the decoder (-1: num_heads)
+        attention_resolutions: str = "16,8",  # feature-map sizes with self-attention, comma-separated
+        dropout: float = 0.0,  # dropout in residual blocks
+        learn_sigma: bool = False,  # learn the reverse-process variance (IDDPM)
+        sigma_small: bool = False,  # fixed variance: posterior (True) or beta (False)
+        class_cond: bool = False,  # class-conditional model
+        num_class: Optional[int] = None,  # number of classes (class_cond)
+        diffusion_steps: int = 1000,  # T, steps of the diffusion chain
+        noise_schedule: str = "linear",  # 'linear' or 'cosine'
+        timestep_respacing: str = "",  # train on a respaced chain ('' = all steps)
+        loss_name: str = "mse",  # 'mse', 'rescaled_mse', 'kl' or 'rescaled_kl'
+        output_type: str = "epsilon",  # network predicts 'epsilon', 'x_start' or 'x_previous'
+        rescale_timesteps: bool = True,  # network sees t * 1000 / T
+        use_checkpoint: bool = False,  # gradient checkpointing (less memory, more compute)
+        use_scale_shift_norm: bool = True,  # FiLM-style time conditioning after GroupNorm
+        url_folder_experiment: str = "./models_data/first_try/",  # output folder: metadata, checkpoints, tensorboard
+        list_keys_hdf5_original: list[str] = ("wrap", "unwrap"),  # keys allowed in the HDF5 files
+        key_data: str = "unwrap",  # HDF5 key of the data to model
+        key_other: Optional[str] = None,  # HDF5 key used to count examples cheaply
+        compute_val: bool = False,  # validation bits/dim each epoch; then only improving epochs are saved
+        subset_timesteps: Optional[int] = None,  # validation bound over the k lowest-noise steps only
+        crop: bool = False,  # random crop instead of resize (image folders)
+        image_size_hr: Optional[int] = None,  # low-res mode: read at this size, area-downscale to image_size
+        image_size_lr: Optional[int] = None,  # super-res mode: condition on the image area-downscaled to this
+        key_class: Optional[str] = None,  # HDF5 key of integer class labels (class_cond with HDF5)
+        normalization: str = "none",  # HDF5 value mapping to model units (see the data loaders)
+        norm_range: Optional[list[float]] = None,  # HDF5 value range mapped to [-1, 1] ('range' normalization)
+        nan_policy: str = "error",  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
+        phase_as_cos_sin: bool = False,  # HDF5 wrapped phase as (cos, sin) channels
+        db: bool = False,  # SAR amplitude to decibels before normalisation
+        seed: int = 0,  # seed of weights, data order, timesteps and noise
+        device: str = "auto",  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
+        num_workers: int = 0,  # data-loading worker processes
+        amp: str = "none",  # mixed precision: 'none', 'bf16' (CPU or CUDA) or 'fp16' (CUDA)
+        grad_clip: Optional[float] = None,  # max global gradient norm (None: no clipping)
+        warmup_steps: int = 0,  # linear lr warm-up over this many steps
+        keep_checkpoints: Optional[int] = None,  # keep only the newest K checkpoint sets (None: all)
+        log_interval: int = 100,  # steps between tensorboard scalars
+        grid_interval: int = 1,  # epochs between tensorboard sample grids from the EMA model (0: never)
+        compile: bool = False,  # torch.compile the model (falls back to eager where it fails)
+        overwrite: bool = False,  # start a new run in a non-empty url_folder_experiment
+        ) -> dict:
     """Train a diffusion model and write checkpoints, metadata.json and tensorboard logs.
 
     Returns {"checkpoint": last model file written (or None), "step_total", "epochs"}.

@@ -5,14 +5,17 @@ once per `log_interval` steps, so logging costs one device-to-host copy per inte
 """
 from __future__ import annotations
 
+import copy
 import time
 from typing import Optional
 
 import torch
 
 from .dist_util import all_reduce_sum
+from .respace import SpacedDiffusion, space_timesteps
 
 QUARTILES = 4
+GRID_STEPS = 50  # DDIM steps of the tensorboard sample grids
 
 
 class MetricAccumulator:
@@ -104,3 +107,24 @@ class Logger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def grid_diffusion(diffusion, steps: int):
+    """The training chain respaced to `steps` trailing steps, for quick DDIM sample grids."""
+    if diffusion.num_timesteps <= steps or diffusion.num_timesteps != diffusion.original_num_steps:
+        return diffusion
+    return SpacedDiffusion(space_timesteps(diffusion.num_timesteps, f"trailing{steps}"), betas=diffusion.betas,
+                           model_mean_type=diffusion.model_mean_type, model_var_type=diffusion.model_var_type,
+                           loss_type=diffusion.loss_type, rescale_timesteps=diffusion.rescale_timesteps)
+
+
+@torch.no_grad()
+def ema_samples(model: torch.nn.Module, ema_params: list, diffusion, shape: tuple, model_kwargs: dict,
+                device: torch.device, seed: int) -> torch.Tensor:
+    """DDIM samples (shape, float32 model units) from a copy of `model` carrying the EMA weights."""
+    ema_model = copy.deepcopy(model).eval()
+    for p, e in zip(ema_model.parameters(), ema_params):
+        p.copy_(e)
+    generator = torch.Generator(device).manual_seed(seed)
+    return grid_diffusion(diffusion, GRID_STEPS).ddim_sample_loop(ema_model, shape, model_kwargs=model_kwargs,
+                                                                   device=device, generator=generator)

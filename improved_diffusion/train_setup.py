@@ -11,14 +11,17 @@ from .checkpoint import METADATA_NAME, find_metadata, read_metadata
 from .dist_util import resolve_device
 from .resample import SCHEDULE_SAMPLERS
 from .script_util import ORIGINAL_DEFAULTS, validate_args
-from .train_state import parse_resume_name
-from .train_util import AMP_MODES, parse_ema_rates
+from .train_state import parse_ema_rates, parse_resume_name
+from .train_util import AMP_MODES
 
-# Keywords that may change when a run is resumed; every other key must agree with metadata.json.
+# Keywords that may change when a run is resumed (taken from the call, like the original's num_epochs,
+# lr and compute_val; precision and micro-batching follow the hardware); every other key must agree
+# with metadata.json.
 RESUME_CHANGEABLE = {
     "data_train_dir", "data_val_dir", "num_epochs", "lr", "lr_anneal_steps", "save_interval", "resume_checkpoint",
     "compute_val", "subset_timesteps", "url_folder_experiment", "device", "num_workers", "keep_checkpoints",
-    "log_interval", "grid_interval", "compile", "overwrite", "grad_clip", "warmup_steps",
+    "log_interval", "grid_interval", "compile", "overwrite", "grad_clip", "warmup_steps", "microbatch", "amp",
+    "use_fp16", "fp16_scale_growth",
 }
 # Keywords about this process only: not written to metadata.json.
 NOT_STORED = {"device", "num_workers", "overwrite", "compile", "log_interval", "grid_interval", "keep_checkpoints"}

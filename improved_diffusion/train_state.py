@@ -146,6 +146,18 @@ def prune_sets(folder: str | os.PathLike, keep: int, ema_rates: list[float]) -> 
     return old
 
 
+def parse_ema_rates(ema_rate: float | str | list) -> list[float]:
+    """EMA rates from a float, a comma string ("0.9999,0.99") or a list; each in (0, 1)."""
+    items = ema_rate.split(",") if isinstance(ema_rate, str) else ema_rate if isinstance(ema_rate, list) else [ema_rate]
+    try:
+        rates = [float(r) for r in items if str(r).strip()]
+    except ValueError:
+        rates = []
+    if not rates or any(not 0.0 < r < 1.0 for r in rates):
+        raise ValueError(f"ema_rate: got {ema_rate!r}, expected rates in (0, 1), e.g. 0.9999 or '0.9999,0.99'")
+    return rates
+
+
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed that depends on every part (numpy SeedSequence hashing)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))

@@ -11,8 +11,6 @@ clipping thresholds and logged grad norms scaled with the number of micro-batche
 """
 from __future__ import annotations
 
-import copy
-import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +23,12 @@ from .checkpoint import load_state_dict
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
 from .nn import update_ema
 from .resample import LossSecondMomentResampler, UniformSampler
-from .respace import SpacedDiffusion, space_timesteps
-from .train_logging import Logger, MetricAccumulator
-from .train_state import SetName, TrainState, derive_seed, find_set_files, load_train_state, prune_sets, \
-    save_checkpoint_set
+from .train_logging import Logger, MetricAccumulator, ema_samples
+from .train_state import (SetName, TrainState, derive_seed, find_set_files, load_train_state, parse_ema_rates,
+                          prune_sets, save_checkpoint_set)
 
 AMP_MODES = ("none", "bf16", "fp16")
-GRID_SAMPLES, GRID_STEPS = 16, 50
+GRID_SAMPLES = 16
 
 
 @dataclass
@@ -41,29 +38,9 @@ class EpochData:
     set_epoch: Callable[[int], None] = lambda epoch: None
 
 
-def parse_ema_rates(ema_rate: float | str | list) -> list[float]:
-    """EMA rates from a float, a comma string ("0.9999,0.99") or a list; each in (0, 1)."""
-    items = ema_rate.split(",") if isinstance(ema_rate, str) else ema_rate if isinstance(ema_rate, list) else [ema_rate]
-    try:
-        rates = [float(r) for r in items if str(r).strip()]
-    except ValueError:
-        rates = []
-    if not rates or any(not 0.0 < r < 1.0 for r in rates):
-        raise ValueError(f"ema_rate: got {ema_rate!r}, expected rates in (0, 1), e.g. 0.9999 or '0.9999,0.99'")
-    return rates
-
-
-def grid_diffusion(diffusion, steps: int = GRID_STEPS):
-    """The training chain respaced to `steps` trailing steps, for quick DDIM sample grids."""
-    if diffusion.num_timesteps <= steps or diffusion.num_timesteps != diffusion.original_num_steps:
-        return diffusion
-    return SpacedDiffusion(space_timesteps(diffusion.num_timesteps, f"trailing{steps}"), betas=diffusion.betas,
-                           model_mean_type=diffusion.model_mean_type, model_var_type=diffusion.model_var_type,
-                           loss_type=diffusion.loss_type, rescale_timesteps=diffusion.rescale_timesteps)
-
-
 class TrainLoop:
-    """Train `model` on `data` for epochs `start_epoch .. num_epochs - 1`, writing checkpoint sets to `folder`."""
+    """Train `model` on `data` for epochs `start_epoch .. num_epochs - 1`, writing checkpoint sets to
+    `folder`."""
 
     def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, num_epochs: int,
                  lr: float, ema_rate: float | str = "0.9999", microbatch: int = -1, schedule_sampler=None,
@@ -83,7 +60,8 @@ class TrainLoop:
         self.microbatch = microbatch
         self.lr_anneal_steps, self.warmup_steps, self.grad_clip = lr_anneal_steps, warmup_steps, grad_clip
         self.save_interval, self.keep_checkpoints, self.log_interval = save_interval, keep_checkpoints, log_interval
-        self.subset_timesteps, self.seed, self.grid_interval, self.compile = subset_timesteps, seed, grid_interval, compile
+        self.subset_timesteps, self.seed = subset_timesteps, seed
+        self.grid_interval, self.compile = grid_interval, compile
         self.sampler = schedule_sampler or UniformSampler(diffusion.num_timesteps)
         self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         # The original added fp16_scale_growth to log2(scale) per good step: doubling every 1/growth steps.
@@ -316,12 +294,8 @@ class TrainLoop:
         """DDIM samples from the first EMA model into tensorboard (`samples/ema_<rate>`)."""
         if not self.is_main or self._grid_shape is None:
             return
-        ema_model = copy.deepcopy(self.model).eval()
-        for p, e in zip(ema_model.parameters(), self.ema_params[0]):
-            p.copy_(e)
-        generator = torch.Generator(self.device).manual_seed(self.seed)
-        images = grid_diffusion(self.diffusion, GRID_STEPS).ddim_sample_loop(
-            ema_model, self._grid_shape, model_kwargs=self._grid_cond, device=self.device, generator=generator)
+        images = ema_samples(self.model, self.ema_params[0], self.diffusion, self._grid_shape, self._grid_cond,
+                             self.device, self.seed)
         self.logger.image_grid(f"samples/ema_{self.ema_rates[0]}", images, self.step_total)
 
     # ------------------------------------------------------------------ the loop

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from improved_diffusion import train_util
+from improved_diffusion import train_logging
 from improved_diffusion.script_util import create_model_and_diffusion
 from improved_diffusion.train_util import EpochData, TrainLoop
 
@@ -172,7 +172,7 @@ def test_keep_checkpoints_and_tensorboard_tags(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     loop = make_loop(tmp_path, torch.randn(4, 1, 32, 32), num_epochs=3, keep_checkpoints=2, log_interval=1,
                      grid_interval=3, schedule_sampler=None)
-    monkeypatch.setattr(train_util, "GRID_STEPS", 2)
+    monkeypatch.setattr(train_logging, "GRID_STEPS", 2)
     loop.run()
     assert sorted(p.name for p in tmp_path.glob("model_*.pt")) == ["model_epoch=1_iter=4.pt", "model_epoch=2_iter=6.pt"]
     assert not list(tmp_path.glob("*_0.pt")) and not list(tmp_path.glob("opt0.pt"))

@@ -56,7 +56,8 @@ MODES = {
 def test_each_mode_trains_and_writes_a_loadable_checkpoint(tmp_path, mode):
     kw = {**TINY, **MODES[mode]}
     size = kw.get("image_size_hr") or 32
-    data = hdf5_folder(tmp_path / "data") if kw.get("type_dataset") == "hdf5" else image_folder(tmp_path / "data", size=size)
+    hdf5 = kw.get("type_dataset") == "hdf5"
+    data = hdf5_folder(tmp_path / "data") if hdf5 else image_folder(tmp_path / "data", size=size)
     out = tmp_path / "run"
     result = train.main(data_train_dir=data, url_folder_experiment=str(out), **kw)
     assert result["checkpoint"] == out / "model_epoch=0_iter=1.pt"
@@ -155,8 +156,8 @@ def _bad_case(tmp_path, case):
             ValueError, "num_epochs")
 
 
-BAD_CASES = ["missing data folder", "image_size", "channels", "microbatch", "use_fp16 on cpu", "non-empty folder", "resume name",
-             "resume metadata", "resume num_epochs"]
+BAD_CASES = ["missing data folder", "image_size", "channels", "microbatch", "use_fp16 on cpu",
+             "non-empty folder", "resume name", "resume metadata", "resume num_epochs"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
