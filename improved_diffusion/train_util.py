@@ -8,6 +8,9 @@ dropout (global RNG, also seeded by rank). Within-epoch checkpoints also store t
 Micro-batch losses are summed with weight n_micro / n_batch, so the gradient is the batch *mean*
 (the original summed micro-batch gradients: same AdamW update up to epsilon, but gradient norms,
 clipping thresholds and logged grad norms scaled with the number of micro-batches).
+
+Metrics stay on the device and are read once per `log_interval` steps; the only per-step host copy is
+the loss-second-moment sampler's (its next draw depends on this step's losses).
 """
 from __future__ import annotations
 
@@ -192,7 +195,7 @@ class TrainLoop:
         losses = []
         for i, start in enumerate(starts):
             part = slice(start, start + size)
-            sync = nullcontext() if i == len(starts) - 1 or not is_distributed() else self.ddp_model.no_sync()
+            sync = self._ddp.no_sync() if self._ddp is not None and i < len(starts) - 1 else nullcontext()
             with sync:
                 with self._autocast():
                     terms = self.diffusion.training_losses(
@@ -300,10 +303,13 @@ class TrainLoop:
 
     # ------------------------------------------------------------------ the loop
     def _wrap_model(self) -> None:
-        model = self.model
+        """`ddp_model`: the model the loss calls (DDP across processes, then torch.compile if asked)."""
+        self._ddp = None
         if is_distributed():
             from torch.nn.parallel import DistributedDataParallel
-            model = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            self._ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
+                                                else None)
+        model = self._ddp or self.model
         if self.compile:
             try:
                 import torch._dynamo

@@ -60,7 +60,7 @@ def test_microbatch_gradients_are_the_batch_mean(tmp_path):
     grads = []
     for microbatch in (-1, 1):
         loop = make_loop(tmp_path, x, batch_size=4, microbatch=microbatch)
-        loop.ddp_model = loop.model
+        loop._wrap_model()
         loop._seed_epoch(0)
         loop._forward_backward(x.clone(), {})
         grads.append(torch.cat([p.grad.flatten() for p in loop.params]))

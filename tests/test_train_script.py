@@ -46,7 +46,7 @@ MODES = {
                                                      learn_sigma=True, output_type="x_start"),
     "hdf5_rescaled_mse_learn_sigma": dict(type_dataset="hdf5", loss_name="rescaled_mse", learn_sigma=True,
                                           schedule_sampler="loss-second-moment"),
-    "lowres_mse": dict(image_size_hr=64, output_type="x_previous"),
+    "lowres_mse_validation": dict(image_size_hr=64, output_type="x_previous", compute_val=True, subset_timesteps=2),
     "superres_rescaled_mse_learn_sigma": dict(image_size_lr=16, loss_name="rescaled_mse", learn_sigma=True,
                                               class_cond=True, num_class=2),
 }
@@ -59,11 +59,12 @@ def test_each_mode_trains_and_writes_a_loadable_checkpoint(tmp_path, mode):
     hdf5 = kw.get("type_dataset") == "hdf5"
     data = hdf5_folder(tmp_path / "data") if hdf5 else image_folder(tmp_path / "data", size=size)
     out = tmp_path / "run"
-    result = train.main(data_train_dir=data, url_folder_experiment=str(out), **kw)
-    assert result["checkpoint"] == out / "model_epoch=0_iter=1.pt"
-    assert {"model_epoch=0_iter=1.pt", "ema_rate=0.9_0.pt", "opt0.pt", "metadata.json"} <= set(os.listdir(out))
+    result = train.main(data_train_dir=data, data_val_dir=data, url_folder_experiment=str(out), **kw)
+    suffix = re.fullmatch(r"model_epoch=0_iter=1(_vb=[\d.]+_mse=[\d.]+)?\.pt", result["checkpoint"].name).group(1) or ""
+    assert bool(suffix) == bool(kw.get("compute_val"))  # validation names the set after its bits/dim and mse
+    assert {f"ema_rate=0.9_0{suffix}.pt", f"opt0{suffix}.pt", "metadata.json"} <= set(os.listdir(out))
     assert len(list(out.glob("*.json"))) == 1
-    assert [p.name for p in out.glob("model_*.pt")] == ["model_epoch=0_iter=1.pt"]  # no save for an epoch not run
+    assert [p.name for p in out.glob("model_*.pt")] == [result["checkpoint"].name]  # no save for an epoch not run
     meta = json.loads((out / "metadata.json").read_text())
     assert list(meta)[:len(ORIGINAL_DEFAULTS)] == list(ORIGINAL_DEFAULTS)  # the original 37 keys, in order
     assert meta["image_size_lr"] == kw.get("image_size_lr") and meta["image_size_hr"] == kw.get("image_size_hr")
