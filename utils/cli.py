@@ -68,11 +68,18 @@ def _comments(func: Callable) -> dict[str, str]:
     return found
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where the help text already states one (list flags)."""
+
+    def _get_help_string(self, action):
+        return action.help if "; default " in (action.help or "") else super()._get_help_string(action)
+
+
 def build_parser(func: Callable) -> argparse.ArgumentParser:
     """An argparse parser whose options are the keyword arguments of `func`."""
     doc = inspect.getdoc(func) or ""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=_HelpFormatter)
     try:
         hints = typing.get_type_hints(func)
     except Exception:  # unresolvable annotations: fall back to the defaults' types

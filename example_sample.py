@@ -1,0 +1,28 @@
+"""Example: 32 class-5 samples from the SAR low-res model (128 px, T = 2000) as in the original
+`example_sample.py`, with 500 ancestral steps taken on the model's own chain (respacing)."""
+from pathlib import Path
+
+from sample import main_sample
+from utils.cli import run_cli
+
+
+def main(
+    model_path: str = "./models_data/SAR_lowres_128_cond_sigma_2000/ema_rate=0.99_78.pt",  # low-res checkpoint
+    num_samples: int = 32,  # samples to draw
+    sample_class: int = 5,  # class of every sample
+    batch_size: int = 4,  # samples per network call
+    sampling_steps: int = 500,  # network evaluations (trailing grid over the 2000-step chain)
+    use_ddim: bool = False,  # DDIM instead of ancestral sampling
+    url_save_path: str = "./data/samples/SAR_lowres_128_cond_sigma_2000/",  # output folder
+    seed: int = 0,  # random seed
+    device: str = "auto",  # "auto", "cpu", "cuda", ...
+    overwrite: bool = False,  # replace existing outputs
+) -> Path:
+    """Writes samples_32x128x128x1.npz (+ PNG grid, provenance JSON) into url_save_path."""
+    return main_sample(model_path=model_path, num_samples=num_samples, sample_class=sample_class,
+                       batch_size=batch_size, sampling_steps=sampling_steps, use_ddim=use_ddim,
+                       url_save_path=url_save_path, seed=seed, device=device, overwrite=overwrite)
+
+
+if __name__ == "__main__":
+    run_cli(main)

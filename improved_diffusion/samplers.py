@@ -1,0 +1,255 @@
+"""Samplers: plain functions over a denoiser and a time grid.
+
+A *denoiser* is a callable ``denoiser(x, t) -> x0_hat``: x (N, C, H, W), t a float64 scalar tensor
+in index units (see `noise_schedule`), x0_hat the data prediction with x's dtype and shape
+(clipping / thresholding already applied). The ancestral sampler also needs
+``denoiser.predict(x, t) -> (x0_hat, v)`` with v the learned-variance fraction in [0, 1] or None.
+
+A *grid* is a decreasing float64 tensor of times; a last entry of -1 (`CLEAN`) means the final
+step lands on clean data (alpha = 1, sigma = 0): that step is always first order and returns the
+denoiser's prediction, so it costs one network evaluation like every other step.
+The trajectory keeps x's dtype (pass float64 to integrate in float64).
+"""
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .noise_schedule import DiscreteSchedule, make_grid
+
+ALGORITHMS = ("dpmsolver", "dpmsolver++")
+_STAGES = {1: [], 2: [0.5], 3: [1 / 3, 2 / 3]}  # intermediate lambda fractions r of singlestep DPM-Solver-k
+
+
+def _steps(grid: torch.Tensor, progress: bool, desc: str):
+    pairs = list(zip(grid[:-1], grid[1:]))
+    return tqdm(pairs, desc=desc, leave=False, disable=not progress)
+
+
+def _is_clean(schedule: DiscreteSchedule, t: torch.Tensor) -> bool:
+    return float(schedule.sigma(t)) == 0.0
+
+
+def _prediction(schedule: DiscreteSchedule, x: torch.Tensor, x0: torch.Tensor, t, algorithm: str) -> torch.Tensor:
+    """The quantity the solver integrates: x0 (dpmsolver++) or eps = (x - alpha x0) / sigma (dpmsolver)."""
+    if algorithm == "dpmsolver++":
+        return x0
+    return (x - schedule.alpha(t).to(x) * x0) / schedule.sigma(t).to(x)
+
+
+def _phi(k: int, z: float) -> float:
+    """phi_k(z) = (e^z - sum_{j<k} z^j / j!) / z^k (exponential-integrator functions), k >= 1, z != 0."""
+    value = math.expm1(z) / z
+    for j in range(1, k):
+        value = (value - 1 / math.factorial(j)) / z
+    return value
+
+
+def exponential_step(schedule: DiscreteSchedule, x: torch.Tensor, t, s, coeffs: Sequence[torch.Tensor],
+                     algorithm: str) -> torch.Tensor:
+    """Exact integration from t to s of the semi-linear ODE when the prediction F is the polynomial
+    F(lambda_t + u) = sum_j coeffs[j] u^j in u = lambda - lambda_t (DPM-Solver eq. 3.6 / DPM-Solver++ eq. 9):
+        dpmsolver:   x_s = (alpha_s/alpha_t) x_t - sigma_s sum_j j! c_j h^(j+1) phi_(j+1)(h)
+        dpmsolver++: x_s = (sigma_s/sigma_t) x_t + alpha_s sum_j j! c_j h^(j+1) phi_(j+1)(-h)
+    with h = lambda_s - lambda_t > 0.
+    """
+    h = float(schedule.lambda_(s) - schedule.lambda_(t))
+    if algorithm == "dpmsolver++":
+        ratio, scale, z = schedule.sigma(s) / schedule.sigma(t), schedule.alpha(s), -h
+    else:
+        ratio, scale, z = schedule.alpha(s) / schedule.alpha(t), -schedule.sigma(s), h
+    out = float(ratio) * x
+    for j, c in enumerate(coeffs):
+        out = out + float(scale) * math.factorial(j) * h ** (j + 1) * _phi(j + 1, z) * c
+    return out
+
+
+def _taylor_coeffs(history: Sequence[tuple[float, torch.Tensor]]) -> list[torch.Tensor]:
+    """Coefficients c_j of the polynomial through the points (lambda_i, F_i) in u = lambda - lambda_0,
+    history[0] being the current point (multistep derivative estimates, any spacing)."""
+    lam0 = history[0][0]
+    u = torch.tensor([lam - lam0 for lam, _ in history], dtype=torch.float64)
+    inv = torch.linalg.inv(torch.vander(u, increasing=True))
+    return [sum(float(inv[j, i]) * F for i, (_, F) in enumerate(history)) for j in range(len(history))]
+
+
+def sample_ddim(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
+                eta: float = 0.0, generator: Optional[torch.Generator] = None, progress: bool = False
+                ) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12; sigma from eq. 16 scaled by eta) along `grid`; eta = 0 is the ODE."""
+    for t, s in _steps(grid, progress, "DDIM"):
+        x0 = denoiser(x, t)
+        eps = (x - schedule.alpha(t).to(x) * x0) / schedule.sigma(t).to(x)
+        ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
+        sigma_eta = eta * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
+        x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma_eta ** 2, 0.0)) * eps
+        if sigma_eta > 0:
+            x = x + sigma_eta * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x
+
+
+def sample_ancestral(denoiser, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
+                     variance: str = "fixed_large", generator: Optional[torch.Generator] = None,
+                     progress: bool = False) -> torch.Tensor:
+    """Ancestral sampling (DDPM Algorithm 2) along integer times `grid` ending at -1: each step
+    t -> s draws from q(x_s | x_t, x0_hat) with beta = 1 - alpha_bar_t / alpha_bar_s (DDPM eqs. 6-7,
+    the respaced chain of IDDPM section 4). `variance`: "fixed_small" (posterior beta_tilde),
+    "fixed_large" (beta) or "learned_range" (IDDPM eq. 15 with the denoiser's fraction v)."""
+    if variance not in ("fixed_small", "fixed_large", "learned_range"):
+        raise ValueError(f"variance must be fixed_small, fixed_large or learned_range, got {variance!r}")
+    for t, s in _steps(grid, progress, "ancestral"):
+        x0, v = denoiser.predict(x, t)
+        ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
+        beta = 1 - ab_t / ab_s
+        coef_x0, coef_x = math.sqrt(ab_s) * beta / (1 - ab_t), math.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t)
+        x_mean = coef_x0 * x0 + coef_x * x
+        if _is_clean(schedule, s):
+            return x_mean
+        beta_tilde = beta * (1 - ab_s) / (1 - ab_t)
+        if variance == "learned_range":
+            std = torch.exp(0.5 * (v * math.log(beta) + (1 - v) * math.log(beta_tilde)))
+        else:
+            std = math.sqrt(beta if variance == "fixed_large" else beta_tilde)
+        x = x_mean + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x
+
+
+def _singlestep_update(denoiser, schedule: DiscreteSchedule, x: torch.Tensor, t, s, order: int, algorithm: str,
+                       F0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One singlestep DPM-Solver-k step t -> s (DPM-Solver Algorithms 1-2, DPM-Solver++ Algorithm 1,
+    Taylor form). Returns (x_s of order k, x_s of order k-1 sharing the same evaluations)."""
+    lam_t = schedule.lambda_(t)
+    h = float(schedule.lambda_(s) - lam_t)
+    if F0 is None:
+        F0 = _prediction(schedule, x, denoiser(x, t), t, algorithm)
+    coeffs = [F0]
+    for r in _STAGES[order]:
+        s_r = schedule.inverse_lambda(lam_t + r * h)
+        u = exponential_step(schedule, x, t, s_r, coeffs, algorithm)
+        F_r = _prediction(schedule, u, denoiser(u, s_r), s_r, algorithm)
+        lower, coeffs = coeffs, [F0, (F_r - F0) / (r * h)]
+    x_s = exponential_step(schedule, x, t, s, coeffs, algorithm)
+    return x_s, (exponential_step(schedule, x, t, s, lower, algorithm) if order > 1 else x_s)
+
+
+def sample_dpm_singlestep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, orders: Sequence[int],
+                          schedule: DiscreteSchedule, algorithm: str = "dpmsolver++", progress: bool = False
+                          ) -> torch.Tensor:
+    """Singlestep DPM-Solver(++) with orders[i] (1-3) on interval i of `grid`; sum(orders) network calls."""
+    _check(algorithm, max(orders))
+    if len(orders) != len(grid) - 1:
+        raise ValueError(f"need one order per grid interval: {len(orders)} orders for {len(grid) - 1} intervals")
+    for (t, s), order in zip(_steps(grid, progress, f"{algorithm} singlestep"), orders):
+        if _is_clean(schedule, s):
+            if order != 1:
+                raise ValueError(f"the step to clean data must be first order, got order {order}")
+            return denoiser(x, t)
+        x = _singlestep_update(denoiser, schedule, x, t, s, order, algorithm)[0]
+    return x
+
+
+def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
+                         order: int = 2, algorithm: str = "dpmsolver++", lower_order_final: bool = False,
+                         max_step_ratio: float = 3.0, progress: bool = False) -> torch.Tensor:
+    """Multistep DPM-Solver(++) of `order` (DPM-Solver++ section 4.2): the prediction's Taylor terms come
+    from the previous evaluations (warm-up with lower orders); one network call per grid interval.
+
+    Variable steps: a previous evaluation is used only while the lambda-span back to it is at most
+    `max_step_ratio` times the current step per point (extrapolating from far points is unstable, as for
+    any variable-step multistep method). With `lower_order_final` the order is also capped by the number
+    of steps left."""
+    _check(algorithm, order)
+    history: list[tuple[float, torch.Tensor]] = []
+    num_steps = len(grid) - 1
+    for i, (t, s) in enumerate(_steps(grid, progress, f"{algorithm} multistep")):
+        x0 = denoiser(x, t)
+        if _is_clean(schedule, s):
+            return x0
+        lam_t = float(schedule.lambda_(t))
+        h = float(schedule.lambda_(s)) - lam_t
+        history = [(lam_t, _prediction(schedule, x, x0, t, algorithm))] + history[:order - 1]
+        k = 1
+        while k < len(history) and lam_t - history[k][0] <= max_step_ratio * k * h:
+            k += 1
+        k = min(k, num_steps - i) if lower_order_final else k
+        x = exponential_step(schedule, x, t, s, _taylor_coeffs(history[:k]), algorithm)
+    return x
+
+
+def sample_dpm_adaptive(denoiser: Callable, x: torch.Tensor, schedule: DiscreteSchedule, order: int = 3,
+                        algorithm: str = "dpmsolver++", t_start: Optional[float] = None, t_end: float = 0.0,
+                        to_clean: bool = True, atol: float = 0.0078, rtol: float = 0.05, h_init: float = 0.05,
+                        theta: float = 0.9) -> torch.Tensor:
+    """Adaptive step size DPM-Solver-12 / -23 (DPM-Solver section 4.1, Algorithm 4): a step of order
+    `order` (2 or 3) is accepted when its RMS distance to the embedded lower-order solution, scaled by
+    max(atol, rtol |x|), is <= 1; h (in lambda) is updated as theta h E^(-1/order)."""
+    if order not in (2, 3):
+        raise ValueError(f"adaptive DPM-Solver needs order 2 or 3, got {order}")
+    _check(algorithm, order)
+    t_start = schedule.num_timesteps - 1 if t_start is None else t_start
+    t, lam_end = torch.tensor(float(t_start), dtype=torch.float64), float(schedule.lambda_(t_end))
+    h, x_prev = h_init, x
+    while float(schedule.lambda_(t)) < lam_end - 1e-8:
+        lam_t = float(schedule.lambda_(t))
+        s = schedule.inverse_lambda(torch.tensor(min(lam_t + h, lam_end), dtype=torch.float64))
+        x_high, x_low = _singlestep_update(denoiser, schedule, x, t, s, order, algorithm)
+        tol = torch.maximum(torch.full_like(x_low, atol), rtol * torch.maximum(x_low.abs(), x_prev.abs()))
+        err = float(((x_high - x_low) / tol).pow(2).flatten(1).mean(1).sqrt().max())
+        if err <= 1:
+            x, x_prev, t = x_high, x_low, s
+        h = min(theta * h * max(err, 1e-12) ** (-1 / order), lam_end - float(schedule.lambda_(t)))
+    return denoiser(x, t) if to_clean else x
+
+
+def _check(algorithm: str, order: int) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm_type must be one of {ALGORITHMS}, got {algorithm!r}")
+    if order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order}")
+
+
+def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_val: float = 1.0) -> torch.Tensor:
+    """Dynamic thresholding (Imagen, Saharia et al. 2022, section 2.3): per sample, s = the `ratio`
+    quantile of |x0| (at least max_val); x0 is clamped to [-s, s] and rescaled to [-max_val, max_val]."""
+    s = torch.quantile(x0.abs().flatten(1).float(), ratio, dim=1).to(x0).clamp(min=max_val)
+    s = s.reshape(-1, *([1] * (x0.ndim - 1)))
+    return torch.maximum(torch.minimum(x0, s), -s) * (max_val / s)
+
+
+METHODS = ("singlestep", "singlestep_fixed", "multistep", "adaptive")
+
+
+def singlestep_orders(budget: int, order: int, fixed: bool) -> list[int]:
+    """Orders of the singlestep steps using `budget` network calls: as many steps of `order` as fit and
+    one lower-order step for the remainder (DPM-Solver-fast), or only steps of `order` when `fixed`."""
+    if fixed and budget % order:
+        raise ValueError(f"singlestep_fixed of order {order} needs a number of steps (excluding the final "
+                         f"denoising call) divisible by {order}, got {budget}")
+    return [order] * (budget // order) + ([budget % order] if budget % order else [])
+
+
+def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str = "dpmsolver++",
+                      method_type: str = "multistep", order: int = 3, skip_type: str = "logSNR",
+                      lambda_min: Optional[float] = -3.0, denoise_to_zero: bool = True,
+                      lower_order_final: bool = False, atol: float = 0.0078, rtol: float = 0.05,
+                      progress: bool = False) -> torch.Tensor:
+    """Solve the probability-flow ODE from x at time T-1 with `steps` network calls (the adaptive method
+    chooses its own number). `denoiser` needs a `.schedule` (a `Denoiser`). With `denoise_to_zero` the
+    last call maps the state at index 0 to clean data; otherwise the output is the state at index 0."""
+    if method_type not in METHODS:
+        raise ValueError(f"method_type must be one of {METHODS}, got {method_type!r}")
+    _check(algorithm_type, order)
+    if steps < 1:
+        raise ValueError(f"sample_steps must be >= 1, got {steps}")
+    schedule, final = denoiser.schedule, int(denoise_to_zero)
+    if method_type == "adaptive":
+        return sample_dpm_adaptive(denoiser, x, schedule, order, algorithm_type, to_clean=denoise_to_zero,
+                                   atol=atol, rtol=rtol)
+    if method_type == "multistep":
+        grid = make_grid(schedule, skip_type, steps - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+        return sample_dpm_multistep(denoiser, x, grid, schedule, order, algorithm_type, lower_order_final,
+                                    progress=progress)
+    orders = singlestep_orders(steps - final, order, method_type == "singlestep_fixed") + [1] * final
+    grid = make_grid(schedule, skip_type, len(orders) - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+    return sample_dpm_singlestep(denoiser, x, grid, orders, schedule, algorithm_type, progress=progress)

@@ -1,0 +1,153 @@
+"""Variational bound (bits/dim) of a trained checkpoint on a dataset (DDPM eq. 5, Nichol & Dhariwal sec. 2).
+
+    python model_likelihood.py --model_path models_data/run/ema_rate=0.9999_3.pt --url_dataset data/mnist_val/
+
+The bound is evaluated on the checkpoint's own training chain (its T steps) unless
+``diffusion_steps`` asks for a re-discretised chain (then a warning: that is another model's
+bound). ``subset_timesteps=k`` computes only the k lowest-noise terms t = k-1..0 (+ prior):
+a partial sum, reported under ``partial_bpd_k_lowest_noise_terms``, not a likelihood.
+
+The decoder term p(x_0 | x_1) is discretised on 256 levels over [-1, 1] (8-bit images). For
+data off that grid (HDF5 floats) the values are quantised to the grid first and the report
+says so: the number is then the bound on the bits/dim of the 8-bit-quantised data, clipped to
+[-1, 1]. ``bpd_without_decoder`` (KL terms t >= 1 + prior) is reported alongside.
+
+Noise is drawn from one generator per example seeded by (seed, example index), so results do
+not depend on the batch size.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from improved_diffusion.checkpoint import load_model
+from improved_diffusion.nn import mean_flat
+from utils.array_io import load_image_set
+
+GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-bit
+
+
+def to_8bit_grid(x: np.ndarray) -> np.ndarray:
+    """Nearest of the 256 levels k / 127.5 - 1 (k = 0..255), values clipped to [-1, 1]."""
+    return np.round((np.clip(x, -1, 1) + 1) * 127.5) / 127.5 - 1
+
+
+def _labels_for_model(labels, class_names, args_dic, source):
+    if not args_dic.get("class_cond"):
+        return None
+    if labels is None:
+        raise ValueError(f"url_dataset={source!r}: the model is class-conditional but the data have no labels "
+                         "(image file prefixes, HDF5 key_class or npz arr_1)")
+    model_names = args_dic.get("class_names")
+    if model_names and class_names:
+        missing = sorted(set(class_names) - set(model_names))
+        if missing:
+            raise ValueError(f"url_dataset={source!r}: classes {missing} unknown to the model {model_names}")
+        labels = np.array([model_names.index(class_names[i]) for i in labels], dtype=np.int64)
+    if labels.max() >= args_dic["num_class"]:
+        raise ValueError(f"url_dataset={source!r}: label {labels.max()} >= num_class={args_dic['num_class']}")
+    return labels
+
+
+@torch.no_grad()
+def bpd_terms(diffusion, model, x_start: torch.Tensor, indices: np.ndarray, seed: int,
+              subset_timesteps: int | None, clip_denoised: bool, model_kwargs: dict) -> dict:
+    """Terms of the bound for a batch (N, C, H, W): ``vb`` (N, T_used) in bits/dim (t = T_used-1..0),
+    ``prior_bpd`` (N,), ``xstart_mse`` (N, T_used); noise of example i from generator (seed, indices[i])."""
+    gens = [torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i)) for i in indices]
+    steps = diffusion.num_timesteps if subset_timesteps is None else subset_timesteps
+    vb, xstart_mse = [], []
+    for step in range(steps - 1, -1, -1):
+        noise = torch.stack([torch.randn(x_start.shape[1:], generator=g) for g in gens]).to(x_start.device)
+        t = torch.full((len(x_start),), step, dtype=torch.int64, device=x_start.device)
+        out = diffusion._vb_terms_bpd(model, x_start, diffusion.q_sample(x_start, t, noise=noise), t,
+                                      clip_denoised=clip_denoised, model_kwargs=model_kwargs)
+        vb.append(out["output"])
+        xstart_mse.append(mean_flat((out["pred_xstart"] - x_start) ** 2))
+    return {"vb": torch.stack(vb, 1), "prior_bpd": diffusion._prior_bpd(x_start),
+            "xstart_mse": torch.stack(xstart_mse, 1)}
+
+
+def calc_model_likelihood(
+    model_path: str,                    # model or EMA checkpoint (.pt) with metadata.json beside it
+    url_dataset: str,                   # image folder, HDF5 folder (normalised as in training) or .npz
+    key_data: str | None = None,        # HDF5 dataset name
+    key_class: str | None = None,       # HDF5 labels dataset (class-conditional models)
+    num_samples: int | None = None,     # random subset of the data (all when None)
+    diffusion_steps: int | None = None,  # None: the checkpoint's training T; other values re-discretise
+    subset_timesteps: int | None = None,  # k: only the k lowest-noise terms (partial sum)
+    batch_size: int = 32,               # examples per model call
+    clip_denoised: bool = True,         # clamp predicted x0 to [-1, 1]
+    scale: float = 1.0,                 # stored values -> model units: x * scale + offset
+    offset: float = 0.0,                # (see scale)
+    seed: int = 0,                      # seed of the subset and of the per-example noise
+    device: str = "cpu",                # torch device
+    out_json: str | None = None,        # also write the report here (not in the checkpoint folder)
+    overwrite: bool = False,            # replace an existing out_json
+    progress: bool = True,              # tqdm progress bar
+) -> dict:
+    """Mean bits/dim of the dataset under the checkpoint; returns (and optionally writes) a report."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
+    if out_json is not None:
+        if Path(out_json).exists() and not overwrite:
+            raise FileExistsError(f"out_json={out_json!r} exists; pass overwrite=True")
+        if Path(out_json).resolve().parent == Path(model_path).resolve().parent:
+            raise ValueError(f"out_json={out_json!r}: write results outside the checkpoint folder")
+    model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
+    trained_t = int(args_dic["diffusion_steps"])
+    if diffusion_steps is not None and diffusion_steps != trained_t:
+        warnings.warn(f"diffusion_steps={diffusion_steps} differs from the training chain (T={trained_t}): "
+                      "this is the bound of a re-discretised model, not of the trained one", stacklevel=2)
+    T = diffusion.num_timesteps
+    if subset_timesteps is not None and not 1 <= subset_timesteps <= T:
+        raise ValueError(f"subset_timesteps={subset_timesteps!r}: expected 1..{T} or None")
+    data = load_image_set(url_dataset, num_samples=num_samples, seed=seed, key_data=key_data, key_class=key_class,
+                          num_channels=args_dic["num_input_channels"], image_size=args_dic["image_size"],
+                          data_normalization=args_dic.get("data_normalization"), scale=scale, offset=offset)
+    expected = (args_dic["image_size"], args_dic["image_size"], args_dic["num_input_channels"])
+    if data.images.shape[1:] != expected or np.isnan(data.images).any():
+        raise ValueError(f"url_dataset={url_dataset!r}: items of shape {data.images.shape[1:]} (H, W, C)"
+                         f"{' with NaN' if np.isnan(data.images).any() else ''}; the model expects {expected}, no NaN")
+    labels = _labels_for_model(data.labels, data.class_names, args_dic, url_dataset)
+    grid = to_8bit_grid(data.images)
+    on_grid = bool(np.abs(grid - data.images).max() <= GRID_TOLERANCE)
+    if not on_grid:
+        warnings.warn("data are not 8-bit levels in [-1, 1]: reporting the bound for the data quantised to "
+                      "256 levels (clipped to [-1, 1])", stacklevel=2)
+    x_all = torch.from_numpy(grid.astype(np.float32)).permute(0, 3, 1, 2)
+    parts = {"vb": [], "prior_bpd": [], "xstart_mse": []}
+    for start in tqdm(range(0, len(x_all), batch_size), desc="bits/dim", disable=not progress):
+        idx = np.arange(start, min(start + batch_size, len(x_all)))
+        kwargs = {} if labels is None else {"y": torch.from_numpy(labels[idx]).to(device)}
+        out = bpd_terms(diffusion, model, x_all[idx].to(device), idx, seed, subset_timesteps, clip_denoised, kwargs)
+        for k in parts:
+            parts[k].append(out[k].cpu().double())
+    vb, prior, xstart_mse = (torch.cat(parts[k]).numpy() for k in ("vb", "prior_bpd", "xstart_mse"))
+    total = vb.sum(axis=1) + prior
+    report = {"model_path": str(model_path), "url_dataset": str(url_dataset), "n_examples": len(total),
+              "diffusion_steps": T, "trained_diffusion_steps": trained_t, "seed": seed,
+              "quantity": ("bits/dim of 8-bit data" if on_grid else
+                           "bits/dim of the data quantised to 256 levels on [-1, 1] (clipped)"),
+              "xstart_mse_mean": float(xstart_mse.mean()), "prior_bpd_mean": float(prior.mean())}
+    if subset_timesteps is None:
+        report.update(bpd_mean=float(total.mean()), bpd_se=float(total.std(ddof=1) / np.sqrt(len(total)))
+                      if len(total) > 1 else None, bpd_without_decoder=float((total - vb[:, -1]).mean()))
+    else:
+        report.update(partial_bpd_k_lowest_noise_terms=float(total.mean()), subset_timesteps=subset_timesteps)
+    report["per_example_bpd"] = total.tolist()
+    if out_json is not None:
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_json).write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    from utils.cli import run_cli
+
+    run_cli(calc_model_likelihood)

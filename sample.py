@@ -1,0 +1,92 @@
+"""Sample images from a checkpoint with the ancestral sampler or DDIM (super-resolution too).
+
+    python sample.py --model_path models_data/run/ema_rate=0.9999_3.pt --num_samples 16 --sampling_steps 20 --use_ddim
+
+Writes `samples_{N}x{H}x{W}x{C}.npz` (arr_0 NHWC, arr_1 labels for class-conditional models), a PNG
+grid, optionally HDF5, and a provenance JSON into `url_save_path`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from improved_diffusion.noise_schedule import grid_from_indices
+from improved_diffusion.respace import space_timesteps
+from improved_diffusion.samplers import sample_ancestral, sample_ddim
+from utils.cli import run_cli
+from utils.sampling_run import SampleBatch, run_sampling
+
+
+def sampling_grid(num_timesteps: int, sampling_steps: Optional[int], timestep_respacing: Optional[str]) -> torch.Tensor:
+    """Decreasing chain indices ending with the step to clean data: the full chain by default, the
+    trailing grid of `sampling_steps` steps, or an explicit respacing spec ("ddimN", "trailingN", "a,b,c")."""
+    if timestep_respacing:
+        indices = space_timesteps(num_timesteps, timestep_respacing)
+        if sampling_steps is not None and sampling_steps != len(indices):
+            raise ValueError(f"sampling_steps={sampling_steps} disagrees with timestep_respacing="
+                             f"{timestep_respacing!r} ({len(indices)} steps); give one of them")
+    elif sampling_steps is not None:
+        if not 1 <= sampling_steps <= num_timesteps:
+            raise ValueError(f"sampling_steps must be in [1, {num_timesteps}], got {sampling_steps}")
+        indices = space_timesteps(num_timesteps, f"trailing{sampling_steps}")
+    else:
+        indices = range(num_timesteps)
+    return grid_from_indices(indices)
+
+
+def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: Optional[int] = None,
+                  timestep_respacing: Optional[str] = None, progress: bool = False) -> SampleBatch:
+    """sample_batch(denoiser, x_T, generator) running DDIM or the ancestral sampler over chain indices."""
+    def sample_batch(denoiser, x_T, generator):
+        grid = sampling_grid(denoiser.schedule.num_timesteps, sampling_steps, timestep_respacing)
+        if use_ddim:
+            return sample_ddim(denoiser, x_T, grid, denoiser.schedule, eta, generator, progress)
+        return sample_ancestral(denoiser, x_T, grid, denoiser.schedule, denoiser.variance, generator, progress)
+    return sample_batch
+
+
+def main_sample(
+    model_path: Optional[str] = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
+    clip_denoised: bool = True,  # clamp the predicted x0 to [-max_clip_val, max_clip_val] at every step
+    max_clip_val: float = 1,  # clamp bound (> 0)
+    diffusion_steps: Optional[int] = None,  # re-discretise the schedule with this T (original behaviour); None = the checkpoint's T
+    num_samples: int = 10000,  # samples written (super-res: at most the number of low-res images)
+    sample_class=None,  # int (one class), list of ints (cycled), "balanced", or None/"random" (uniform per sample)
+    batch_size: int = 16,  # samples per network call
+    use_ddim: bool = False,  # DDIM instead of the ancestral sampler
+    url_save_path: str = "images/",  # output folder (created)
+    to_0_255: bool = False,  # save arr_0 as uint8 ((x + 1) * 127.5) instead of float32 in model units
+    plot: bool = True,  # save a PNG grid of the first 64 samples
+    seed: int = 0,  # random seed: the same seed gives the same samples, labels included
+    device: str = "auto",  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    eta: float = 0.0,  # DDIM noise scale (0 = deterministic ODE, 1 = ancestral-like)
+    sampling_steps: Optional[int] = None,  # network evaluations: the trailing grid over the checkpoint's chain; None = every step
+    timestep_respacing: Optional[str] = None,  # explicit grid instead: "ddimN", "trailingN" or section counts "a,b,c"
+    url_lr_data: Optional[str] = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
+    shift_to_lr_mean: bool = False,  # super-res: shift each sample to its low-res image's mean (original post-hoc step)
+    save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
+    overwrite: bool = False,  # replace existing output files
+    progress: bool = True,  # progress bars
+) -> Path:
+    """Sample from a checkpoint; returns the path of the written `.npz`."""
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    if eta > 0 and not use_ddim:
+        raise ValueError(f"eta={eta} only applies to DDIM; pass use_ddim=True")
+
+    sample_batch = chain_sampler(use_ddim, eta, sampling_steps, timestep_respacing, progress)
+    sampler_info = {"sampler": "ddim" if use_ddim else "ancestral", "eta": eta if use_ddim else None,
+                    "sampling_steps": sampling_steps, "timestep_respacing": timestep_respacing}
+    return run_sampling(sample_batch, sampler_info, model_path=model_path, num_samples=num_samples,
+                        batch_size=batch_size, seed=seed, device=device, url_save_path=url_save_path,
+                        sample_class=sample_class, clip_denoised=clip_denoised, max_clip_val=max_clip_val,
+                        diffusion_steps=diffusion_steps, to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5,
+                        url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean, overwrite=overwrite,
+                        progress=progress,
+                        check=lambda T: sampling_grid(T, sampling_steps, timestep_respacing))
+
+
+if __name__ == "__main__":
+    run_cli(main_sample)

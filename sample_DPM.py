@@ -1,0 +1,90 @@
+"""Sample with DPM-Solver / DPM-Solver++ (Lu et al. 2022) on the checkpoint's own discrete schedule.
+
+    python sample_DPM.py --model_path models_data/run/ema_rate=0.9999_3.pt --sample_steps 10 --order 3
+
+`sample_steps` is the number of network evaluations. The trajectory is kept in float64 (only the
+network input is cast). Outputs as `sample.py`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from improved_diffusion.samplers import ALGORITHMS, METHODS, dpm_solver_sample, singlestep_orders
+from improved_diffusion.noise_schedule import GRIDS
+from utils.cli import run_cli
+from utils.sampling_run import SampleBatch, run_sampling
+
+
+def check_ode_options(algorithm_type: str, method_type: str, skip_type: str, order: int, sample_steps: int,
+                      denoise_to_zero: bool) -> None:
+    """ValueError for any unsupported solver option (before anything is loaded)."""
+    for name, value, allowed in (("algorithm_type", algorithm_type, ALGORITHMS), ("method_type", method_type, METHODS),
+                                 ("skip_type", skip_type, tuple(GRIDS)), ("order", order, (1, 2, 3))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if not isinstance(sample_steps, int) or sample_steps < 1:
+        raise ValueError(f"sample_steps must be a positive int, got {sample_steps!r}")
+    if method_type == "adaptive" and order == 1:
+        raise ValueError("method_type='adaptive' needs order 2 or 3, got 1")
+    if method_type == "singlestep_fixed":
+        singlestep_orders(sample_steps - int(denoise_to_zero), order, fixed=True)
+
+
+def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBatch:
+    """sample_batch(denoiser, x_T, generator) solving the ODE with `dpm_solver_sample(..., **solver)`."""
+    def sample_batch(denoiser, x_T, generator):
+        return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)
+    return sample_batch
+
+
+def sample_from_ODE(
+    model_path: Optional[str] = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
+    clip_denoised: bool = True,  # clamp the predicted x0 to [-max_clip_val, max_clip_val] at every evaluation
+    max_clip_val: float = 1,  # clamp bound (> 0)
+    sample_steps: int = 10,  # network evaluations per sample (ignored by method_type="adaptive")
+    num_samples: int = 16,  # samples written
+    batch_size: int = 1,  # samples per network call
+    sampled_class=None,  # int (one class), list of ints (cycled), "balanced", or None/"random" (uniform per sample)
+    url_save_path: str = "images/",  # output folder (created)
+    algorithm_type: str = "dpmsolver++",  # "dpmsolver" (noise prediction) or "dpmsolver++" (data prediction)
+    method_type: str = "multistep",  # "singlestep", "singlestep_fixed", "multistep" or "adaptive"
+    skip_type: str = "logSNR",  # time grid: "logSNR", "time-uniform" or "time-quadratic"
+    order: int = 3,  # solver order 1-3
+    plot: bool = True,  # save a PNG grid of the first 64 samples
+    lambda_min: Optional[float] = -3.0,  # start the grid spacing at this half-log-SNR (first step jumps there); None = from T-1
+    denoise_to_zero: bool = True,  # last evaluation maps index 0 to clean data (else output the state at index 0)
+    lower_order_final: bool = False,  # multistep: cap the order by the number of steps left
+    dynamic_threshold_ratio: Optional[float] = None,  # dynamic thresholding quantile (e.g. 0.995) instead of clipping
+    atol: float = 0.0078,  # adaptive: absolute tolerance
+    rtol: float = 0.05,  # adaptive: relative tolerance
+    diffusion_steps: Optional[int] = None,  # re-discretise the schedule with this T (original behaviour); None = the checkpoint's T
+    url_lr_data: Optional[str] = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
+    shift_to_lr_mean: bool = False,  # super-res: shift each sample to its low-res image's mean
+    to_0_255: bool = False,  # save arr_0 as uint8 instead of float32 in model units
+    save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
+    seed: int = 0,  # random seed: the same seed gives the same samples, labels included
+    device: str = "auto",  # "auto" (cuda if available), "cpu", "cuda", ...
+    overwrite: bool = False,  # replace existing output files
+    progress: bool = True,  # progress bars
+) -> Path:
+    """Sample from a checkpoint by solving the probability-flow ODE; returns the path of the `.npz`."""
+    check_ode_options(algorithm_type, method_type, skip_type, order, sample_steps, denoise_to_zero)
+    solver = dict(algorithm_type=algorithm_type, method_type=method_type, order=order, skip_type=skip_type,
+                  lambda_min=lambda_min, denoise_to_zero=denoise_to_zero, lower_order_final=lower_order_final,
+                  atol=atol, rtol=rtol)
+
+    return run_sampling(ode_sampler(sample_steps, progress, **solver), {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver},
+                        model_path=model_path, num_samples=num_samples, batch_size=batch_size, seed=seed,
+                        device=device, url_save_path=url_save_path, sample_class=sampled_class,
+                        clip_denoised=clip_denoised, max_clip_val=max_clip_val,
+                        threshold_ratio=dynamic_threshold_ratio, diffusion_steps=diffusion_steps,
+                        to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5, url_lr_data=url_lr_data,
+                        shift_to_lr_mean=shift_to_lr_mean, trajectory_dtype=torch.float64, overwrite=overwrite,
+                        progress=progress)
+
+
+if __name__ == "__main__":
+    run_cli(sample_from_ODE)

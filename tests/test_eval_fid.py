@@ -1,0 +1,60 @@
+"""FID: identities, analytic Fréchet distances, bootstrap report, bad inputs."""
+import numpy as np
+import pytest
+
+from utils.fid import feature_statistics, fid_from_features, frechet_distance
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    x = np.random.default_rng(0).normal(size=(500, 16))
+    report = fid_from_features(x, x, num_bootstrap=0)
+    assert abs(report["fid"]) < 1e-8
+    assert report["n_real"] == report["n_generated"] == 500
+
+
+def test_diagonal_gaussians_match_closed_form():
+    # commuting covariances: d^2 = |mu1 - mu2|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.25])
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    expected = 1 + 0 + 4 + (1 - 2) ** 2 + (2 - 1) ** 2 + (3 - 0.5) ** 2
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_non_commuting_2d_gaussians_match_trace_formula():
+    # for 2x2 PSD M: tr(sqrt(M)) = sqrt(tr M + 2 sqrt(det M)); here M = S1 S2 (real spectrum)
+    s1 = np.array([[2.0, 0.8], [0.8, 1.0]])
+    s2 = np.array([[1.0, -0.3], [-0.3, 3.0]])
+    m = s1 @ s2
+    tr_sqrt = np.sqrt(np.trace(m) + 2 * np.sqrt(np.linalg.det(m)))
+    expected = 0.5 ** 2 + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    assert frechet_distance(np.zeros(2), s1, np.array([0.5, 0.0]), s2) == pytest.approx(expected, rel=1e-12)
+
+
+def test_singular_covariance_stays_real_and_finite():
+    s = np.zeros((4, 4))
+    s[0, 0] = 1.0
+    d = frechet_distance(np.zeros(4), s, np.zeros(4), s)
+    assert abs(d) < 1e-12
+
+
+def test_sampled_gaussians_approach_analytic_value_and_interval_covers_it():
+    rng = np.random.default_rng(1)
+    real = rng.normal(0.0, 1.0, size=(4000, 3))
+    gen = rng.normal(0.5, 2.0, size=(4000, 3))
+    expected = 3 * 0.5 ** 2 + 3 * (1 - 2) ** 2
+    report = fid_from_features(real, gen, num_bootstrap=50)
+    assert report["fid"] == pytest.approx(expected, rel=0.05)
+    assert report["ci_low"] <= report["fid"] <= report["ci_high"]
+    assert report["ci_low"] < expected < report["ci_high"] + 0.2
+
+
+def test_too_few_samples_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 2"):
+        feature_statistics(np.ones((1, 5)))
+    with pytest.warns(UserWarning, match="rank deficient"):
+        feature_statistics(np.random.default_rng(0).normal(size=(4, 8)))
+
+
+def test_mismatched_feature_dimensions_raise():
+    with pytest.raises(ValueError, match="equal D"):
+        fid_from_features(np.zeros((10, 3)), np.zeros((10, 4)))

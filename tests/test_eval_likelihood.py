@@ -1,0 +1,81 @@
+"""model_likelihood: a tiny T=6 checkpoint (full chain) and the original code's checkpoint (compat-a)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from improved_diffusion.checkpoint import write_metadata
+from improved_diffusion.script_util import PRESETS, create_model_and_diffusion
+from model_likelihood import calc_model_likelihood, to_8bit_grid
+
+CKPT = str(Path(__file__).parent / "fixtures" / "compat-a" / "model_epoch=3_iter=120.pt")
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """An untrained class-conditional learned-sigma model, T=6, written like a training run."""
+    folder = tmp_path_factory.mktemp("run")
+    args = {**PRESETS["demo"], "diffusion_steps": 6, "learn_sigma": True, "class_cond": True, "num_class": 3,
+            "attention_resolutions": ""}
+    torch.manual_seed(0)
+    model, _ = create_model_and_diffusion(args)
+    torch.save(model.state_dict(), folder / "model_epoch=0_iter=1.pt")
+    write_metadata(folder, args)
+    return str(folder / "model_epoch=0_iter=1.pt")
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8), mode="L").save(folder / f"{i % 3}_{i}.png")
+    return folder
+
+
+def test_bits_per_dim_finite_and_independent_of_batch_size(image_folder, tiny_ckpt):
+    a = calc_model_likelihood(tiny_ckpt, str(image_folder), batch_size=5, progress=False)
+    b = calc_model_likelihood(tiny_ckpt, str(image_folder), batch_size=2, progress=False)
+    assert a["diffusion_steps"] == a["trained_diffusion_steps"] == 6
+    assert a["quantity"] == "bits/dim of 8-bit data" and a["n_examples"] == 5
+    assert np.isfinite(a["per_example_bpd"]).all() and a["bpd_mean"] > 0
+    np.testing.assert_allclose(a["per_example_bpd"], b["per_example_bpd"], rtol=1e-6)
+    c = calc_model_likelihood(tiny_ckpt, str(image_folder), batch_size=5, seed=1, progress=False)
+    assert c["per_example_bpd"] != a["per_example_bpd"]
+
+
+def test_original_checkpoint_subset_is_labelled_partial(image_folder):
+    part = calc_model_likelihood(CKPT, str(image_folder), num_samples=2, subset_timesteps=2, progress=False)
+    assert part["trained_diffusion_steps"] == 100
+    assert "bpd_mean" not in part and part["subset_timesteps"] == 2
+    assert np.isfinite(part["partial_bpd_k_lowest_noise_terms"])
+
+
+def test_rediscretisation_warns(image_folder, tiny_ckpt):
+    with pytest.warns(UserWarning, match="re-discretised"):
+        r = calc_model_likelihood(tiny_ckpt, str(image_folder), diffusion_steps=3, progress=False)
+    assert r["diffusion_steps"] == 3 and r["trained_diffusion_steps"] == 6
+
+
+def test_float_data_are_quantised_and_labelled(tmp_path, tiny_ckpt):
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
+    np.savez(tmp_path / "f.npz", x, np.array([0, 2]))
+    with pytest.warns(UserWarning, match="quantised"):
+        r = calc_model_likelihood(tiny_ckpt, str(tmp_path / "f.npz"), progress=False)
+    assert "quantised to 256 levels" in r["quantity"]
+    assert np.abs(to_8bit_grid(x) - x).max() <= 1 / 127.5 / 2 + 1e-6
+
+
+def test_bad_inputs(tmp_path, image_folder, tiny_ckpt):
+    np.savez(tmp_path / "small.npz", np.zeros((2, 16, 16, 1), np.float32), np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="the model expects"):
+        calc_model_likelihood(tiny_ckpt, str(tmp_path / "small.npz"), progress=False)
+    np.savez(tmp_path / "nolabel.npz", np.zeros((2, 32, 32, 1), np.float32))
+    with pytest.raises(ValueError, match="no labels"):
+        calc_model_likelihood(tiny_ckpt, str(tmp_path / "nolabel.npz"), progress=False)
+    with pytest.raises(ValueError, match="subset_timesteps=500"):
+        calc_model_likelihood(tiny_ckpt, str(image_folder), subset_timesteps=500, progress=False)
+    with pytest.raises(ValueError, match="outside the checkpoint folder"):
+        calc_model_likelihood(tiny_ckpt, str(image_folder), out_json=str(Path(tiny_ckpt).parent / "m.json"))

@@ -1,0 +1,36 @@
+"""Plots shared by the evaluation modules: mean curves with confidence bands, saved as PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first: no display needed)
+import numpy as np  # noqa: E402
+
+
+def plot_mean_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str | Path, *,
+                     xlabel: str, ylabel: str, title: str = "", log_x: bool = False, log_y: bool = False,
+                     overwrite: bool = False) -> Path:
+    """Save a PNG of ``{label: (x, mean, standard_error)}`` curves with 95 % bands (mean ± 1.96 SE)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, (x, mean, se) in curves.items():
+        line, = ax.plot(x, mean, label=label)
+        se = np.nan_to_num(se)
+        ax.fill_between(x, mean - 1.96 * se, mean + 1.96 * se, color=line.get_color(), alpha=0.25)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,187 @@
+"""Writing samples: the original `.npz` layout, resumable shards, a PNG grid, HDF5 and provenance.
+
+`.npz` (inventory §2.3): `samples_{N}x{H}x{W}x{C}.npz` with `arr_0` NHWC (float32 in model units, or
+uint8) and, for class-conditional models, `arr_1` int64 labels. Large runs write one shard per batch
+into `{out}/.shards_{stem}/` (atomically) and then stream the shards into the final `.npz`, so memory
+stays bounded by one batch and an interrupted run resumes at the first missing shard.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from improved_diffusion.checkpoint import atomic_write
+
+
+def npz_name(num_samples: int, image_size: int, channels: int) -> str:
+    """`samples_{N}x{H}x{W}x{C}.npz` as the original."""
+    return f"samples_{num_samples}x{image_size}x{image_size}x{channels}.npz"
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Model units [-1, 1] -> uint8 as the original: (x + 1) * 127.5, clamped to [0, 255], truncated."""
+    return np.clip((x.astype(np.float32) + 1) * 127.5, 0, 255).astype(np.uint8)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit of this code when run from a clone, else the installed package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0:
+            return "git " + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from importlib.metadata import version
+        return "pdm-radar " + version("pdm-radar")
+    except Exception:  # package not installed and no git: say so rather than fail a sampling run
+        return "unknown"
+
+
+def check_free(paths: Iterable[Path], overwrite: bool) -> None:
+    """FileExistsError naming the first existing path unless `overwrite`."""
+    for path in paths:
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+
+
+class ShardStore:
+    """One `.npz` shard per batch in `folder`, tagged with the run's `config` (a JSON-able dict):
+    a folder written under another configuration is refused (or cleared with `overwrite`)."""
+
+    def __init__(self, folder: Path, config: dict, overwrite: bool = False) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tag = self.folder / "config.json"
+        text = json.dumps(config, sort_keys=True, indent=1)
+        if tag.exists() and tag.read_text() != text:
+            if not overwrite:
+                raise ValueError(f"{self.folder} holds shards of a different run (see {tag}); "
+                                 "pass overwrite=True to discard them or choose another url_save_path")
+            self.clear()
+        atomic_write(tag, lambda tmp: Path(tmp).write_text(text))
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"shard_{index:06d}.npz"
+
+    def done(self, index: int) -> bool:
+        return self.path(index).exists()
+
+    def write(self, index: int, images: np.ndarray, labels: Optional[np.ndarray]) -> None:
+        arrays = [images] + ([labels] if labels is not None else [])
+
+        def save(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, *arrays)
+        atomic_write(self.path(index), save)
+
+    def read(self, index: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        with np.load(self.path(index)) as data:
+            return data["arr_0"], (data["arr_1"] if "arr_1" in data else None)
+
+    def clear(self) -> None:
+        for path in self.folder.glob("*"):
+            path.unlink()
+
+    def remove(self) -> None:
+        self.clear()
+        self.folder.rmdir()
+
+
+def _write_npy_stream(zf: zipfile.ZipFile, name: str, shape: tuple, dtype: np.dtype, chunks: Iterable[np.ndarray]):
+    with zf.open(name, "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                "fortran_order": False, "shape": shape})
+        for chunk in chunks:
+            f.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
+
+
+def merge_shards(store: ShardStore, num_shards: int, num_samples: int, out_path: Path) -> None:
+    """Stream the first `num_samples` samples of shards 0..num_shards-1 into `out_path` (`np.savez`
+    layout: arr_0 images, arr_1 labels when the shards have them), one shard in memory at a time."""
+    first_images, first_labels = store.read(0)
+    shape = (num_samples,) + first_images.shape[1:]
+
+    def take(kind: int):
+        left = num_samples
+        for index in range(num_shards):
+            part = store.read(index)[kind][:left]
+            left -= len(part)
+            yield part
+
+    def save(tmp):
+        with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+            _write_npy_stream(zf, "arr_0.npy", shape, first_images.dtype, take(0))
+            if first_labels is not None:
+                _write_npy_stream(zf, "arr_1.npy", (num_samples,), np.int64, take(1))
+    atomic_write(out_path, save)
+
+
+def save_png_grid(images: np.ndarray, path: Path, max_images: int = 64) -> None:
+    """A grid of the first `max_images` NHWC samples (float in [-1, 1] or uint8), row-major in sample
+    order (labels are in the `.npz`); 1 channel -> grey, 3 -> RGB, other -> channel 0."""
+    from PIL import Image
+
+    images = images[:max_images]
+    if images.dtype != np.uint8:
+        images = to_uint8(images)
+    if images.shape[-1] not in (1, 3):
+        images = images[..., :1]
+    n, h, w, c = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    canvas = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, c), 255, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, k = divmod(i, cols)
+        canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + k * (w + 2):2 + k * (w + 2) + w] = image
+    atomic_write(path, lambda tmp: Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(tmp, format="PNG"))
+
+
+def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: Optional[dict]) -> str:
+    """Write the samples of `npz_path` as HDF5 dataset `data` (float32, (N, H, W) for one channel, else
+    (N, C, H, W): the layout of the original `save_samples_to_hdf5` / semivariogram tools), in physical
+    units when `data_normalization` is known. Returns the unit written ("physical" or "model")."""
+    import h5py
+
+    from improved_diffusion.data_normalization import denormalize
+
+    with np.load(npz_path) as data:
+        images = data["arr_0"]
+        labels = data["arr_1"] if "arr_1" in data else None
+    x = images.astype(np.float32) / 127.5 - 1 if images.dtype == np.uint8 else images.astype(np.float32)
+    unit = "model"
+    if data_normalization:
+        x, unit = denormalize(x, data_normalization, channel_axis=-1), "physical"
+    x = np.moveaxis(x, -1, 1)
+    if x.shape[1] == 1:
+        x = x[:, 0]
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("data", data=x)
+            if labels is not None:
+                f.create_dataset("labels", data=labels)
+            f.attrs["units"] = unit
+    atomic_write(hdf5_path, write)
+    return unit
+
+
+def write_provenance(path: Path, info: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=1, default=str)))

@@ -1,0 +1,150 @@
+"""Compare samplers on one checkpoint: wall time per sample (model loading excluded) and, when a scoring
+function is given (FID / precision / recall against a reference set), the scores; a JSON and
+score-vs-time plots.
+
+    python -m utils.sampler_comparison --model_path run/ema_rate=0.9999_3.pt --step_counts 10,20,50
+
+A configuration is a dict: {"sampler": "ddim" | "ancestral"} (+ "eta") or {"sampler": "dpm", ...keywords
+of `dpm_solver_sample`: algorithm_type, method_type, order, skip_type, ...}; "label" names its curve.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from improved_diffusion.checkpoint import load_model
+from improved_diffusion.denoiser import Denoiser
+from improved_diffusion.dist_util import resolve_device
+from sample import chain_sampler
+from sample_DPM import ode_sampler
+from utils.cli import run_cli
+from utils.sample_io import check_free
+from utils.sampling_run import batch_seed, choose_labels
+
+DEFAULT_CONFIGS = [
+    {"sampler": "ddim", "label": "DDIM"},
+    {"sampler": "dpm", "algorithm_type": "dpmsolver++", "method_type": "multistep", "order": 2, "label": "DPM++(2M)"},
+    {"sampler": "dpm", "algorithm_type": "dpmsolver++", "method_type": "multistep", "order": 3, "label": "DPM++(3M)"},
+    {"sampler": "dpm", "algorithm_type": "dpmsolver", "method_type": "singlestep", "order": 3, "label": "DPM(3S)"},
+]
+
+
+def _sampler(config: dict, steps: int):
+    options = {k: v for k, v in config.items() if k not in ("sampler", "label")}
+    if config["sampler"] in ("ddim", "ancestral"):
+        return chain_sampler(config["sampler"] == "ddim", options.get("eta", 0.0), sampling_steps=steps)
+    if config["sampler"] == "dpm":
+        return ode_sampler(steps, **options)
+    raise ValueError(f"configs: sampler must be 'ddim', 'ancestral' or 'dpm', got {config['sampler']!r}")
+
+
+def label_of(config: dict) -> str:
+    return config.get("label") or "_".join(str(v) for k, v in sorted(config.items()))
+
+
+def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int], num_samples: int = 64,
+                     batch_size: int = 16, seed: int = 0, device="auto", sampled_class=None,
+                     score_fn: Optional[Callable[[np.ndarray], dict]] = None) -> list[dict]:
+    """For every (config, step count): seconds per sample and, with `score_fn(images NHWC float32 in model
+    units) -> {"FID": ..., "Precision": ..., ...}`, its scores. Every configuration sees the same x_T and labels."""
+    for n in step_counts:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"step_counts must hold positive ints, got {step_counts!r}")
+    for config in configs:
+        _sampler(config, 1)
+    device = resolve_device(device)
+    model, diffusion, args_dic = load_model(model_path, device=device)
+    if args_dic.get("image_size_lr") is not None:
+        raise ValueError(f"{model_path} is a super-resolution model; compare samplers on a low-res model")
+    size, channels = args_dic["image_size"], args_dic["num_input_channels"]
+    labels = choose_labels(sampled_class, num_samples, args_dic.get("num_class"), seed) if args_dic.get(
+        "class_cond") else None
+    warm = min(batch_size, num_samples)
+    with torch.inference_mode():  # warm-up network call at the batch shape, not timed
+        Denoiser(model, diffusion, y=None if labels is None else torch.as_tensor(labels[:warm], device=device))(
+            torch.zeros(warm, channels, size, size, device=device), torch.tensor(0.0, dtype=torch.float64))
+    results = []
+    for config in configs:
+        for steps in tqdm(step_counts, desc=label_of(config)):
+            sample_batch, images, seconds = _sampler(config, steps), [], 0.0
+            for b, lo in enumerate(range(0, num_samples, batch_size)):
+                hi = min(lo + batch_size, num_samples)
+                generator = torch.Generator(device).manual_seed(batch_seed(seed, b))
+                dtype = torch.float64 if config["sampler"] == "dpm" else torch.float32
+                x_T = torch.randn((hi - lo, channels, size, size), generator=generator, device=device, dtype=dtype)
+                y = None if labels is None else torch.as_tensor(labels[lo:hi], device=device)
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    x = sample_batch(Denoiser(model, diffusion, y=y), x_T, generator)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds += time.perf_counter() - start
+                images.append(x.float().permute(0, 2, 3, 1).cpu().numpy())
+            row = {"label": label_of(config), "config": config, "steps": steps,
+                   "seconds_per_sample": seconds / num_samples}
+            if score_fn is not None:
+                row.update(score_fn(np.concatenate(images)))
+            results.append(row)
+    return results
+
+
+def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
+    """One PNG per score (or seconds vs steps when there are no scores): a curve per configuration,
+    points annotated with their step counts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = sorted({k for row in results for k in row} - {"label", "config", "steps", "seconds_per_sample"})
+    paths = []
+    for score in scores or ["steps"]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label in dict.fromkeys(row["label"] for row in results):
+            rows = [row for row in results if row["label"] == label]
+            xs, ys = [r["seconds_per_sample"] for r in rows], [r[score] for r in rows]
+            ax.plot(xs, ys, marker="o", label=label)
+            for r, x_, y_ in zip(rows, xs, ys):
+                ax.annotate(str(r["steps"]), (x_, y_), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlabel("seconds per sample")
+        ax.set_ylabel(score)
+        ax.legend()
+        fig.tight_layout()
+        paths.append(folder / f"comparison_{score}_vs_time.png")
+        fig.savefig(paths[-1])
+        plt.close(fig)
+    return paths
+
+
+def main(
+    model_path: Optional[str] = None,  # checkpoint (.pt) with its metadata.json beside it
+    step_counts: list = (10, 20, 50),  # network evaluations to compare
+    configs_json: Optional[str] = None,  # JSON file with a list of configuration dicts (default: DDIM, DPM++ 2M/3M, DPM 3S)
+    num_samples: int = 64,  # samples per (configuration, steps)
+    batch_size: int = 16,  # samples per network call
+    seed: int = 0,  # seed of x_T and labels (shared by all configurations)
+    device: str = "auto",  # "auto", "cpu", "cuda", ...
+    url_save_folder: str = "results/sampler_comparison/",  # where the JSON and plots go
+    overwrite: bool = False,  # replace an existing comparison.json
+) -> list[dict]:
+    """Time the samplers (scores need a scoring function: call `compare_samplers` from Python)."""
+    configs = json.loads(Path(configs_json).read_text()) if configs_json else DEFAULT_CONFIGS
+    folder = Path(url_save_folder)
+    check_free([folder / "comparison.json"], overwrite)
+    results = compare_samplers(model_path, configs, [int(n) for n in step_counts], num_samples, batch_size, seed,
+                               device)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "comparison.json").write_text(json.dumps(results, indent=1))
+    plot_comparison(results, folder)
+    for row in results:
+        print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample")
+    return results
+
+
+if __name__ == "__main__":
+    run_cli(main)

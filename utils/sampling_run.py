@@ -1,0 +1,167 @@
+"""The sampling run shared by `sample.py` and `sample_DPM.py`: checkpoint, labels, low-res input,
+seeded batches streamed to resumable shards, then the `.npz`, PNG grid, HDF5 and provenance JSON."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
+from improved_diffusion.denoiser import Denoiser
+from improved_diffusion.dist_util import resolve_device
+from utils import sample_io
+
+# sample_batch(denoiser, x_T, generator) -> x0 (N, C, H, W), the sampler of a run
+SampleBatch = Callable[[Denoiser, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def read_run_metadata(model_path: str, diffusion_steps: Optional[int]) -> dict:
+    """The checkpoint's metadata, with `diffusion_steps` checked (None keeps the checkpoint's own T)."""
+    if model_path is None or not Path(model_path).is_file():
+        raise FileNotFoundError(f"model_path: no checkpoint file at {model_path}")
+    args_dic = read_metadata(find_metadata(Path(model_path).parent))
+    if diffusion_steps is not None:
+        if not args_dic.get("rescale_timesteps", True):
+            raise ValueError(f"diffusion_steps={diffusion_steps}: this model was trained with rescale_timesteps=False, "
+                             "so its network only knows the indices of its own chain; use sampling_steps instead")
+        warnings.warn(f"diffusion_steps={diffusion_steps} re-discretises the schedule (the original behaviour); the "
+                      f"model was trained on T={args_dic.get('diffusion_steps')}. Prefer sampling_steps.", stacklevel=3)
+    return args_dic
+
+
+def choose_labels(sample_class, num_samples: int, num_class: Optional[int], seed: int) -> np.ndarray:
+    """int64 (num_samples,) labels: an int (one class for all), a list (cycled: balanced over those
+    classes), "balanced" (all classes equally often, shuffled) or None / "random" (uniform per sample)."""
+    if not num_class:
+        raise ValueError(f"the model is class-conditional but its metadata has num_class={num_class}")
+    rng = np.random.default_rng([seed, 1])
+    if isinstance(sample_class, str) and sample_class not in ("balanced", "random"):
+        try:
+            sample_class = [int(c) for c in sample_class.split(",")]
+        except ValueError:
+            raise ValueError(f"sample_class: got {sample_class!r}; expected an int, a list of ints, "
+                             "'balanced', 'random' or None") from None
+    if sample_class is None or sample_class == "random":
+        labels = rng.integers(0, num_class, num_samples)
+    elif sample_class == "balanced":
+        labels = rng.permutation(np.arange(num_samples) % num_class)
+    else:
+        chosen = [sample_class] if isinstance(sample_class, (int, np.integer)) else list(sample_class)
+        if not chosen or any(not isinstance(c, (int, np.integer)) or not 0 <= c < num_class for c in chosen):
+            raise ValueError(f"sample_class: got {sample_class!r}; expected an int or a list of ints in "
+                             f"[0, {num_class - 1}], 'balanced', 'random' or None")
+        labels = np.resize(np.asarray(chosen), num_samples)
+    return labels.astype(np.int64)
+
+
+def load_low_res(url_lr_data: Optional[str], image_size_lr: int, channels: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Low-res input of a super-resolution model from an `.npz`: `arr_0` NHWC (float in [-1, 1] or uint8)
+    -> float32 NCHW in [-1, 1]; `arr_1` labels when present."""
+    if url_lr_data is None:
+        raise ValueError("url_lr_data: this is a super-resolution model (metadata has image_size_lr); give the "
+                         ".npz of low-resolution images (arr_0 NHWC) to condition on")
+    if not Path(url_lr_data).is_file():
+        raise FileNotFoundError(f"url_lr_data: no file at {url_lr_data}")
+    with np.load(url_lr_data) as data:
+        images = data["arr_0"]
+        labels = data["arr_1"].astype(np.int64) if "arr_1" in data else None
+    expected = (image_size_lr, image_size_lr, channels)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(f"url_lr_data: arr_0 has shape {images.shape}; expected (N, {image_size_lr}, "
+                         f"{image_size_lr}, {channels}) (NHWC at the model's image_size_lr)")
+    if images.dtype == np.uint8:
+        images = images.astype(np.float32) / 127.5 - 1
+    elif np.abs(images).max() > 1 + 1e-3:
+        raise ValueError(f"url_lr_data: float images must be in [-1, 1], got values up to {np.abs(images).max():.3g}")
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"url_lr_data: {len(labels)} labels for {len(images)} images")
+    return np.ascontiguousarray(np.moveaxis(images.astype(np.float32), -1, 1)), labels
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """Independent, reproducible seed of batch `batch` (resuming redraws exactly the same batches)."""
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
+
+
+def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: str, num_samples: int,
+                 batch_size: int, seed: int, device, url_save_path: str, sample_class=None,
+                 clip_denoised: bool = True, max_clip_val: float = 1.0, threshold_ratio: Optional[float] = None,
+                 diffusion_steps: Optional[int] = None, to_0_255: bool = False, plot: bool = True,
+                 save_hdf5: bool = False, url_lr_data: Optional[str] = None, shift_to_lr_mean: bool = False,
+                 trajectory_dtype: torch.dtype = torch.float32, overwrite: bool = False,
+                 progress: bool = True, check: Optional[Callable[[int], None]] = None) -> Path:
+    """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
+    `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps."""
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if max_clip_val <= 0:
+        raise ValueError(f"max_clip_val must be > 0, got {max_clip_val}")
+    args_dic = read_run_metadata(model_path, diffusion_steps)
+    if check is not None:
+        check(int(diffusion_steps or args_dic.get("diffusion_steps", 1000)))
+    size, channels = args_dic["image_size"], args_dic["num_input_channels"]
+    low_res = lr_labels = None
+    if args_dic.get("image_size_lr") is not None:
+        low_res, lr_labels = load_low_res(url_lr_data, args_dic["image_size_lr"], channels)
+        if num_samples > len(low_res):
+            print(f"[sample] {len(low_res)} low-res images in {url_lr_data}: sampling {len(low_res)}")
+            num_samples = len(low_res)
+    labels = None
+    if args_dic.get("class_cond"):
+        labels = lr_labels[:num_samples] if lr_labels is not None else choose_labels(
+            sample_class, num_samples, args_dic.get("num_class"), seed)
+        if labels.min() < 0 or labels.max() >= args_dic["num_class"]:
+            raise ValueError(f"labels must lie in [0, {args_dic['num_class'] - 1}], got {labels.min()}..{labels.max()}")
+    out_dir = Path(url_save_path)
+    npz_path = out_dir / sample_io.npz_name(num_samples, size, channels)
+    outputs = [npz_path, npz_path.with_suffix(".json")] + [npz_path.with_suffix(".png")] * plot + [
+        npz_path.with_suffix(".hdf5")] * save_hdf5
+    sample_io.check_free(outputs, overwrite)
+
+    device = resolve_device(device)
+    model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
+    config = {"model_path": str(Path(model_path).resolve()), "sampler": sampler_info, "seed": seed,
+              "batch_size": batch_size, "num_samples": num_samples, "to_0_255": to_0_255,
+              "clip_denoised": clip_denoised, "max_clip_val": max_clip_val, "threshold_ratio": threshold_ratio,
+              "diffusion_steps": diffusion_steps, "shift_to_lr_mean": shift_to_lr_mean, "url_lr_data": url_lr_data,
+              "sample_class": sample_class}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = sample_io.ShardStore(out_dir / f".shards_{npz_path.stem}", config, overwrite)
+    num_batches = -(-num_samples // batch_size)
+    for b in tqdm(range(num_batches), desc="batches", disable=not progress):
+        if store.done(b):
+            continue
+        lo, hi = b * batch_size, min((b + 1) * batch_size, num_samples)
+        generator = torch.Generator(device).manual_seed(batch_seed(seed, b))
+        y = None if labels is None else torch.as_tensor(labels[lo:hi], device=device)
+        lr = None if low_res is None else torch.as_tensor(low_res[lo:hi], device=device)
+        denoiser = Denoiser(model, diffusion, y=y, low_res=lr, clip_denoised=clip_denoised,
+                            max_clip_val=max_clip_val, threshold_ratio=threshold_ratio)
+        x_T = torch.randn((hi - lo, channels, size, size), generator=generator, device=device, dtype=trajectory_dtype)
+        with torch.inference_mode():
+            x = sample_batch(denoiser, x_T, generator).float()
+        if shift_to_lr_mean and lr is not None:  # the original's post-hoc bias removal (inventory §1.5)
+            x = x - x.mean(dim=(1, 2, 3), keepdim=True) + lr.mean(dim=(1, 2, 3), keepdim=True)
+        images = x.permute(0, 2, 3, 1).cpu().numpy()
+        store.write(b, sample_io.to_uint8(images) if to_0_255 else images.astype(np.float32),
+                    None if labels is None else labels[lo:hi])
+    sample_io.merge_shards(store, num_batches, num_samples, npz_path)
+    if plot:
+        sample_io.save_png_grid(store.read(0)[0], npz_path.with_suffix(".png"))
+    units = "model"
+    if save_hdf5:
+        units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
+    store.remove()
+    sample_io.write_provenance(npz_path.with_suffix(".json"), {
+        **config, "checkpoint_sha256": sample_io.file_sha256(model_path), "code_version": sample_io.code_version(),
+        "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
+        "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
+        "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}", "hdf5_units": units if save_hdf5 else None,
+        "device": str(device), "outputs": [p.name for p in outputs]})
+    print(f"[sample] wrote {npz_path}")
+    return npz_path

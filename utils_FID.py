@@ -1,0 +1,74 @@
+"""FID and improved precision/recall between a real set and generated samples (also a CLI).
+
+    python utils_FID.py --real data/mnist_val/ --generated results/samples_100x32x32x1.npz \
+        --extractor_path models_data/mnist_domain_cnn/classifier_best.pt
+
+Real data: image folder, HDF5 folder (``key_data``) or ``.npz``; generated: ``.npz`` or a
+folder. The extractor is loaded from a local file only (see ``utils/features.py``): the
+default is the small domain CNN written by ``example_fine_tuning.py``. Every report carries
+the sample counts and a bootstrap interval.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from utils.features import load_extractor
+from utils.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
+
+
+def main(
+    real: str,                          # real data: image folder, HDF5 folder or .npz
+    generated: str,                     # generated samples: .npz (arr_0 NHWC) or folder
+    extractor_path: str | None = None,  # local extractor weights / checkpoint (required)
+    extractor: str = "domain_cnn",      # domain_cnn, inception or vgg16
+    layer: int | None = None,           # inception block: 64, 192, 768 or 2048 (default)
+    resize_to: int = 299,               # inception input size in px (>= 75)
+    metrics: str = "fid,precision_recall",  # comma list: fid, precision_recall
+    num_samples: int | None = None,     # random subset of each set (all when None)
+    key_data: str | None = None,        # HDF5 dataset name
+    num_channels: int | None = None,    # channels to read image folders with (default: as generated)
+    image_size: int | None = None,      # resize real image-folder images to this size in px
+    real_scale: float = 1.0,            # real values -> model units: x * real_scale + real_offset
+    real_offset: float = 0.0,           # (see real_scale)
+    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps real HDF5 data
+    nhood_size: int = 3,                # k of the k-NN manifolds
+    num_bootstrap: int = 20,            # FID bootstrap replicates (0: no interval)
+    batch_size: int = 64,               # feature extraction batch size
+    cache_dir: str | None = None,       # cache folder for real features (None: no cache)
+    seed: int = 0,                      # subset / bootstrap seed
+    device: str = "cpu",                # torch device
+    out_json: str | None = None,        # also write the report here
+    overwrite: bool = False,            # replace an existing out_json
+) -> dict:
+    """Compute the feature metrics; print and return the report dict."""
+    names = parse_metrics(metrics)
+    if any(m not in FEATURE_METRICS for m in names):
+        raise ValueError(f"metrics={metrics!r}: this script computes {FEATURE_METRICS}; "
+                         "use utils/report.py for the others")
+    if extractor_path is None:
+        raise ValueError("extractor_path=None: give a local extractor file (e.g. classifier_best.pt "
+                         "written by example_fine_tuning.py, or a torchvision weights file)")
+    if out_json is not None and Path(out_json).exists() and not overwrite:
+        raise FileExistsError(f"out_json={out_json!r} exists; pass overwrite=True")
+    ext = load_extractor(extractor, extractor_path, layer, resize_to)
+    real_set, gen_set = load_pair(real, generated, num_samples=num_samples, key_data=key_data,
+                                  num_channels=num_channels, image_size=image_size, real_scale=real_scale,
+                                  real_offset=real_offset, seed=seed,
+                                  data_normalization=normalization_from(metadata_json))
+    report = {"real": real_set.source, "generated": gen_set.source,
+              **feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
+                                num_bootstrap=num_bootstrap, batch_size=batch_size, cache_dir=cache_dir,
+                                device=device, seed=seed)}
+    text = json.dumps(report, indent=1)
+    print(text)
+    if out_json is not None:
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_json).write_text(text)
+    return report
+
+
+if __name__ == "__main__":
+    from utils.cli import run_cli
+
+    run_cli(main)
