@@ -24,7 +24,7 @@ from improved_diffusion.train_util import EpochData, TrainLoop  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 
-def _bare_steps(args: dict, x: torch.Tensor, steps: int, amp: str, device: torch.device) -> float:
+def _bare_steps(args: dict, x: torch.Tensor, cond: dict, steps: int, amp: str, device: torch.device) -> float:
     """Median seconds per step of the plain PyTorch step the loop wraps."""
     model, diffusion = create_model_and_diffusion(args)
     model.to(device).train()
@@ -34,7 +34,7 @@ def _bare_steps(args: dict, x: torch.Tensor, steps: int, amp: str, device: torch
         start = time.perf_counter()
         t = torch.randint(0, diffusion.num_timesteps, (x.shape[0],), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            loss = diffusion.training_losses(model, x, t)["loss"].mean()
+            loss = diffusion.training_losses(model, x, t, model_kwargs=cond)["loss"].mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -44,15 +44,15 @@ def _bare_steps(args: dict, x: torch.Tensor, steps: int, amp: str, device: torch
     return statistics.median(times[1:])
 
 
-def _loop_steps(args: dict, x: torch.Tensor, steps: int, amp: str, device: torch.device) -> float:
+def _loop_steps(args: dict, x: torch.Tensor, cond: dict, steps: int, amp: str, device: torch.device) -> float:
     """Seconds per step of TrainLoop: (one epoch of 1 + steps batches - one epoch of 1 batch) / steps,
     so the per-run costs (set-up, checkpoint save) cancel."""
     model, diffusion = create_model_and_diffusion(args)
     elapsed = []
     with tempfile.TemporaryDirectory() as folder:
         for batches in (1, 1, 1 + steps):  # the first run warms up
-            loop = TrainLoop(model=model, diffusion=diffusion, data=EpochData([(x, {})] * batches), folder=folder,
-                             num_epochs=1, lr=1e-4, ema_rate="0.9999", amp=amp, grid_interval=0,
+            data = EpochData([(x, dict(cond))] * batches)
+            loop = TrainLoop(model=model, diffusion=diffusion, data=data, folder=folder, num_epochs=1, lr=1e-4, ema_rate="0.9999", amp=amp, grid_interval=0,
                              log_interval=max(1, steps // 2), device=device,
                              schedule_sampler=create_named_schedule_sampler(args["schedule_sampler"], diffusion))
             start = time.perf_counter()
@@ -75,11 +75,12 @@ def main(preset: str = "demo",  # a name of script_util.PRESETS
     device_ = resolve_device(device)
     args = {**PRESETS[preset], "schedule_sampler": PRESETS[preset].get("schedule_sampler", "uniform")}
     x = torch.randn(batch_size, args["num_input_channels"], args["image_size"], args["image_size"], device=device_)
+    cond = {"y": torch.arange(batch_size, device=device_) % args["num_class"]} if args.get("class_cond") else {}
     rows = []
     for variant in variants.split(","):
         amp = {"fp32": "none", "bf16": "bf16"}[variant]
-        bare = _bare_steps(args, x, steps, amp, device_)
-        loop = _loop_steps(args, x, steps, amp, device_)
+        bare = _bare_steps(args, x, cond, steps, amp, device_)
+        loop = _loop_steps(args, x, cond, steps, amp, device_)
         rows.append({"variant": variant, "bare_s_per_step": bare, "loop_s_per_step": loop, "ratio": loop / bare})
         print(f"{preset} batch {batch_size} {variant}: bare {bare:.3f} s/step, TrainLoop {loop:.3f} s/step "
               f"ratio {loop / bare:.2f}")

@@ -283,7 +283,8 @@ class TrainLoop:
             kwargs = {k: v.to(self.device) for k, v in cond.items() if k != "mask"}
             with self._autocast():
                 out = self.diffusion.calc_bpd_loop(self.model, x, clip_denoised=True, model_kwargs=kwargs,
-                                                   subset_timesteps=self.subset_timesteps, generator=generator)
+                                                   subset_timesteps=self.subset_timesteps, generator=generator,
+                                                   progress=self.is_main)
             sums += torch.stack([out["total_bpd"].double().sum(), out["xstart_mse"].double().mean(1).sum(),
                                  sums.new_tensor(x.shape[0])])
         self.model.train()
