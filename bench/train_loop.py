@@ -52,8 +52,9 @@ def _loop_steps(args: dict, x: torch.Tensor, cond: dict, steps: int, amp: str, d
     with tempfile.TemporaryDirectory() as folder:
         for batches in (1, 1, 1 + steps):  # the first run warms up
             data = EpochData([(x, dict(cond))] * batches)
-            loop = TrainLoop(model=model, diffusion=diffusion, data=data, folder=folder, num_epochs=1, lr=1e-4, ema_rate="0.9999", amp=amp, grid_interval=0,
-                             log_interval=max(1, steps // 2), device=device,
+            loop = TrainLoop(model=model, diffusion=diffusion, data=data, folder=folder, num_epochs=1, lr=1e-4,
+                             ema_rate="0.9999", amp=amp, grid_interval=0, log_interval=max(1, steps // 2),
+                             device=device,
                              schedule_sampler=create_named_schedule_sampler(args["schedule_sampler"], diffusion))
             start = time.perf_counter()
             loop.run()
