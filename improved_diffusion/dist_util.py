@@ -35,3 +35,49 @@ def get_world_size() -> int:
 def is_main_process() -> bool:
     """True on rank 0 (the process that writes files and logs) or when not distributed."""
     return get_rank() == 0
+
+
+def setup_dist(device: Optional[str | torch.device] = None) -> torch.device:
+    """Join the process group when launched by `torchrun` (WORLD_SIZE > 1) and return this process's device.
+
+    The backend is NCCL on CUDA and gloo on CPU; MASTER_ADDR / MASTER_PORT / RANK come from torchrun.
+    On a single process nothing is initialised and this is `resolve_device(device)`.
+    """
+    device = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_distributed():
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def cleanup_dist() -> None:
+    """Leave the process group (no-op when not distributed)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of `tensor` over processes (in place; returned for chaining)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_interleaved(tensor: torch.Tensor) -> torch.Tensor:
+    """Gather (n, ...) from every process into (n * world, ...) in global batch order.
+
+    Rank r holds items r, r + world, r + 2 world, ... of the global batch (the order of a
+    distributed sampler), so item k of rank r goes to position k * world + r.
+    """
+    if not is_distributed():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.stack(parts, dim=1).flatten(0, 1)

@@ -1,0 +1,18 @@
+"""Train the low-resolution SAR model of the paper: 128 px images area-downscaled from 256 px reads
+(first stage of the super-resolution pipeline; the second is example_train_superres.py)."""
+from __future__ import annotations
+
+from example_train import example_main
+from improved_diffusion.script_util import PRESETS
+from utils.cli import run_cli
+
+TARGETS: dict[str, dict] = {
+    "sar": {**PRESETS["sar_lowres_128"], "data_train_dir": "sar_tengeop/train", "data_val_dir": "sar_tengeop/val"},
+}
+
+
+main = example_main(TARGETS, "sar", 1000, "_lowres",
+                    "Train the 256 -> 128 px low-resolution model of the original example_train_lowres.py.")
+
+if __name__ == "__main__":
+    run_cli(main)

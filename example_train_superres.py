@@ -1,0 +1,22 @@
+"""Train a super-resolution model: the network sees the image area-downscaled to `image_size_lr`
+(upsampled and concatenated to x_t) and learns the full-resolution image."""
+from __future__ import annotations
+
+from example_train import example_main
+from improved_diffusion.script_util import PRESETS
+from utils.cli import run_cli
+
+TARGETS: dict[str, dict] = {
+    "mnist": {**PRESETS["mnist_32"], "image_size_lr": 16, "learn_sigma": True, "data_train_dir": "mnist_train",
+              "data_val_dir": "mnist_test"},
+    "sar": {**PRESETS["sar_superres_128_256"], "data_train_dir": "sar_tengeop/train",
+            "data_val_dir": "sar_tengeop/test"},
+}
+
+
+main = example_main(TARGETS, "mnist", 100, "_superres",
+                    "Train the super-resolution model of the original example_train_superres.py: mnist 32 px "
+                    "from 16 px or sar 256 px from 128 px, class-conditional as the published SAR model.")
+
+if __name__ == "__main__":
+    run_cli(main)
