@@ -89,8 +89,6 @@ def main(
     Returns {"checkpoint": last model file written (or None), "step_total", "epochs"}.
     """
     call = dict(locals())
-    for key in ("amp", "normalization"):  # the command line reads the word 'none' as None
-        call[key] = "none" if call[key] is None else call[key]
     device_ = setup_dist(device)
     try:
         return _train(call, device_)

@@ -10,8 +10,12 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
+    """Seeded, and one intra-op thread: on a busy 2-core machine two spinning OpenMP threads run ~10x slower."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

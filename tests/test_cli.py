@@ -56,3 +56,15 @@ def test_cli_runs_as_a_subprocess(repo_root):
     code = "from tests.test_cli import entry; from utils.cli import run_cli; print(run_cli(entry, ['--lr', '0.5']))"
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
     assert "'lr': 0.5" in out.stdout
+
+
+def words(mode: str = "none",  # a word option whose default is the word 'none'
+          limit: Optional[int] = None):  # may be None
+    return mode, limit
+
+
+def test_none_word_is_none_only_where_none_is_allowed(capsys):
+    assert run_cli(words, ["--mode", "none", "--limit", "none"]) == ("none", None)
+    assert run_cli(words, []) == ("none", None)
+    build_parser(words).print_help()
+    assert "a word option whose default" in capsys.readouterr().out  # comment on the def line

@@ -10,7 +10,6 @@ import train
 from improved_diffusion.checkpoint import load_state_dict
 from improved_diffusion.train_state import load_train_state
 from tests.conftest import REPO_ROOT
-from tests.test_train_loop import one_thread  # noqa: F401  (autouse fixture)
 from tests.test_train_script import image_folder
 
 CONFIG = dict(image_size=32, num_input_channels=1, num_model_channels=32, num_res_blocks=1, attention_resolutions="8",

@@ -33,15 +33,6 @@ class MemoryLoader:
             yield self.x[idx], ({} if self.y is None else {"y": self.y[idx]})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning OpenMP threads run 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_loop(folder, x, batch_size=2, **kw):
     torch.manual_seed(0)
     model, diffusion = create_model_and_diffusion({**TINY, **kw.pop("model_args", {})})

@@ -17,7 +17,7 @@ import train
 from improved_diffusion.checkpoint import load_model, load_state_dict
 from improved_diffusion.script_util import ORIGINAL_DEFAULTS
 from tests.conftest import FIXTURES, REPO_ROOT
-from tests.test_train_loop import folder_hashes, one_thread  # noqa: F401  (autouse fixture)
+from tests.test_train_loop import folder_hashes
 
 TINY = dict(image_size=32, num_input_channels=1, num_model_channels=32, num_res_blocks=1, attention_resolutions="8",
             diffusion_steps=10, noise_schedule="cosine", batch_size=2, num_epochs=1, ema_rate="0.9",

@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional, Sequence
 _NONE_WORDS = {"none", "null"}
 
 
-def _parse_scalar(text: str, kind: Optional[type]) -> Any:
-    if text.strip().lower() in _NONE_WORDS:
+def _parse_scalar(text: str, kind: Optional[type], allow_none: bool = True) -> Any:
+    if allow_none and text.strip().lower() in _NONE_WORDS:
         return None
     if kind is bool:
         if text.lower() in {"true", "1", "yes"}:
@@ -62,7 +62,7 @@ def _comments(func: Callable) -> dict[str, str]:
         return {}
     found: dict[str, str] = {}
     for line in source.splitlines():
-        match = re.match(r"^\s*(\w+)\s*(?::[^=#]*)?=[^#]*#\s*(.+)$", line)
+        match = re.match(r"^\s*(?:def\s+\w+\()?(\w+)\s*(?::[^=#]*)?=[^#]*#\s*(.+)$", line)
         if match and match.group(1) not in found:
             found[match.group(1)] = match.group(2).strip()
     return found
@@ -72,7 +72,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except where the help text already states one (list flags)."""
 
     def _get_help_string(self, action):
-        return action.help if "; default " in (action.help or "") else super()._get_help_string(action)
+        return action.help if "default:" in (action.help or "") else super()._get_help_string(action)
 
 
 def build_parser(func: Callable) -> argparse.ArgumentParser:
@@ -105,9 +105,12 @@ def build_parser(func: Callable) -> argparse.ArgumentParser:
                 return [_parse_scalar(item.strip(), kind) for item in text.split(",") if item.strip()]
             shown = ",".join(str(v) for v in default) if isinstance(default, (list, tuple)) else default
             parser.add_argument(f"--{name}", type=parse, default=default, metavar="A,B,...",
-                                help=f"{help_text} (comma-separated; default {shown})".strip())
+                                help=f"{help_text} (comma-separated; default: {shown})".strip())
             continue
-        parser.add_argument(f"--{name}", type=lambda text, kind=kind: _parse_scalar(text, kind),
+        # 'none' means None only where None is a possible value (not for a str option defaulting to "none")
+        allow_none = default is None or type(None) in typing.get_args(hints.get(name))
+        parser.add_argument(f"--{name}", type=lambda text, kind=kind, allow_none=allow_none:
+                            _parse_scalar(text, kind, allow_none),
                             default=default, required=param.default is inspect.Parameter.empty, help=help_text)
     return parser
 
