@@ -59,7 +59,7 @@ def latest_model_checkpoint(run_dir: Path) -> Optional[Path]:
 
 
 def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, num_epochs: int, batch_size: int, lr: float,
-                   ema_rate: str, amp: str, seed: int) -> Path:
+                   ema_rate: str, amp: str, norm_range: list, seed: int) -> Path:
     """Train the demo preset into `run_dir` (resuming an unfinished run); return the final EMA checkpoint."""
     loader = truth["loader_kwargs"]
     preset = PRESETS["demo"]
@@ -79,9 +79,9 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, num_epochs: int, 
         num_res_blocks=preset["num_res_blocks"], num_heads=preset["num_heads"],
         attention_resolutions=preset["attention_resolutions"], dropout=preset["dropout"],
         learn_sigma=preset["learn_sigma"], diffusion_steps=preset["diffusion_steps"],
-        noise_schedule=preset["noise_schedule"], loss_name=preset["loss_name"],
+        noise_schedule=preset["noise_schedule"], loss_name=preset["loss_name"], output_type=preset["output_type"],
         url_folder_experiment=str(run_dir), list_keys_hdf5_original=loader["list_keys_hdf5_original"],
-        key_data=loader["key_data"], normalization=loader["normalization"], norm_range=loader["norm_range"],
+        key_data=loader["key_data"], normalization="range", norm_range=norm_range,
         seed=seed, amp=amp, log_interval=50, grid_interval=max(1, num_epochs // 4), keep_checkpoints=2)
     return final_ema
 
@@ -91,10 +91,11 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
          results_root: str = "results",  # each run writes a new results_root/demo_<time>/ folder
          image_size: int = 32,  # side of the synthetic fields in pixels
          n_train: int = 4000,  # synthetic training fields
-         num_epochs: int = 12,  # training epochs of the demo model
+         num_epochs: int = 10,  # training epochs of the demo model
          batch_size: int = 32,  # training batch size
          lr: float = 5e-4,  # AdamW learning rate
-         ema_rate: str = "0.999",  # EMA rate of the sampled weights
+         ema_rate: str = "0.99",  # EMA rate of the sampled weights (short run: a short memory)
+         norm_range: list = (-3.0, 3.0),  # phase range (rad) mapped to [-1, 1]: about +-3 sigma of the data
          amp: str = "bf16",  # mixed precision of training: 'none' or 'bf16'
          num_samples: int = 512,  # generated fields
          sample_steps: int = 20,  # network evaluations per sample (DPM-Solver++(3M), logSNR grid)
@@ -103,7 +104,7 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
     start = time.time()
     data, run = Path(data_dir), Path(run_dir)
     truth = prepare_data(data, image_size, n_train, seed)
-    checkpoint = train_or_reuse(run, data, truth, num_epochs, batch_size, lr, ema_rate, amp, seed)
+    checkpoint = train_or_reuse(run, data, truth, num_epochs, batch_size, lr, ema_rate, amp, list(norm_range), seed)
 
     results = Path(results_root) / time.strftime("demo_%Y%m%d-%H%M%S")
     while results.exists():  # never overwrite an earlier results folder

@@ -326,7 +326,7 @@ class TrainLoop:
         self.data.set_epoch(epoch)
         batches = iter(self.data.loader)  # may draw worker seeds from the global RNG: before any restore
         total = len(self.data.loader) if hasattr(self.data.loader, "__len__") else None
-        bar = tqdm(total=total, desc=f"epoch {epoch}/{self.num_epochs - 1}", disable=not self.is_main,
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.num_epochs}", disable=not self.is_main,
                    initial=self.skip_steps, dynamic_ncols=True)
         step = 0
         for step, (x, cond) in enumerate(batches, start=1):

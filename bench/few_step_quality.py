@@ -1,0 +1,99 @@
+"""Few-step sampling quality on the built-in synthetic InSAR data: which sampler to use by default.
+
+For a checkpoint trained on `datasets/insar_synthetic.py` data (e.g. by `main_job.py`), sample with
+DDIM and DPM-Solver++(3M) at 10/20/50 network evaluations and with 1000-step ancestral sampling (the
+reference), then report per sampler: the worst relative error of the semivariogram against the
+analytic one (lags 2 px .. H/2), and the feature-space FID against the real test fields and against
+the ancestral samples (random-init domain CNN features: a texture statistic, see utils/features.py).
+
+    python bench/few_step_quality.py --model_path models_data/demo_insar/ema_rate=0.999_11.pt
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import example_fine_tuning  # noqa: E402
+import sample  # noqa: E402
+import sample_DPM  # noqa: E402
+from improved_diffusion.checkpoint import read_metadata  # noqa: E402
+from utils.array_io import load_image_set  # noqa: E402
+from utils.cli import run_cli  # noqa: E402
+from utils.demo_figures import analytic_semivariogram, physical_samples  # noqa: E402
+from utils.features import load_extractor  # noqa: E402
+from utils.fid import fid_from_features  # noqa: E402
+from utils.semivariogram import empirical_semivariogram  # noqa: E402
+
+
+def semivariogram_error(fields: np.ndarray, truth: dict, min_lag: float = 2.0) -> float:
+    """Worst |gamma_empirical / gamma_analytic - 1| over lags in [min_lag, H/2]."""
+    sv = empirical_semivariogram(fields, progress=False)
+    keep = sv.mean_distance >= min_lag
+    return float(np.abs(sv.gamma[keep] / analytic_semivariogram(sv.mean_distance[keep], truth) - 1).max())
+
+
+def main(model_path: str = "models_data/demo_insar/ema_rate=0.999_11.pt",  # EMA checkpoint of the demo run
+         data_dir: str = "data/insar_synthetic",  # the synthetic data the model was trained on
+         out_dir: str = "results/few_step_quality",  # samples, extractor and the result JSON
+         num_samples: int = 512,  # samples per sampler
+         nfe: str = "10,20,50",  # network evaluations of the few-step samplers
+         reference_steps: int = 1000,  # ancestral steps of the reference (the full training chain)
+         batch_size: int = 256,  # samples per network call
+         seed: int = 0):  # seed of every sampler (same initial noise for the deterministic ones)
+    """Print a table of semivariogram error and FID per sampler, and one JSON line."""
+    out, data = Path(out_dir), Path(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    truth = json.loads((data / "ground_truth.json").read_text())
+    norm = read_metadata(Path(model_path).parent / "metadata.json")["data_normalization"]
+    extractor_dir = out / "extractor"
+    if not (extractor_dir / "classifier_best.pt").is_file():
+        example_fine_tuning.main(out_folder=str(extractor_dir), arch="domain_cnn", random_init=True, seed=seed)
+    extractor = load_extractor("domain_cnn", str(extractor_dir / "classifier_best.pt"))
+    real = load_image_set(data / "test", key_data="unwrap", data_normalization=norm).images
+
+    runs = {f"ancestral-{reference_steps}": lambda p: sample.main_sample(
+        model_path=model_path, num_samples=num_samples, batch_size=batch_size, url_save_path=p, plot=False,
+        seed=seed, sampling_steps=reference_steps, progress=False, overwrite=True)}
+    for n in (int(v) for v in nfe.split(",")):
+        runs[f"ddim-{n}"] = lambda p, n=n: sample.main_sample(
+            model_path=model_path, num_samples=num_samples, batch_size=batch_size, url_save_path=p, plot=False,
+            seed=seed, use_ddim=True, sampling_steps=n, progress=False, overwrite=True)
+        runs[f"dpm++3m-{n}"] = lambda p, n=n: sample_DPM.sample_from_ODE(
+            model_path=model_path, num_samples=num_samples, batch_size=batch_size, url_save_path=p, plot=False,
+            seed=seed, sample_steps=n, progress=False, overwrite=True)
+    results, features = {}, {}
+    real_features = extractor.extract(real, batch_size=256, device="cpu", progress=False)
+    for name, run in runs.items():
+        start = time.perf_counter()
+        npz = run(str(out / name))
+        seconds = time.perf_counter() - start
+        images = np.load(npz)["arr_0"]
+        features[name] = extractor.extract(images, batch_size=256, device="cpu", progress=False)
+        results[name] = {"seconds": round(seconds, 1),
+                         "semivariogram_max_rel_error": semivariogram_error(physical_samples(npz, norm), truth),
+                         "fid_vs_real": fid_from_features(real_features, features[name], num_bootstrap=0)["fid"]}
+    reference = f"ancestral-{reference_steps}"
+    for name in results:
+        results[name]["fid_vs_reference"] = fid_from_features(features[reference], features[name],
+                                                              num_bootstrap=0)["fid"]
+    real_split = len(real_features) // 2
+    noise_floor = fid_from_features(real_features[:real_split], real_features[real_split:], num_bootstrap=0)["fid"]
+    print(f"{'sampler':18s} {'seconds':>8s} {'semivariogram err':>18s} {'FID vs real':>12s} {'FID vs ref':>11s}")
+    for name, r in results.items():
+        print(f"{name:18s} {r['seconds']:8.1f} {100 * r['semivariogram_max_rel_error']:17.1f}% "
+              f"{r['fid_vs_real']:12.4f} {r['fid_vs_reference']:11.4f}")
+    print(f"FID between two halves of the real test set (sampling noise floor): {noise_floor:.4f}")
+    result = {"bench": "few_step_quality", "model_path": model_path, "num_samples": num_samples,
+              "real_half_split_fid": noise_floor, "samplers": results}
+    (out / "few_step_quality.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    run_cli(main)
