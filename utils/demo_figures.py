@@ -79,7 +79,7 @@ def real_vs_generated_figure(npz: str | Path, real_dir: str | Path, data_normali
     generated = physical_samples(npz, data_normalization)[:count]
     real = load_image_set(real_dir, key_data="unwrap", num_samples=count).images[..., 0]
     limit = float(np.percentile(np.abs(np.concatenate([real.ravel(), generated.ravel()])), 99))
-    fig, axes = plt.subplots(2, count, figsize=(1.6 * count, 3.6))
+    fig, axes = plt.subplots(2, count, figsize=(1.6 * count, 3.6), layout="constrained")
     for row, (name, fields) in enumerate((("real", real), ("generated", generated))):
         for col in range(count):
             image = axes[row, col].imshow(fields[col], cmap="RdBu_r", vmin=-limit, vmax=limit)
