@@ -28,3 +28,23 @@ def test_compare_samplers_rows_scores_and_plots(tmp_path):
 def test_bad_configuration():
     with pytest.raises(ValueError, match="sampler"):
         compare_samplers(str(CKPT), [{"sampler": "euler"}], [2], device="cpu")
+
+
+def test_feature_scores_of_the_reference_set_itself(tmp_path):
+    import example_fine_tuning
+    from utils.sampler_comparison import feature_score_fn
+
+    example_fine_tuning.main(out_folder=str(tmp_path / "cnn"), arch="domain_cnn", random_init=True, width=8)
+    images = np.random.default_rng(0).uniform(-1, 1, (40, 32, 32, 1)).astype(np.float32)
+    np.savez(tmp_path / "real.npz", images)
+    score = feature_score_fn(str(tmp_path / "real.npz"), str(tmp_path / "cnn" / "classifier_best.pt"))
+    same = score(images)
+    assert abs(same["FID"]) < 1e-6 and same["Precision"] == 1.0 and same["Recall"] == 1.0
+    assert score(np.zeros_like(images))["FID"] > 1e-3
+
+
+def test_scoring_needs_both_reference_and_extractor(tmp_path):
+    from utils.sampler_comparison import main
+
+    with pytest.raises(ValueError, match="give both"):
+        main(model_path=str(CKPT), real=str(tmp_path), url_save_folder=str(tmp_path / "out"))

@@ -23,7 +23,11 @@ from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
 from sample import chain_sampler
 from sample_DPM import ode_sampler
+from utils.array_io import load_image_set
 from utils.cli import run_cli
+from utils.features import load_extractor
+from utils.fid import fid_from_features
+from utils.precision_recall import precision_recall
 from utils.sample_io import check_free
 from utils.sampling_run import batch_seed, choose_labels
 
@@ -94,6 +98,25 @@ def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int
     return results
 
 
+def feature_score_fn(real: str, extractor_path: str, extractor: str = "domain_cnn", key_data: Optional[str] = None,
+                     metadata_json: Optional[str] = None, nhood_size: int = 3, num_samples: Optional[int] = None,
+                     seed: int = 0) -> Callable[[np.ndarray], dict]:
+    """A `score_fn` giving FID, Precision and Recall of generated images against the `real` set
+    (image folder, HDF5 folder or .npz) in the features of a local extractor file."""
+    norm = json.loads(Path(metadata_json).read_text()).get("data_normalization") if metadata_json else None
+    network = load_extractor(extractor, extractor_path)
+    real_images = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data,
+                                 data_normalization=norm).images
+    real_features = network.extract(real_images, progress=False)
+
+    def score(images: np.ndarray) -> dict:
+        features = network.extract(images, progress=False)
+        pr = precision_recall(real_features, features, k=nhood_size, num_bootstrap=0, seed=seed)
+        return {"FID": fid_from_features(real_features, features, num_bootstrap=0)["fid"],
+                "Precision": pr["precision"], "Recall": pr["recall"]}
+    return score
+
+
 def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
     """One PNG per score (or seconds vs steps when there are no scores): a curve per configuration,
     points annotated with their step counts."""
@@ -130,19 +153,31 @@ def main(
     seed: int = 0,  # seed of x_T and labels (shared by all configurations)
     device: str = "auto",  # "auto", "cpu", "cuda", ...
     url_save_folder: str = "results/sampler_comparison/",  # where the JSON and plots go
+    real: Optional[str] = None,  # reference data for FID / precision / recall (None: time only)
+    extractor_path: Optional[str] = None,  # local feature-extractor file (example_fine_tuning.py), needed with real
+    extractor: str = "domain_cnn",  # feature network: domain_cnn, inception or vgg16
+    key_data: Optional[str] = None,  # HDF5 dataset name of the reference data
+    metadata_json: Optional[str] = None,  # training metadata.json: maps real HDF5 data to model units
+    nhood_size: int = 3,  # k of the precision / recall k-NN manifolds
     overwrite: bool = False,  # replace an existing comparison.json
 ) -> list[dict]:
-    """Time the samplers (scores need a scoring function: call `compare_samplers` from Python)."""
+    """Time the samplers and, given `real` and `extractor_path`, score them (FID, precision, recall)."""
     configs = json.loads(Path(configs_json).read_text()) if configs_json else DEFAULT_CONFIGS
     folder = Path(url_save_folder)
     check_free([folder / "comparison.json"], overwrite)
+    if (real is None) != (extractor_path is None):
+        raise ValueError(f"real={real!r}, extractor_path={extractor_path!r}: give both to score the samplers "
+                         "(or neither to time them only)")
+    score_fn = None if real is None else feature_score_fn(real, extractor_path, extractor, key_data, metadata_json,
+                                                          nhood_size, seed=seed)
     results = compare_samplers(model_path, configs, [int(n) for n in step_counts], num_samples, batch_size, seed,
-                               device)
+                               device, score_fn=score_fn)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "comparison.json").write_text(json.dumps(results, indent=1))
     plot_comparison(results, folder)
     for row in results:
-        print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample")
+        scores = "  ".join(f"{k} {row[k]:.4f}" for k in ("FID", "Precision", "Recall") if k in row)
+        print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample  {scores}")
     return results
 
 
