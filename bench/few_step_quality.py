@@ -86,8 +86,8 @@ def main(model_path: str = "models_data/demo_insar/ema_rate=0.999_11.pt",  # EMA
     print(f"{'sampler':18s} {'seconds':>8s} {'semivariogram err':>18s} {'FID vs real':>12s} {'FID vs ref':>11s}")
     for name, r in results.items():
         print(f"{name:18s} {r['seconds']:8.1f} {100 * r['semivariogram_max_rel_error']:17.1f}% "
-              f"{r['fid_vs_real']:12.4f} {r['fid_vs_reference']:11.4f}")
-    print(f"FID between two halves of the real test set (sampling noise floor): {noise_floor:.4f}")
+              f"{r['fid_vs_real']:12.3e} {r['fid_vs_reference']:11.3e}")
+    print(f"FID between two halves of the real test set (sampling noise floor): {noise_floor:.3e}")
     result = {"bench": "few_step_quality", "model_path": model_path, "num_samples": num_samples,
               "real_half_split_fid": noise_floor, "samplers": results}
     (out / "few_step_quality.json").write_text(json.dumps(result, indent=1))
