@@ -9,6 +9,7 @@ import os
 from typing import Callable, Optional
 
 import train
+from datasets import insar_synthetic, sar_synthetic
 from improved_diffusion.script_util import PRESETS
 from utils.cli import run_cli
 
@@ -26,9 +27,21 @@ TARGETS: dict[str, dict] = {
                     "key_data": "real_data", "key_other": "count", "data_train_dir": "insar_noise/train",
                     "data_val_dir": "insar_noise/val"},
     "demo": {**PRESETS["demo"], "list_keys_hdf5_original": ["unwrap", "wrap", "label"], "key_data": "unwrap",
-             "normalization": "minmax", "data_train_dir": "insar_synthetic/train",
-             "data_val_dir": "insar_synthetic/val"},
+             "normalization": "range", "norm_range": [-3.0, 3.0], "data_train_dir": "insar_synthetic/train",
+             "data_val_dir": "insar_synthetic/val",
+             "builtin_data": lambda folder: insar_synthetic.main(out_dir=folder, deformation_fraction=0.0)},
 }
+
+
+def synthetic_sar(folder: str) -> None:
+    """Built-in class-labelled SAR amplitude data (64 px speckled textures, 4 classes) in `folder`."""
+    sar_synthetic.main(out_dir=folder, image_size=64, n_train_per_class=250)
+
+
+# A small class-conditional model on the built-in synthetic SAR textures (4 classes).
+SAR_SYNTHETIC = {**PRESETS["demo"], "type_dataset": "image", "class_cond": True, "num_class": 4,
+                 "data_train_dir": "sar_synthetic/train", "data_val_dir": "sar_synthetic/val",
+                 "builtin_data": synthetic_sar}
 
 
 def example_main(targets: dict[str, dict], default_target: str, default_epochs: int, folder_suffix: str,
@@ -51,8 +64,16 @@ def example_main(targets: dict[str, dict], default_target: str, default_epochs: 
         if target_data not in targets:
             raise ValueError(f"target_data: got {target_data!r}, expected one of {sorted(targets)}")
         settings = dict(targets[target_data])
+        make_builtin = settings.pop("builtin_data", None)
         for key in ("data_train_dir", "data_val_dir"):
             settings[key] = os.path.join(data_root, settings[key])
+        if not os.path.isdir(settings["data_train_dir"]):
+            if make_builtin is None:
+                raise FileNotFoundError(
+                    f"data_train_dir: {settings['data_train_dir']!r} does not exist; prepare the {target_data} "
+                    f"dataset with its script in datasets/ (datasets/README.md), or train on built-in data with "
+                    f"--target_data {', '.join(sorted(k for k, v in targets.items() if 'builtin_data' in v))}")
+            make_builtin(os.path.dirname(settings["data_train_dir"]))
         settings["url_folder_experiment"] = url_folder_experiment or f"./models_data/{target_data}{folder_suffix}/"
         return train.main(**settings, num_epochs=num_epochs, resume_checkpoint=resume_checkpoint,
                           compute_val=compute_val, device=device, num_workers=num_workers, amp=amp, seed=seed)
@@ -61,8 +82,8 @@ def example_main(targets: dict[str, dict], default_target: str, default_epochs: 
     return main
 
 
-main = example_main(TARGETS, "mnist", 1000, "", "Train the model of the original example_train.py for target_data "
-                    "(mnist, cifar10, sar, insar_interfero, insar_noise or demo).")
+main = example_main(TARGETS, "demo", 10, "", "Train the model of the original example_train.py for target_data "
+                    "(mnist, cifar10, sar, insar_interfero, insar_noise, or demo: built-in synthetic InSAR).")
 
 if __name__ == "__main__":
     run_cli(main)

@@ -2,7 +2,7 @@
 (upsampled and concatenated to x_t) and learns the full-resolution image."""
 from __future__ import annotations
 
-from example_train import example_main
+from example_train import SAR_SYNTHETIC, example_main
 from improved_diffusion.script_util import PRESETS
 from utils.cli import run_cli
 
@@ -11,10 +11,12 @@ TARGETS: dict[str, dict] = {
               "data_val_dir": "mnist_test"},
     "sar": {**PRESETS["sar_superres_128_256"], "data_train_dir": "sar_tengeop/train",
             "data_val_dir": "sar_tengeop/test"},
+    # built-in data: 32 px synthetic SAR from 16 px, on the same data as example_train_lowres.py
+    "sar_synthetic": {**SAR_SYNTHETIC, "image_size": 32, "image_size_lr": 16, "crop": True},
 }
 
 
-main = example_main(TARGETS, "mnist", 100, "_superres",
+main = example_main(TARGETS, "sar_synthetic", 5, "_superres",
                     "Train the super-resolution model of the original example_train_superres.py: mnist 32 px "
                     "from 16 px or sar 256 px from 128 px, class-conditional as the published SAR model.")
 
