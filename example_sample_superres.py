@@ -3,8 +3,14 @@ sample low-res images, then condition the super-res model on them. Labels of the
 passed on (saved as arr_1 of the low-res .npz) when the super-res model is class-conditional."""
 from pathlib import Path
 
+from example_sample import require_checkpoint
 from sample import main_sample
 from utils.cli import run_cli
+
+HINT = ("put the published models there (README), or train the built-in pair (python example_train_lowres.py; "
+        "python example_train_superres.py) and pass --lowres_model_path "
+        "models_data/sar_synthetic_lowres/ema_rate=0.9999_4.pt --superres_model_path "
+        "models_data/sar_synthetic_superres/ema_rate=0.9999_4.pt")
 
 
 def main(
@@ -22,6 +28,8 @@ def main(
     overwrite: bool = False,  # replace existing outputs
 ) -> Path:
     """Returns the super-res .npz path (samples_{N}x256x256x1.npz under url_save_path/superres/)."""
+    require_checkpoint(lowres_model_path, "lowres_model_path", HINT)
+    require_checkpoint(superres_model_path, "superres_model_path", HINT)
     common = dict(batch_size=batch_size, sampling_steps=sampling_steps, use_ddim=use_ddim, seed=seed,
                   device=device, overwrite=overwrite)
     lowres = main_sample(model_path=lowres_model_path, num_samples=num_samples, sample_class=sample_class,

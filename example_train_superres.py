@@ -11,8 +11,8 @@ TARGETS: dict[str, dict] = {
               "data_val_dir": "mnist_test"},
     "sar": {**PRESETS["sar_superres_128_256"], "data_train_dir": "sar_tengeop/train",
             "data_val_dir": "sar_tengeop/test"},
-    # built-in data: 32 px synthetic SAR from 16 px, on the same data as example_train_lowres.py
-    "sar_synthetic": {**SAR_SYNTHETIC, "image_size": 32, "image_size_lr": 16, "crop": True},
+    # built-in data: 64 px synthetic SAR from 32 px, the second stage after example_train_lowres.py (64 -> 32 px)
+    "sar_synthetic": {**SAR_SYNTHETIC, "image_size": 64, "image_size_lr": 32},
 }
 
 

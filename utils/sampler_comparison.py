@@ -176,7 +176,7 @@ def main(
     (folder / "comparison.json").write_text(json.dumps(results, indent=1))
     plot_comparison(results, folder)
     for row in results:
-        scores = "  ".join(f"{k} {row[k]:.4f}" for k in ("FID", "Precision", "Recall") if k in row)
+        scores = "  ".join(f"{k} {row[k]:.4g}" for k in ("FID", "Precision", "Recall") if k in row)
         print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample  {scores}")
     return results
 
