@@ -35,7 +35,7 @@ def test_feature_scores_of_the_reference_set_itself(tmp_path):
     from utils.sampler_comparison import feature_score_fn
 
     example_fine_tuning.main(out_folder=str(tmp_path / "cnn"), arch="domain_cnn", random_init=True, width=8)
-    images = np.random.default_rng(0).uniform(-1, 1, (40, 32, 32, 1)).astype(np.float32)
+    images = np.random.default_rng(0).uniform(-1, 1, (80, 32, 32, 1)).astype(np.float32)
     np.savez(tmp_path / "real.npz", images)
     score = feature_score_fn(str(tmp_path / "real.npz"), str(tmp_path / "cnn" / "classifier_best.pt"))
     same = score(images)
