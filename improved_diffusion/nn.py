@@ -32,11 +32,6 @@ def linear(*args, **kwargs) -> nn.Linear:
     return nn.Linear(*args, **kwargs)
 
 
-def avg_pool_nd(dims: int, *args, **kwargs) -> nn.Module:
-    layers = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
-    return layers[dims](*args, **kwargs)
-
-
 def zero_module(module: nn.Module) -> nn.Module:
     """Zero the parameters of `module` in place and return it (used for residual output convs)."""
     for p in module.parameters():

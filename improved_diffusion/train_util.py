@@ -73,7 +73,9 @@ class TrainLoop:
         self.ema_rates = parse_ema_rates(ema_rate)
         self.params = list(self.model.parameters())
         self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.ema_rates]
-        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+        # foreach: one multi-tensor update instead of a Python loop over parameters (torch only
+        # defaults to it on CUDA)
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, foreach=True)
         self.rank, self.world_size, self.is_main = get_rank(), get_world_size(), get_rank() == 0
         self.gen_t = torch.Generator()
         self.gen_noise = torch.Generator(self.device)
