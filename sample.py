@@ -67,7 +67,9 @@ def main_sample(
     url_lr_data: Optional[str] = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
     shift_to_lr_mean: bool = False,  # super-res: shift each sample to its low-res image's mean (original post-hoc step)
     save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
-    amp: str = "none",  # "bf16": network evaluations under bf16 autocast (faster on CPUs with bf16 and on GPUs)
+    amp: str = "none",  # network under autocast: "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware has it)
+    channels_last: bool = False,  # NHWC weights: faster convolutions on some hardware, same samples
+    compile: bool = False,  # torch.compile the network (eager where unavailable; pays off for many samples)
     overwrite: bool = False,  # replace existing output files
     progress: bool = True,  # progress bars
 ) -> Path:
@@ -84,7 +86,8 @@ def main_sample(
                         batch_size=batch_size, seed=seed, device=device, url_save_path=url_save_path,
                         sample_class=sample_class, clip_denoised=clip_denoised, max_clip_val=max_clip_val,
                         diffusion_steps=diffusion_steps, to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5,
-                        url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean, amp=amp, overwrite=overwrite,
+                        url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean, amp=amp,
+                        channels_last=channels_last, compile=compile, overwrite=overwrite,
                         progress=progress,
                         check=lambda T: sampling_grid(T, sampling_steps, timestep_respacing))
 

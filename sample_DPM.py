@@ -67,7 +67,9 @@ def sample_from_ODE(
     save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
     seed: int = 0,  # random seed: the same seed gives the same samples, labels included
     device: str = "auto",  # "auto" (cuda if available), "cpu", "cuda", ...
-    amp: str = "none",  # "bf16": network evaluations under bf16 autocast (faster on CPUs with bf16 and on GPUs)
+    amp: str = "none",  # network under autocast: "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware has it)
+    channels_last: bool = False,  # NHWC weights: faster convolutions on some hardware, same samples
+    compile: bool = False,  # torch.compile the network (eager where unavailable; pays off for many samples)
     overwrite: bool = False,  # replace existing output files
     progress: bool = True,  # progress bars
 ) -> Path:
@@ -83,7 +85,8 @@ def sample_from_ODE(
                         clip_denoised=clip_denoised, max_clip_val=max_clip_val,
                         threshold_ratio=dynamic_threshold_ratio, diffusion_steps=diffusion_steps,
                         to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5, url_lr_data=url_lr_data,
-                        shift_to_lr_mean=shift_to_lr_mean, trajectory_dtype=torch.float64, amp=amp, overwrite=overwrite,
+                        shift_to_lr_mean=shift_to_lr_mean, trajectory_dtype=torch.float64, amp=amp,
+                        channels_last=channels_last, compile=compile, overwrite=overwrite,
                         progress=progress)
 
 

@@ -11,12 +11,13 @@ from typing import Optional
 
 import torch
 
+from improved_diffusion.acceleration import resolve_amp
 from improved_diffusion.dist_util import barrier, cleanup_dist, is_distributed, is_main_process, setup_dist
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.resample import create_named_schedule_sampler
 from improved_diffusion.script_util import create_model_and_diffusion
 from improved_diffusion.train_setup import (check_output_folder, clear_run_files, keyword_defaults, merge_resume,
-                                            resolve_amp, run_metadata, validate_call)
+                                            run_metadata, validate_call)
 from improved_diffusion.train_util import EpochData, TrainLoop
 from utils.cli import run_cli
 
@@ -75,13 +76,14 @@ def main(
         seed: int = 0,  # seed of weights, data order, timesteps and noise
         device: str = "auto",  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
         num_workers: int = 0,  # data-loading worker processes
-        amp: str = "none",  # mixed precision: 'none', 'bf16' (CPU or CUDA) or 'fp16' (CUDA)
+        amp: str = "none",  # mixed precision: 'none', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where the hardware has it)
         grad_clip: Optional[float] = None,  # max global gradient norm (None: no clipping)
         warmup_steps: int = 0,  # linear lr warm-up over this many steps
         keep_checkpoints: Optional[int] = None,  # keep only the newest K checkpoint sets (None: all)
         log_interval: int = 100,  # steps between tensorboard scalars
         grid_interval: int = 1,  # epochs between tensorboard sample grids from the EMA model (0: never)
         compile: bool = False,  # torch.compile the model (falls back to eager where it fails)
+        channels_last: bool = False,  # NHWC weights and batches (faster convolutions on some hardware)
         overwrite: bool = False,  # start a new run in a non-empty url_folder_experiment
         ) -> dict:
     """Train a diffusion model and write checkpoints, metadata.json and tensorboard logs.
@@ -125,7 +127,7 @@ def _train(call: dict, device: torch.device) -> dict:
     else:
         args, folder = dict(call), Path(call["url_folder_experiment"])
     validate_call(args)
-    args["amp"] = resolve_amp(args["amp"], args["use_fp16"], device.type)
+    args["amp"] = resolve_amp(args["amp"], device, args["use_fp16"])
     check_output_folder(folder, call["overwrite"], resuming)
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():
@@ -143,7 +145,8 @@ def _train(call: dict, device: torch.device) -> dict:
         warmup_steps=args["warmup_steps"], grad_clip=args["grad_clip"], save_interval=args["save_interval"],
         keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=args["amp"],
         fp16_scale_growth=args["fp16_scale_growth"], subset_timesteps=args["subset_timesteps"], seed=args["seed"],
-        grid_interval=args["grid_interval"], compile=args["compile"], device=device)
+        grid_interval=args["grid_interval"], compile=args["compile"],
+        channels_last=args["channels_last"], device=device)
     notes = loop.resume(args["resume_checkpoint"]) if resuming else []
 
     # 3. Write: rank 0 prepares the folder and the metadata, then every process trains.

@@ -3,16 +3,17 @@ merge with `metadata.json`, the output-folder rule and the metadata written for 
 from __future__ import annotations
 
 import inspect
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
+from .acceleration import resolve_amp
 from .checkpoint import METADATA_NAME, find_metadata, read_metadata
 from .dist_util import resolve_device
 from .resample import SCHEDULE_SAMPLERS
 from .script_util import ORIGINAL_DEFAULTS, validate_args
 from .train_state import parse_ema_rates, parse_resume_name
-from .train_util import AMP_MODES
 
 # Keywords that may change when a run is resumed (taken from the call, like the original's num_epochs,
 # lr and compute_val; precision and micro-batching follow the hardware); every other key must agree
@@ -20,11 +21,12 @@ from .train_util import AMP_MODES
 RESUME_CHANGEABLE = {
     "data_train_dir", "data_val_dir", "num_epochs", "lr", "lr_anneal_steps", "save_interval", "resume_checkpoint",
     "compute_val", "subset_timesteps", "url_folder_experiment", "device", "num_workers", "keep_checkpoints",
-    "log_interval", "grid_interval", "compile", "overwrite", "grad_clip", "warmup_steps", "microbatch", "amp",
-    "use_fp16", "fp16_scale_growth",
+    "log_interval", "grid_interval", "compile", "channels_last", "overwrite", "grad_clip", "warmup_steps",
+    "microbatch", "amp", "use_fp16", "fp16_scale_growth",
 }
 # Keywords about this process only: not written to metadata.json.
-NOT_STORED = {"device", "num_workers", "overwrite", "compile", "log_interval", "grid_interval", "keep_checkpoints"}
+NOT_STORED = {"device", "num_workers", "overwrite", "compile", "channels_last",
+              "log_interval", "grid_interval", "keep_checkpoints"}
 HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
@@ -38,22 +40,6 @@ def _check_optional_int(call: dict, key: str, minimum: int) -> None:
     value = call[key]
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
         _fail(key, value, f"None or an integer >= {minimum}")
-
-
-def resolve_amp(amp: str, use_fp16: bool, device_type: str) -> str:
-    """The autocast mode: `amp`, or 'fp16' for the original `use_fp16=True` (CUDA only)."""
-    if amp not in AMP_MODES:
-        _fail("amp", amp, f"one of {AMP_MODES}")
-    if use_fp16:
-        if device_type != "cuda":
-            raise ValueError("use_fp16: got True on a CPU device; fp16 training needs CUDA, use amp='bf16' "
-                             "(bfloat16 autocast) on CPU")
-        if amp not in ("none", "fp16"):
-            raise ValueError(f"use_fp16=True and amp={amp!r} disagree; give one of them")
-        return "fp16"
-    if amp == "fp16" and device_type != "cuda":
-        raise ValueError("amp: got 'fp16' on a CPU device; fp16 loss scaling needs CUDA, use amp='bf16' on CPU")
-    return amp
 
 
 def validate_call(call: dict) -> None:
@@ -91,7 +77,9 @@ def validate_call(call: dict) -> None:
         _fail("image_size_hr", hr, f"an integer above image_size={size} (size read before area downscaling)")
     if call["compute_val"] and not call["data_val_dir"]:
         _fail("data_val_dir", call["data_val_dir"], "a validation folder when compute_val is true")
-    resolve_amp(call["amp"], call["use_fp16"], resolve_device(call["device"]).type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the bf16 speed warning is given once, by the run itself
+        resolve_amp(call["amp"], resolve_device(call["device"]), call["use_fp16"])
 
 
 def _comparable(key: str, value):
@@ -178,5 +166,5 @@ def keyword_defaults(func: Callable) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
-__all__ = ["RESUME_CHANGEABLE", "resolve_amp", "validate_call", "merge_resume", "check_output_folder",
+__all__ = ["RESUME_CHANGEABLE", "validate_call", "merge_resume", "check_output_folder",
            "clear_run_files", "run_metadata", "keyword_defaults"]

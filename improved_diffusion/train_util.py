@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Optional
 import torch
 from tqdm.auto import tqdm
 
+from .acceleration import autocast, compile_model, memory_format, resolve_amp
 from .checkpoint import load_state_dict
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
 from .nn import update_ema
@@ -30,8 +31,12 @@ from .train_logging import Logger, MetricAccumulator, ema_samples
 from .train_state import (SetName, TrainState, derive_seed, find_set_files, load_train_state, parse_ema_rates,
                           prune_sets, save_checkpoint_set)
 
-AMP_MODES = ("none", "bf16", "fp16")
 GRID_SAMPLES = 16
+
+
+def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy (checkpoints keep the standard layout whatever the training memory format)."""
+    return tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
 
 
 @dataclass
@@ -52,13 +57,14 @@ class TrainLoop:
                  keep_checkpoints: Optional[int] = None, log_interval: int = 100, amp: str = "none",
                  fp16_scale_growth: float = 1e-3,
                  val_data: Optional[EpochData] = None, subset_timesteps: Optional[int] = None, seed: int = 0,
-                 grid_interval: int = 1, compile: bool = False, device: torch.device | str = "cpu"):
-        if amp not in AMP_MODES:
-            raise ValueError(f"amp: got {amp!r}, expected one of {AMP_MODES}")
+                 grid_interval: int = 1, compile: bool = False, channels_last: bool = False,
+                 device: torch.device | str = "cpu"):
         self.device = torch.device(device)
-        if amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("amp: 'fp16' needs a CUDA device (loss scaling); use amp='bf16' on CPU")
-        self.model, self.diffusion, self.data, self.val_data = model.to(self.device), diffusion, data, val_data
+        self.amp = resolve_amp(amp, self.device)
+        # channels_last before the EMA copies and the optimizer state are made, so all share one layout
+        self.memory_format = memory_format(channels_last)
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.diffusion, self.data, self.val_data = diffusion, data, val_data
         self.folder, self.num_epochs, self.lr = Path(folder), num_epochs, lr
         self.microbatch = microbatch
         self.lr_anneal_steps, self.warmup_steps, self.grad_clip = lr_anneal_steps, warmup_steps, grad_clip
@@ -66,10 +72,9 @@ class TrainLoop:
         self.subset_timesteps, self.seed = subset_timesteps, seed
         self.grid_interval, self.compile = grid_interval, compile
         self.sampler = schedule_sampler or UniformSampler(diffusion.num_timesteps)
-        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         # The original added fp16_scale_growth to log2(scale) per good step: doubling every 1/growth steps.
         self.scaler = (torch.amp.GradScaler("cuda", growth_interval=max(1, round(1 / fp16_scale_growth)))
-                       if amp == "fp16" else None)
+                       if self.amp == "fp16" else None)
         self.ema_rates = parse_ema_rates(ema_rate)
         self.params = list(self.model.parameters())
         self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.ema_rates]
@@ -181,11 +186,6 @@ class TrainLoop:
             lr *= max(0.0, 1.0 - self.step_total / self.lr_anneal_steps)
         return lr
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
     def _forward_backward(self, x: torch.Tensor, cond: dict) -> None:
         n, n_global = x.shape[0], x.shape[0] * self.world_size
         t, weights = self.sampler.sample(n_global, self.device, generator=self.gen_t)
@@ -199,7 +199,7 @@ class TrainLoop:
             part = slice(start, start + size)
             sync = self._ddp.no_sync() if self._ddp is not None and i < len(starts) - 1 else nullcontext()
             with sync:
-                with self._autocast():
+                with autocast(self.device, self.amp):
                     terms = self.diffusion.training_losses(
                         self.ddp_model, x[part], t[part], {k: v[part] for k, v in cond.items()},
                         noise=noise[part], mask=None if mask is None else mask[part])
@@ -252,11 +252,11 @@ class TrainLoop:
             bar.set_postfix(loss=f"{values.get('loss', float('nan')):.4g}", refresh=False)
 
     def _state_dicts(self) -> tuple[dict, dict]:
-        model_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        model_state = {k: _host_copy(v) for k, v in self.model.state_dict().items()}
         names = [name for name, _ in self.model.named_parameters()]
         ema_states = {}
         for ema, rate in zip(self.ema_params, self.ema_rates):
-            ema_states[rate] = {**model_state, **{n: p.detach().cpu().clone() for n, p in zip(names, ema)}}
+            ema_states[rate] = {**model_state, **{n: _host_copy(p) for n, p in zip(names, ema)}}
         return model_state, ema_states
 
     def _save(self, name: SetName, epoch: int, step_in_epoch: Optional[int]) -> None:
@@ -283,7 +283,7 @@ class TrainLoop:
         for x, cond in self.val_data.loader:
             x = x.to(self.device)
             kwargs = {k: v.to(self.device) for k, v in cond.items() if k != "mask"}
-            with self._autocast():
+            with autocast(self.device, self.amp):
                 out = self.diffusion.calc_bpd_loop(self.model, x, clip_denoised=True, model_kwargs=kwargs,
                                                    subset_timesteps=self.subset_timesteps, generator=generator,
                                                    progress=self.is_main)
@@ -313,14 +313,7 @@ class TrainLoop:
             self._ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
                                                 else None)
         model = self._ddp or self.model
-        if self.compile:
-            try:
-                import torch._dynamo
-                torch._dynamo.config.suppress_errors = True  # fall back to eager where compilation fails
-                model = torch.compile(model)
-            except Exception as err:  # torch.compile unavailable on this platform
-                print(f"[train] compile=True ignored: {err}")
-        self.ddp_model = model
+        self.ddp_model = compile_model(model, "train") if self.compile else model
 
     def _run_epoch(self, epoch: int) -> bool:
         """Train one epoch; return False when lr_anneal_steps is reached."""
@@ -336,7 +329,7 @@ class TrainLoop:
                 if step == self.skip_steps and self.pending_rng is not None:
                     self._restore_rng(self.pending_rng)
                 continue
-            x = x.to(self.device, non_blocking=True)
+            x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             cond = {k: v.to(self.device, non_blocking=True) for k, v in cond.items()}
             if self._grid_shape is None:
                 n = min(GRID_SAMPLES, x.shape[0])

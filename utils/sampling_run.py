@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from improved_diffusion.acceleration import autocast, compile_model, memory_format, resolve_amp
 from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
@@ -92,7 +93,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
                  clip_denoised: bool = True, max_clip_val: float = 1.0, threshold_ratio: Optional[float] = None,
                  diffusion_steps: Optional[int] = None, to_0_255: bool = False, plot: bool = True,
                  save_hdf5: bool = False, url_lr_data: Optional[str] = None, shift_to_lr_mean: bool = False,
-                 trajectory_dtype: torch.dtype = torch.float32, amp: str = "none", overwrite: bool = False,
+                 trajectory_dtype: torch.dtype = torch.float32, amp: str = "none", channels_last: bool = False,
+                 compile: bool = False, overwrite: bool = False,
                  progress: bool = True, check: Optional[Callable[[int], None]] = None) -> Path:
     """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
     `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps."""
@@ -101,8 +103,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if max_clip_val <= 0:
         raise ValueError(f"max_clip_val must be > 0, got {max_clip_val}")
-    if amp not in ("none", "bf16"):
-        raise ValueError(f"amp: got {amp!r}, expected 'none' or 'bf16' (network evaluations under bf16 autocast)")
+    device = resolve_device(device)
+    amp = resolve_amp(amp, device)
     args_dic = read_run_metadata(model_path, diffusion_steps)
     if check is not None:
         check(int(diffusion_steps or args_dic.get("diffusion_steps", 1000)))
@@ -125,13 +127,14 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         npz_path.with_suffix(".hdf5")] * save_hdf5
     sample_io.check_free(outputs, overwrite)
 
-    device = resolve_device(device)
     model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
+    model.to(memory_format=memory_format(channels_last))
+    network = compile_model(model, "sample") if compile else model
     config = {"model_path": str(Path(model_path).resolve()), "sampler": sampler_info, "seed": seed,
               "batch_size": batch_size, "num_samples": num_samples, "to_0_255": to_0_255,
               "clip_denoised": clip_denoised, "max_clip_val": max_clip_val, "threshold_ratio": threshold_ratio,
               "diffusion_steps": diffusion_steps, "shift_to_lr_mean": shift_to_lr_mean, "url_lr_data": url_lr_data,
-              "sample_class": sample_class, "amp": amp}
+              "sample_class": sample_class, "amp": amp, "channels_last": channels_last}
     out_dir.mkdir(parents=True, exist_ok=True)
     store = sample_io.ShardStore(out_dir / f".shards_{npz_path.stem}", config, overwrite)
     num_batches = -(-num_samples // batch_size)
@@ -142,12 +145,12 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         generator = torch.Generator(device).manual_seed(batch_seed(seed, b))
         y = None if labels is None else torch.as_tensor(labels[lo:hi], device=device)
         lr = None if low_res is None else torch.as_tensor(low_res[lo:hi], device=device)
-        denoiser = Denoiser(model, diffusion, y=y, low_res=lr, clip_denoised=clip_denoised,
+        denoiser = Denoiser(network, diffusion, y=y, low_res=lr, clip_denoised=clip_denoised,
                             max_clip_val=max_clip_val, threshold_ratio=threshold_ratio)
         x_T = torch.randn((hi - lo, channels, size, size), generator=generator, device=device, dtype=trajectory_dtype)
-        # bf16 autocast covers the network only: the samplers' update formulas are elementwise and stay
-        # in the trajectory dtype.
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        # autocast covers the network only: the samplers' update formulas are elementwise and stay in the
+        # trajectory dtype.
+        with torch.inference_mode(), autocast(device, amp):
             x = sample_batch(denoiser, x_T, generator).float()
         if shift_to_lr_mean and lr is not None:  # the original's post-hoc bias removal (inventory §1.5)
             x = x - x.mean(dim=(1, 2, 3), keepdim=True) + lr.mean(dim=(1, 2, 3), keepdim=True)
