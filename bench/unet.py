@@ -20,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from improved_diffusion.acceleration import native_bf16  # noqa: E402
 from improved_diffusion.dist_util import resolve_device  # noqa: E402
 from improved_diffusion.script_util import create_model_and_diffusion  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
@@ -52,14 +53,17 @@ def best_time(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return min(times)
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """Dense n x n x n matmul throughput in FLOP/s: the faster of the BLAS matmul and the same product
-    run as a 1x1 convolution (oneDNN), since on some CPUs the BLAS library is far from the machine's
-    peak while the convolutions of the UNet run through oneDNN."""
+def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    """Dense n x n x n matmul throughput in FLOP/s (n = 2048 on CPU, 8192 on GPU, where smaller products
+    do not fill the chip): the faster of the BLAS matmul and the same product run as a 1x1 convolution
+    (oneDNN / cuDNN), since on some CPUs the BLAS library is far from the machine's peak while the
+    convolutions of the UNet run through oneDNN."""
+    n = 8192 if device.type == "cuda" else 2048
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    image = a.t().reshape(1, n, n, 1)  # (1, K, M, 1): M "pixels" with K channels
-    weight = b.t().reshape(n, n, 1, 1)  # (N, K, 1, 1)
+    # a (M, K) row-major is an NHWC image of M = n/32 x 32 pixels with K channels (a channels_last view)
+    image = a.reshape(1, n // 32, 32, n).permute(0, 3, 1, 2)
+    weight = b.t().contiguous().reshape(n, n, 1, 1)  # (N, K, 1, 1)
     seconds = min(best_time(lambda: a @ b, device, repeats),
                   best_time(lambda: torch.nn.functional.conv2d(image, weight), device, repeats))
     return 2 * n ** 3 / seconds
@@ -114,13 +118,20 @@ def main(configs: str = "mnist,sar_lowres",  # comma list among: mnist, sar_lowr
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
-    peaks = {"fp32": matmul_peak(torch.float32, dev), "bf16": matmul_peak(torch.bfloat16, dev)}
+    variant_list = variants.split(",")
+    peaks = {"fp32": matmul_peak(torch.float32, dev)}
+    if native_bf16(dev):
+        peaks["bf16"] = matmul_peak(torch.bfloat16, dev)
+    elif any("bf16" in v for v in variant_list):
+        variant_list = [v for v in variant_list if "bf16" not in v]
+        print(f"{dev} has no native bfloat16 (no AVX512-BF16 / AMX): bf16 variants skipped (emulated bf16 runs "
+              "~10-20x slower than fp32; amp='auto' trains in fp32 here)")
     print(f"device {dev} ({platform.processor() or platform.machine()}), threads {torch.get_num_threads()}, "
-          f"matmul peak fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+          "matmul peak " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     rows = []
     for name in configs.split(","):
         config = CONFIGS[name]
-        for variant in variants.split(","):
+        for variant in variant_list:
             amp = "bf16" in variant
             precision = "bf16" if amp else "fp32"
             compiled, channels_last = variant.startswith("compiled"), "channels_last" in variant
@@ -145,7 +156,7 @@ def main(configs: str = "mnist,sar_lowres",  # comma list among: mnist, sar_lowr
     by_key = {(r["config"], r["variant"]): r for r in rows}
     for name in configs.split(","):
         base = by_key.get((name, "fp32"))
-        for variant in variants.split(","):
+        for variant in variant_list:
             r = by_key.get((name, variant))
             if base and r and variant != "fp32":
                 print(f"{name:10s} {variant:22s} speed-up vs fp32: forward x{base['forward_s'] / r['forward_s']:.2f}, "

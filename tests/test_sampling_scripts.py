@@ -164,6 +164,7 @@ def test_example_chains_lowres_and_superres(compat_dir, superres_dir, tmp_path):
     assert load(out)["arr_0"].shape == (2, 64, 64, 1)
 
 
+@pytest.mark.filterwarnings("ignore:amp='bf16' on a CPU without native bfloat16")
 def test_bf16_sampling_stays_close_to_fp32(compat_dir, tmp_path):
     runs = {}
     for amp in ("none", "bf16"):

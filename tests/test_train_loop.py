@@ -76,6 +76,7 @@ def test_lr_anneal_stops_within_the_epoch(tmp_path):
     assert result["checkpoint"].name == "model_epoch=1_step=1.pt"
 
 
+@pytest.mark.filterwarnings("ignore:amp='bf16' on a CPU without native bfloat16")
 def test_bf16_autocast_trains_on_cpu(tmp_path):
     loop = make_loop(tmp_path, torch.randn(2, 1, 32, 32), amp="bf16")
     before = {k: v.clone() for k, v in loop.model.state_dict().items()}
