@@ -7,7 +7,7 @@ from sample import main_sample
 from utils.cli import run_cli
 
 HINT = ("put the published model there (README, 'Published checkpoints'), or sample a model trained here: "
-        "--model_path models_data/demo_insar/ema_rate=0.99_9.pt --sample_class None (after `make demo`)")
+        "--model_path models_data/demo_insar/ema_rate=0.99_6.pt --sample_class None (after `make demo`)")
 
 
 def require_checkpoint(path: str, keyword: str, hint: str) -> None:

@@ -13,7 +13,7 @@ from utils.sampler_comparison import main as compare
 
 
 def main(
-    model_path: str = "./models_data/demo_insar/ema_rate=0.99_9.pt",  # checkpoint to compare samplers on
+    model_path: str = "./models_data/demo_insar/ema_rate=0.99_6.pt",  # checkpoint to compare samplers on
     real: str = "./data/insar_synthetic/test",  # reference data (image folder, HDF5 folder or .npz)
     key_data: str = "unwrap",  # HDF5 key of the reference data
     extractor_path: str = "./models_data/domain_cnn_random/classifier_best.pt",  # feature extractor (made if missing)

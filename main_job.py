@@ -66,9 +66,12 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, num_epochs: int, 
     latest = latest_model_checkpoint(run_dir) if run_dir.is_dir() else None
     done = parse_checkpoint_name(latest).epoch + 1 if latest else 0
     final_ema = run_dir / ema_checkpoint_name(ema_rate.split(",")[0], num_epochs - 1)
-    if done >= num_epochs and final_ema.is_file():
-        print(f"[train] reusing the finished run {run_dir} ({done} epochs)")
-        return final_ema
+    if done >= num_epochs:
+        if final_ema.is_file():
+            print(f"[train] reusing the finished run {run_dir} ({done} epochs)")
+            return final_ema
+        raise ValueError(f"run_dir={str(run_dir)!r} holds a run of {done} epochs without {final_ema.name}; pass "
+                         f"--num_epochs {done} to reuse it, or choose another run_dir")
     print(f"[train] {'resuming ' + str(latest.name) if latest else 'training'} -> {run_dir} "
           f"(tensorboard --logdir {run_dir})")
     train.main(
@@ -82,7 +85,7 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, num_epochs: int, 
         noise_schedule=preset["noise_schedule"], loss_name=preset["loss_name"], output_type=preset["output_type"],
         url_folder_experiment=str(run_dir), list_keys_hdf5_original=loader["list_keys_hdf5_original"],
         key_data=loader["key_data"], normalization="range", norm_range=norm_range,
-        seed=seed, amp=amp, log_interval=50, grid_interval=max(1, num_epochs // 4), keep_checkpoints=2)
+        seed=seed, amp=amp, log_interval=50, grid_interval=max(1, round(num_epochs / 4)), keep_checkpoints=2)
     return final_ema
 
 
@@ -91,7 +94,7 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
          results_root: str = "results",  # each run writes a new results_root/demo_<time>/ folder
          image_size: int = 32,  # side of the synthetic fields in pixels
          n_train: int = 4000,  # synthetic training fields
-         num_epochs: int = 10,  # training epochs of the demo model
+         num_epochs: int = 7,  # training epochs of the demo model (quality plateaus from epoch 7: bench/RESULTS.md)
          batch_size: int = 32,  # training batch size
          lr: float = 5e-4,  # AdamW learning rate
          ema_rate: str = "0.99",  # EMA rate of the sampled weights (short run: a short memory)

@@ -6,7 +6,7 @@ reference), then report per sampler: the worst relative error of the semivariogr
 analytic one (lags 2 px .. H/2), and the feature-space FID against the real test fields and against
 the ancestral samples (random-init domain CNN features: a texture statistic, see utils/features.py).
 
-    python bench/few_step_quality.py --model_path models_data/demo_insar/ema_rate=0.999_11.pt
+    python bench/few_step_quality.py --model_path models_data/demo_insar/ema_rate=0.99_6.pt
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def semivariogram_error(fields: np.ndarray, truth: dict, min_lag: float = 2.0) -
     return float(np.abs(sv.gamma[keep] / analytic_semivariogram(sv.mean_distance[keep], truth) - 1).max())
 
 
-def main(model_path: str = "models_data/demo_insar/ema_rate=0.999_11.pt",  # EMA checkpoint of the demo run
+def main(model_path: str = "models_data/demo_insar/ema_rate=0.99_6.pt",  # EMA checkpoint of the demo run
          data_dir: str = "data/insar_synthetic",  # the synthetic data the model was trained on
          out_dir: str = "results/few_step_quality",  # samples, extractor and the result JSON
          num_samples: int = 512,  # samples per sampler

@@ -18,7 +18,7 @@ from utils.cli import run_cli  # noqa: E402
 
 def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated when missing)
          work_dir: str = "",  # folder for the fresh run and its results ('' = a temporary folder)
-         num_epochs: int = 10,  # training epochs
+         num_epochs: int = 7,  # training epochs
          num_samples: int = 512,  # generated fields
          sample_steps: int = 20,  # DPM-Solver++(3M) network evaluations
          seed: int = 0):  # seed of data, training and sampling
