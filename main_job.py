@@ -102,6 +102,7 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
          amp: str = "auto",  # mixed precision of training: 'auto' (bf16 where the CPU/GPU has it), 'none' or 'bf16'
          num_samples: int = 512,  # generated fields
          sample_steps: int = 20,  # network evaluations per sample (DPM-Solver++(3M), logSNR grid)
+         channels_last: bool = True,  # NHWC network while sampling (forward 1.3-1.45x faster on CPU, same samples)
          seed: int = 0) -> Path:  # seed of data, training and sampling
     """Run the whole pipeline on built-in data and print where the results are."""
     start = time.time()
@@ -114,7 +115,8 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
         results = results.with_name(results.name + "_")
     print(f"[sample] {num_samples} samples, DPM-Solver++(3M) with {sample_steps} network evaluations")
     npz = sample_DPM.sample_from_ODE(model_path=str(checkpoint), sample_steps=sample_steps, num_samples=num_samples,
-                                     batch_size=128, url_save_path=str(results), seed=seed, device="cpu")
+                                     batch_size=128, url_save_path=str(results), seed=seed, device="cpu",
+                                     channels_last=channels_last)
 
     print("[evaluate] semivariogram, power spectrum, memorisation")
     report = evaluate_samples(real=str(data / "test"), samples=str(npz), results_dir=str(results),

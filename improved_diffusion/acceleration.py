@@ -67,7 +67,7 @@ def resolve_amp(amp: str, device: torch.device | str, use_fp16: bool = False) ->
         return "bf16" if native_bf16(device) else "none"
     if amp == "bf16" and device.type == "cpu" and not native_bf16(device):
         warnings.warn("amp='bf16' on a CPU without native bfloat16 (no AVX512-BF16 / AMX): PyTorch emulates it and "
-                      "runs ~10-20x slower than float32 here; use amp='auto' or 'none'", stacklevel=3)
+                      "runs ~10-20x slower than float32 here; use amp='auto' or 'none'")  # once per process
     return amp
 
 

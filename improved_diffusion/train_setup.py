@@ -3,7 +3,6 @@ merge with `metadata.json`, the output-folder rule and the metadata written for 
 from __future__ import annotations
 
 import inspect
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
@@ -77,9 +76,7 @@ def validate_call(call: dict) -> None:
         _fail("image_size_hr", hr, f"an integer above image_size={size} (size read before area downscaling)")
     if call["compute_val"] and not call["data_val_dir"]:
         _fail("data_val_dir", call["data_val_dir"], "a validation folder when compute_val is true")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the bf16 speed warning is given once, by the run itself
-        resolve_amp(call["amp"], resolve_device(call["device"]), call["use_fp16"])
+    resolve_amp(call["amp"], resolve_device(call["device"]), call["use_fp16"])
 
 
 def _comparable(key: str, value):
