@@ -90,14 +90,21 @@ def test_channels_last_training_matches_the_standard_layout(tmp_path):
         assert all(v.is_contiguous() for v in state.values()), name
 
 
-def test_channels_last_sampling_gives_the_same_samples(compat_dir):
+def samples_off_and_on(folder, option: str, sample_steps: int) -> dict:
+    """{False: samples, True: samples} of sample_DPM with `option` off and on (same seed and labels)."""
     runs = {}
-    for channels_last in (False, True):
-        out = sample_from_ODE(model_path=str(compat_dir / CKPT), sample_steps=3, num_samples=2, sampled_class=1,
-                              url_save_path=str(compat_dir / f"cl{channels_last}"), channels_last=channels_last, **FAST)
+    for value in (False, True):
+        out = sample_from_ODE(model_path=str(folder / CKPT), sample_steps=sample_steps, num_samples=2,
+                              sampled_class=1, url_save_path=str(folder / f"{option}{value}"), **{option: value}, **FAST)
         with np.load(out) as data:
-            runs[channels_last] = data["arr_0"]
-        assert json.loads(out.with_suffix(".json").read_text())["channels_last"] is channels_last
+            runs[value] = data["arr_0"]
+        assert json.loads(out.with_suffix(".json").read_text()).get("channels_last") is (
+            value if option == "channels_last" else False)
+    return runs
+
+
+def test_channels_last_sampling_gives_the_same_samples(compat_dir):
+    runs = samples_off_and_on(compat_dir, "channels_last", sample_steps=3)
     # float rounding only; clipping x0 at +-1 (the untrained fixture saturates) amplifies it at a few pixels
     np.testing.assert_allclose(runs[True], runs[False], rtol=5e-3, atol=1e-4)
     assert np.linalg.norm(runs[True] - runs[False]) < 5e-3 * np.linalg.norm(runs[False])
@@ -124,12 +131,7 @@ def test_compiled_sampling_traces_the_network_and_matches_eager(compat_dir, monk
         return real_compile(model, backend="eager")
     monkeypatch.setattr(torch, "compile", traced)
     torch._dynamo.reset()
-    runs = {}
-    for compile_ in (False, True):
-        out = sample_from_ODE(model_path=str(compat_dir / CKPT), sample_steps=2, num_samples=2, sampled_class=3,
-                              url_save_path=str(compat_dir / f"c{compile_}"), compile=compile_, **FAST)
-        with np.load(out) as data:
-            runs[compile_] = data["arr_0"]
+    runs = samples_off_and_on(compat_dir, "compile", sample_steps=2)
     assert len(calls) == 1
     np.testing.assert_allclose(runs[True], runs[False], rtol=1e-5, atol=1e-6)
 
