@@ -10,8 +10,9 @@ STAMP  := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/python main_job.py
 
-# Command two: set up, then run the test suite.
+# Command two: set up, then lint and run the test suite.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 $(STAMP): pyproject.toml

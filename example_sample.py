@@ -1,7 +1,6 @@
 """Example: 32 class-5 samples from the SAR low-res model (128 px, T = 2000) as in the original
 `example_sample.py`, with 500 ancestral steps taken on the model's own chain (respacing)."""
 from pathlib import Path
-from typing import Optional
 
 from sample import main_sample
 from utils.cli import run_cli
@@ -19,7 +18,7 @@ def require_checkpoint(path: str, keyword: str, hint: str) -> None:
 def main(
     model_path: str = "./models_data/SAR_lowres_128_cond_sigma_2000/ema_rate=0.99_78.pt",  # low-res checkpoint
     num_samples: int = 32,  # samples to draw
-    sample_class: Optional[int] = 5,  # class of every sample (None: unconditional model or random classes)
+    sample_class: int | None = 5,  # class of every sample (None: unconditional model or random classes)
     batch_size: int = 4,  # samples per network call
     sampling_steps: int = 500,  # network evaluations (trailing grid over the 2000-step chain)
     use_ddim: bool = False,  # DDIM instead of ancestral sampling

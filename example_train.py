@@ -6,7 +6,7 @@ scripts write under `data_root` (datasets/README.md). Every other hyperparameter
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import train
 from datasets import insar_synthetic, sar_synthetic
@@ -52,9 +52,9 @@ def example_main(targets: dict[str, dict], default_target: str, default_epochs: 
     def main(
             target_data: str = default_target,  # which configuration (see the script's TARGETS)
             data_root: str = "./data",  # folder holding the dataset folders
-            url_folder_experiment: Optional[str] = None,  # output folder (default ./models_data/<target_data>.../)
+            url_folder_experiment: str | None = None,  # output folder (default ./models_data/<target_data>.../)
             num_epochs: int = default_epochs,  # total epochs of the run
-            resume_checkpoint: Optional[str] = None,  # model_epoch=E_iter=I.pt to continue from
+            resume_checkpoint: str | None = None,  # model_epoch=E_iter=I.pt to continue from
             compute_val: bool = False,  # validation bits/dim each epoch (best-only checkpoints)
             device: str = "auto",  # 'auto', 'cpu', 'cuda', ...
             num_workers: int = 0,  # data-loading worker processes

@@ -16,20 +16,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sample_DPM  # noqa: E402
+import train  # noqa: E402
 from datasets import insar_synthetic  # noqa: E402
 from improved_diffusion.checkpoint import ema_checkpoint_name, parse_checkpoint_name  # noqa: E402
 from improved_diffusion.script_util import PRESETS  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
 from utils.report import evaluate_samples  # noqa: E402
-
-import sample_DPM  # noqa: E402
-import train  # noqa: E402
 
 
 def prepare_data(data_dir: Path, image_size: int, n_train: int, seed: int) -> dict:
@@ -49,7 +45,7 @@ def prepare_data(data_dir: Path, image_size: int, n_train: int, seed: int) -> di
     return json.loads(truth_path.read_text())
 
 
-def latest_model_checkpoint(run_dir: Path) -> Optional[Path]:
+def latest_model_checkpoint(run_dir: Path) -> Path | None:
     """The newest end-of-epoch model checkpoint of a run folder (None when there is none)."""
     found = []
     for path in run_dir.glob("model_epoch=*_iter=*.pt"):

@@ -8,7 +8,6 @@ grid, optionally HDF5, and a provenance JSON into `url_save_path`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -19,7 +18,7 @@ from utils.cli import run_cli
 from utils.sampling_run import SampleBatch, run_sampling
 
 
-def sampling_grid(num_timesteps: int, sampling_steps: Optional[int], timestep_respacing: Optional[str]) -> torch.Tensor:
+def sampling_grid(num_timesteps: int, sampling_steps: int | None, timestep_respacing: str | None) -> torch.Tensor:
     """Decreasing chain indices ending with the step to clean data: the full chain by default, the
     trailing grid of `sampling_steps` steps, or an explicit respacing spec ("ddimN", "trailingN", "a,b,c")."""
     if timestep_respacing:
@@ -36,8 +35,8 @@ def sampling_grid(num_timesteps: int, sampling_steps: Optional[int], timestep_re
     return grid_from_indices(indices)
 
 
-def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: Optional[int] = None,
-                  timestep_respacing: Optional[str] = None, progress: bool = False) -> SampleBatch:
+def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: int | None = None,
+                  timestep_respacing: str | None = None, progress: bool = False) -> SampleBatch:
     """sample_batch(denoiser, x_T, generator) running DDIM or the ancestral sampler over chain indices."""
     def sample_batch(denoiser, x_T, generator):
         grid = sampling_grid(denoiser.schedule.num_timesteps, sampling_steps, timestep_respacing)
@@ -48,10 +47,10 @@ def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: Optional[int
 
 
 def main_sample(
-    model_path: Optional[str] = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
+    model_path: str | None = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
     clip_denoised: bool = True,  # clamp the predicted x0 to [-max_clip_val, max_clip_val] at every step
     max_clip_val: float = 1,  # clamp bound (> 0)
-    diffusion_steps: Optional[int] = None,  # re-discretise the schedule with this T (original behaviour); None = the checkpoint's T
+    diffusion_steps: int | None = None,  # re-discretise the schedule with this T (original); None = the checkpoint's T
     num_samples: int = 10000,  # samples written (super-res: at most the number of low-res images)
     sample_class=None,  # int (one class), list of ints (cycled), "balanced", or None/"random" (uniform per sample)
     batch_size: int = 16,  # samples per network call
@@ -62,9 +61,9 @@ def main_sample(
     seed: int = 0,  # random seed: the same seed gives the same samples, labels included
     device: str = "auto",  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     eta: float = 0.0,  # DDIM noise scale (0 = deterministic ODE, 1 = ancestral-like)
-    sampling_steps: Optional[int] = None,  # network evaluations: the trailing grid over the checkpoint's chain; None = every step
-    timestep_respacing: Optional[str] = None,  # explicit grid instead: "ddimN", "trailingN" or section counts "a,b,c"
-    url_lr_data: Optional[str] = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
+    sampling_steps: int | None = None,  # network evaluations (trailing grid over the model's chain); None = every step
+    timestep_respacing: str | None = None,  # explicit grid instead: "ddimN", "trailingN" or section counts "a,b,c"
+    url_lr_data: str | None = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
     shift_to_lr_mean: bool = False,  # super-res: shift each sample to its low-res image's mean (original post-hoc step)
     save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
     amp: str = "none",  # network under autocast: "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware has it)

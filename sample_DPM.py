@@ -8,12 +8,11 @@ network input is cast). Outputs as `sample.py`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from improved_diffusion.samplers import ALGORITHMS, METHODS, dpm_solver_sample, singlestep_orders
 from improved_diffusion.noise_schedule import GRIDS
+from improved_diffusion.samplers import ALGORITHMS, METHODS, dpm_solver_sample, singlestep_orders
 from utils.cli import run_cli
 from utils.sampling_run import SampleBatch, run_sampling
 
@@ -41,7 +40,7 @@ def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBa
 
 
 def sample_from_ODE(
-    model_path: Optional[str] = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
+    model_path: str | None = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
     clip_denoised: bool = True,  # clamp the predicted x0 to [-max_clip_val, max_clip_val] at every evaluation
     max_clip_val: float = 1,  # clamp bound (> 0)
     sample_steps: int = 10,  # network evaluations per sample (ignored by method_type="adaptive")
@@ -54,14 +53,14 @@ def sample_from_ODE(
     skip_type: str = "logSNR",  # time grid: "logSNR", "time-uniform" or "time-quadratic"
     order: int = 3,  # solver order 1-3
     plot: bool = True,  # save a PNG grid of the first 64 samples
-    lambda_min: Optional[float] = -3.0,  # start the grid spacing at this half-log-SNR (first step jumps there); None = from T-1
+    lambda_min: float | None = -3.0,  # grid spacing starts at this half-log-SNR (first step jumps there); None = T-1
     denoise_to_zero: bool = True,  # last evaluation maps index 0 to clean data (else output the state at index 0)
     lower_order_final: bool = False,  # multistep: cap the order by the number of steps left
-    dynamic_threshold_ratio: Optional[float] = None,  # dynamic thresholding quantile (e.g. 0.995) instead of clipping
+    dynamic_threshold_ratio: float | None = None,  # dynamic thresholding quantile (e.g. 0.995) instead of clipping
     atol: float = 0.0078,  # adaptive: absolute tolerance
     rtol: float = 0.05,  # adaptive: relative tolerance
-    diffusion_steps: Optional[int] = None,  # re-discretise the schedule with this T (original behaviour); None = the checkpoint's T
-    url_lr_data: Optional[str] = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
+    diffusion_steps: int | None = None,  # re-discretise the schedule with this T (original); None = the checkpoint's T
+    url_lr_data: str | None = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
     shift_to_lr_mean: bool = False,  # super-res: shift each sample to its low-res image's mean
     to_0_255: bool = False,  # save arr_0 as uint8 instead of float32 in model units
     save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
@@ -79,7 +78,8 @@ def sample_from_ODE(
                   lambda_min=lambda_min, denoise_to_zero=denoise_to_zero, lower_order_final=lower_order_final,
                   atol=atol, rtol=rtol)
 
-    return run_sampling(ode_sampler(sample_steps, progress, **solver), {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver},
+    provenance = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver}
+    return run_sampling(ode_sampler(sample_steps, progress, **solver), provenance,
                         model_path=model_path, num_samples=num_samples, batch_size=batch_size, seed=seed,
                         device=device, url_save_path=url_save_path, sample_class=sampled_class,
                         clip_denoised=clip_denoised, max_clip_val=max_clip_val,

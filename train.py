@@ -7,25 +7,30 @@ Command line: `python train.py --data_train_dir data/train --num_epochs 2 --clas
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from improved_diffusion.acceleration import resolve_amp
-from improved_diffusion.dist_util import barrier, cleanup_dist, is_distributed, is_main_process, setup_dist
 from improved_diffusion.checkpoint import write_metadata
+from improved_diffusion.dist_util import barrier, cleanup_dist, is_distributed, is_main_process, setup_dist
 from improved_diffusion.resample import create_named_schedule_sampler
 from improved_diffusion.script_util import create_model_and_diffusion
-from improved_diffusion.train_setup import (check_output_folder, clear_run_files, keyword_defaults, merge_resume,
-                                            run_metadata, validate_call)
+from improved_diffusion.train_setup import (
+    check_output_folder,
+    clear_run_files,
+    keyword_defaults,
+    merge_resume,
+    run_metadata,
+    validate_call,
+)
 from improved_diffusion.train_util import EpochData, TrainLoop
 from utils.cli import run_cli
 
 
 def main(
         type_dataset: str = "image",  # 'image' (PNG/JPG/TIFF folder) or 'hdf5' (folder of .hdf5 files)
-        data_train_dir: Optional[str] = None,  # training data folder
-        data_val_dir: Optional[str] = None,  # validation folder (read only when compute_val is true)
+        data_train_dir: str | None = None,  # training data folder
+        data_val_dir: str | None = None,  # validation folder (read only when compute_val is true)
         num_epochs: int = 1000,  # total epochs of the run, also when resuming
         schedule_sampler: str = "uniform",  # timestep sampling: 'uniform' or 'loss-second-moment'
         lr: float = 1e-4,  # AdamW learning rate
@@ -34,8 +39,8 @@ def main(
         batch_size: int = 4,  # batch size per process
         microbatch: int = -1,  # -1: whole batch at once; else micro-batch size (gradients averaged)
         ema_rate: str = "0.9999",  # EMA rate(s) of the weights, comma-separated
-        save_interval: Optional[int] = None,  # also save a checkpoint every N steps within an epoch
-        resume_checkpoint: Optional[str] = None,  # model_epoch=E_iter=I.pt (or _step=S.pt) to continue from
+        save_interval: int | None = None,  # also save a checkpoint every N steps within an epoch
+        resume_checkpoint: str | None = None,  # model_epoch=E_iter=I.pt (or _step=S.pt) to continue from
         use_fp16: bool = False,  # original fp16 switch: amp='fp16' (CUDA only; use amp='bf16' on CPU)
         fp16_scale_growth: float = 1e-3,  # fp16 loss scale grows by 2**this per good step
         image_size: int = 64,  # H = W of the model's images, 32/64/128/256/512
@@ -49,7 +54,7 @@ def main(
         learn_sigma: bool = False,  # learn the reverse-process variance (IDDPM)
         sigma_small: bool = False,  # fixed variance: posterior (True) or beta (False)
         class_cond: bool = False,  # class-conditional model
-        num_class: Optional[int] = None,  # number of classes (class_cond)
+        num_class: int | None = None,  # number of classes (class_cond)
         diffusion_steps: int = 1000,  # T, steps of the diffusion chain
         noise_schedule: str = "linear",  # 'linear' or 'cosine'
         timestep_respacing: str = "",  # train on a respaced chain ('' = all steps)
@@ -61,15 +66,15 @@ def main(
         url_folder_experiment: str = "./models_data/first_try/",  # output folder: metadata, checkpoints, tensorboard
         list_keys_hdf5_original: list[str] = ("wrap", "unwrap"),  # keys allowed in the HDF5 files
         key_data: str = "unwrap",  # HDF5 key of the data to model
-        key_other: Optional[str] = None,  # HDF5 key used to count examples cheaply
+        key_other: str | None = None,  # HDF5 key used to count examples cheaply
         compute_val: bool = False,  # validation bits/dim each epoch; then only improving epochs are saved
-        subset_timesteps: Optional[int] = None,  # validation bound over the k lowest-noise steps only
+        subset_timesteps: int | None = None,  # validation bound over the k lowest-noise steps only
         crop: bool = False,  # random crop instead of resize (image folders)
-        image_size_hr: Optional[int] = None,  # low-res mode: read at this size, area-downscale to image_size
-        image_size_lr: Optional[int] = None,  # super-res mode: condition on the image area-downscaled to this
-        key_class: Optional[str] = None,  # HDF5 key of integer class labels (class_cond with HDF5)
+        image_size_hr: int | None = None,  # low-res mode: read at this size, area-downscale to image_size
+        image_size_lr: int | None = None,  # super-res mode: condition on the image area-downscaled to this
+        key_class: str | None = None,  # HDF5 key of integer class labels (class_cond with HDF5)
         normalization: str = "none",  # HDF5 value mapping to model units (see the data loaders)
-        norm_range: Optional[list[float]] = None,  # HDF5 value range mapped to [-1, 1] ('range' normalization)
+        norm_range: list[float] | None = None,  # HDF5 value range mapped to [-1, 1] ('range' normalization)
         nan_policy: str = "error",  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
         phase_as_cos_sin: bool = False,  # HDF5 wrapped phase as (cos, sin) channels
         db: bool = False,  # SAR amplitude to decibels before normalisation
@@ -77,9 +82,9 @@ def main(
         device: str = "auto",  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
         num_workers: int = 0,  # data-loading worker processes
         amp: str = "none",  # mixed precision: 'none', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where the hardware has it)
-        grad_clip: Optional[float] = None,  # max global gradient norm (None: no clipping)
+        grad_clip: float | None = None,  # max global gradient norm (None: no clipping)
         warmup_steps: int = 0,  # linear lr warm-up over this many steps
-        keep_checkpoints: Optional[int] = None,  # keep only the newest K checkpoint sets (None: all)
+        keep_checkpoints: int | None = None,  # keep only the newest K checkpoint sets (None: all)
         log_interval: int = 100,  # steps between tensorboard scalars
         grid_interval: int = 1,  # epochs between tensorboard sample grids from the EMA model (0: never)
         compile: bool = False,  # torch.compile the model (falls back to eager where it fails)
@@ -98,7 +103,7 @@ def main(
         cleanup_dist()
 
 
-def _loaders(args: dict, device: torch.device) -> tuple[EpochData, Optional[EpochData], dict]:
+def _loaders(args: dict, device: torch.device) -> tuple[EpochData, EpochData | None, dict]:
     from improved_diffusion.dataloaders import create_dataloader, set_loader_epoch
     common = dict(type_dataset=args["type_dataset"], image_size=args["image_size"],
                   num_channels=args["num_input_channels"], batch_size=args["batch_size"],

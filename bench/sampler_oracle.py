@@ -71,9 +71,10 @@ def main(out_json: str = "", nfes: list = (5, 10, 20, 50)) -> dict:
         x0_exact = MU + S * (x_T - math.sqrt(ab_T) * MU) / math.sqrt(ab_T * S * S + 1 - ab_T)
         for nfe in nfes:
             row = {"schedule": schedule_name, "nfe": int(nfe)}
-            runs = [("ddim", lambda: sample_ddim(denoiser, x_T, grid_from_indices(space_timesteps(T, f"trailing{nfe}")),
-                                                 denoiser.schedule))]
-            runs += [(label, lambda kw=kw: dpm_solver_sample(denoiser, x_T, int(nfe), **kw)) for label, kw in CONFIGS]
+            ddim_grid = grid_from_indices(space_timesteps(T, f"trailing{nfe}"))
+            runs = [("ddim", lambda g=ddim_grid, d=denoiser: sample_ddim(d, x_T, g, d.schedule))]
+            runs += [(label, lambda kw=kw, d=denoiser, n=int(nfe): dpm_solver_sample(d, x_T, n, **kw))
+                     for label, kw in CONFIGS]
             for label, run in runs:
                 denoiser.nfe = 0
                 row[label] = float((run() - x0_exact).pow(2).mean().sqrt())
@@ -86,7 +87,8 @@ def main(out_json: str = "", nfes: list = (5, 10, 20, 50)) -> dict:
             if ref:
                 ratio = best[0] / min(ref[1:])
                 row.update(reference_ddim=ref[0], reference_best_dpm=min(ref[1:]), best=best[1], best_ratio=ratio)
-                line += f" (ref {ref[0]:.2e})  best DPM {best[0]:.2e} [{best[1]}] / ref best {min(ref[1:]):.2e} = {ratio:.2f}"
+                line += (f" (ref {ref[0]:.2e})  best DPM {best[0]:.2e} [{best[1]}]"
+                         f" / ref best {min(ref[1:]):.2e} = {ratio:.2f}")
                 if nfe in (10, 20):
                     verdicts.append(ratio <= 0.5 and abs(row["ddim"] - ref[0]) <= 0.006 * ref[0])
             print(line)

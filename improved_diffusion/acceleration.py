@@ -23,7 +23,7 @@ AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 flags; "bf16" is the aarch64 feature name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_flags() -> frozenset:
     """Feature flags of this CPU from /proc/cpuinfo (empty where that file does not exist)."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -66,8 +66,9 @@ def resolve_amp(amp: str, device: torch.device | str, use_fp16: bool = False) ->
     if amp == "auto":
         return "bf16" if native_bf16(device) else "none"
     if amp == "bf16" and device.type == "cpu" and not native_bf16(device):
+        # Shown once a process (the default warnings filter).
         warnings.warn("amp='bf16' on a CPU without native bfloat16 (no AVX512-BF16 / AMX): PyTorch emulates it and "
-                      "runs ~10-20x slower than float32 here; use amp='auto' or 'none'")  # once per process
+                      "runs ~10-20x slower than float32 here; use amp='auto' or 'none'", stacklevel=2)
     return amp
 
 

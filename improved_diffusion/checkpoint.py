@@ -11,7 +11,6 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -23,7 +22,9 @@ _NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 _VB = rf"(?:_vb=(?P<vb>{_NUMBER})_mse=(?P<mse>{_NUMBER}))?"
 # Accepted checkpoint names; groups: epoch, iteration/step, rate, vb, mse.
 CHECKPOINT_PATTERNS: dict[str, re.Pattern] = {
-    "model_epoch=E_iter=I[_vb=V_mse=M].pt": re.compile(rf"^model_epoch=(?P<epoch>\d+)_iter=(?P<iteration>\d+){_VB}\.pt$"),
+    "model_epoch=E_iter=I[_vb=V_mse=M].pt": re.compile(
+        rf"^model_epoch=(?P<epoch>\d+)_iter=(?P<iteration>\d+){_VB}\.pt$"
+    ),
     "model_epoch=E_step=S.pt": re.compile(r"^model_epoch=(?P<epoch>\d+)_step=(?P<step>\d+)\.pt$"),
     "ema_rate=R_E[_vb=V_mse=M].pt": re.compile(rf"^ema_rate=(?P<rate>[\d.]+)_(?P<epoch>\d+){_VB}\.pt$"),
     "ema_rate=R_E_step=S.pt": re.compile(r"^ema_rate=(?P<rate>[\d.]+)_(?P<epoch>\d+)_step=(?P<step>\d+)\.pt$"),
@@ -39,12 +40,12 @@ CHECKPOINT_PATTERNS: dict[str, re.Pattern] = {
 class CheckpointName:
     """What a checkpoint file name says. kind: "model", "ema" or "opt"; None where the name is silent."""
     kind: str
-    epoch: Optional[int] = None
-    iteration: Optional[int] = None
-    step: Optional[int] = None
-    rate: Optional[str] = None
-    vb: Optional[float] = None
-    mse: Optional[float] = None
+    epoch: int | None = None
+    iteration: int | None = None
+    step: int | None = None
+    rate: str | None = None
+    vb: float | None = None
+    mse: float | None = None
 
 
 def parse_checkpoint_name(path: str | os.PathLike) -> CheckpointName:
@@ -68,28 +69,28 @@ def parse_checkpoint_name(path: str | os.PathLike) -> CheckpointName:
                      + ", ".join(CHECKPOINT_PATTERNS))
 
 
-def _suffix(vb: Optional[float], mse: Optional[float], step: Optional[int]) -> str:
+def _suffix(vb: float | None, mse: float | None, step: int | None) -> str:
     if step is not None:
         return f"_step={step}"
     return f"_vb={vb}_mse={mse}" if vb is not None else ""
 
 
-def model_checkpoint_name(epoch: int, iteration: int = 0, vb: Optional[float] = None, mse: Optional[float] = None,
-                          step: Optional[int] = None) -> str:
+def model_checkpoint_name(epoch: int, iteration: int = 0, vb: float | None = None, mse: float | None = None,
+                          step: int | None = None) -> str:
     """`model_epoch=E_iter=I.pt`, `..._vb=V_mse=M.pt` (validation) or `model_epoch=E_step=S.pt` (within epoch)."""
     if step is not None:
         return f"model_epoch={epoch}_step={step}.pt"
     return f"model_epoch={epoch}_iter={iteration}{_suffix(vb, mse, None)}.pt"
 
 
-def ema_checkpoint_name(rate: float | str, epoch: int, vb: Optional[float] = None, mse: Optional[float] = None,
-                        step: Optional[int] = None) -> str:
+def ema_checkpoint_name(rate: float | str, epoch: int, vb: float | None = None, mse: float | None = None,
+                        step: int | None = None) -> str:
     """`ema_rate=R_E[...].pt` with R = str(float(rate)) as the original writes it."""
     return f"ema_rate={float(rate)}_{epoch}{_suffix(vb, mse, step)}.pt"
 
 
-def opt_checkpoint_name(epoch: int, vb: Optional[float] = None, mse: Optional[float] = None,
-                        step: Optional[int] = None) -> str:
+def opt_checkpoint_name(epoch: int, vb: float | None = None, mse: float | None = None,
+                        step: int | None = None) -> str:
     return f"opt{epoch}{_suffix(vb, mse, step)}.pt"
 
 
@@ -178,7 +179,7 @@ def infer_architecture(state_dict: dict, super_res: bool = False) -> dict:
         info["image_size"] = size
         # Attention: which downsample factors have an AttentionBlock in the encoder.
         factors, index, ds = set(), 1, 1
-        for level in range(levels):
+        for _level in range(levels):
             for _ in range(n_res):
                 if f"input_blocks.{index}.1.qkv.weight" in keys:
                     factors.add(ds)
@@ -250,8 +251,8 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     return {k: v.detach() if isinstance(v, torch.nn.Parameter) else v for k, v in state.items()}
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args_dic: Optional[dict] = None,
-               diffusion_steps: Optional[int] = None, timestep_respacing: Optional[str] = None, verbose: bool = True):
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args_dic: dict | None = None,
+               diffusion_steps: int | None = None, timestep_respacing: str | None = None, verbose: bool = True):
     """Rebuild the model and diffusion of a checkpoint and load its weights.
 
     path: a model or EMA `.pt` (any of the accepted names). args_dic: metadata to use instead of the

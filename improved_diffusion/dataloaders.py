@@ -13,8 +13,12 @@ import torch.nn.functional as F
 
 from improved_diffusion.data_normalization import check_normalization, denormalize
 from improved_diffusion.hdf5_datasets import Hdf5Dataset, hdf5_normalization, inspect_hdf5_folder
-from improved_diffusion.image_datasets import (ImageDataset, image_normalization, list_image_files_recursively,
-                                               resolve_class_labels)
+from improved_diffusion.image_datasets import (
+    ImageDataset,
+    image_normalization,
+    list_image_files_recursively,
+    resolve_class_labels,
+)
 
 __all__ = ["EpochBatchSampler", "create_dataloader", "denormalize", "set_loader_epoch"]
 

@@ -8,7 +8,6 @@ rescaled times, rounded to the nearest index otherwise), the fixed conditioning 
 input) and the clipping or dynamic thresholding of x0.
 """
 import math
-from typing import Optional
 
 import torch
 
@@ -31,9 +30,9 @@ class Denoiser:
     threshold_ratio: use dynamic thresholding at that quantile instead (Imagen), None to disable.
     """
 
-    def __init__(self, model: torch.nn.Module, diffusion, y: Optional[torch.Tensor] = None,
-                 low_res: Optional[torch.Tensor] = None, clip_denoised: bool = True, max_clip_val: float = 1.0,
-                 threshold_ratio: Optional[float] = None) -> None:
+    def __init__(self, model: torch.nn.Module, diffusion, y: torch.Tensor | None = None,
+                 low_res: torch.Tensor | None = None, clip_denoised: bool = True, max_clip_val: float = 1.0,
+                 threshold_ratio: float | None = None) -> None:
         if max_clip_val <= 0:
             raise ValueError(f"max_clip_val must be > 0, got {max_clip_val}")
         if threshold_ratio is not None and not 0 < threshold_ratio <= 1:
@@ -67,7 +66,7 @@ class Denoiser:
             time = time + frac * (self.diffusion.model_time(index + 1) - time)
         return time
 
-    def predict(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def predict(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (N, C, H, W) at time t -> (x0_hat with x's dtype, learned-variance fraction v in [0, 1] or None)."""
         n = x.shape[0]
         for name, value in self.model_kwargs.items():

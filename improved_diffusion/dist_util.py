@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import torch
 import torch.distributed as dist
 
 
-def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """`None`/"auto" -> cuda (this process's local rank) when available, else cpu; otherwise torch.device(device)."""
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
@@ -37,7 +36,7 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def setup_dist(device: Optional[str | torch.device] = None) -> torch.device:
+def setup_dist(device: str | torch.device | None = None) -> torch.device:
     """Join the process group when launched by `torchrun` (WORLD_SIZE > 1) and return this process's device.
 
     The backend is NCCL on CUDA and gloo on CPU; MASTER_ADDR / MASTER_PORT / RANK come from torchrun.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class GaussianDiffusion:
             return t_orig.float() * (1000.0 / self.original_num_steps)
         return t_orig
 
-    def _call_model(self, model, x: torch.Tensor, t: torch.Tensor, model_kwargs: Optional[dict]) -> torch.Tensor:
+    def _call_model(self, model, x: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None) -> torch.Tensor:
         return model(x, self.model_time(t), **(model_kwargs or {}))
 
     # ------------------------------------------------------------------ forward process
@@ -139,7 +139,7 @@ class GaussianDiffusion:
         log_variance = _extract_into_tensor(self.log_one_minus_alphas_cumprod, t, x_start.shape)
         return mean, variance, log_variance
 
-    def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Sample x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4)."""
         if noise is None:
             noise = torch.randn_like(x_start)
@@ -156,8 +156,8 @@ class GaussianDiffusion:
 
     # ------------------------------------------------------------------ reverse process
     def p_mean_variance(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
-                        max_clip_val: float = 1, denoised_fn: Optional[Callable] = None,
-                        model_kwargs: Optional[dict] = None, model_output: Optional[torch.Tensor] = None) -> dict:
+                        max_clip_val: float = 1, denoised_fn: Callable | None = None,
+                        model_kwargs: dict | None = None, model_output: torch.Tensor | None = None) -> dict:
         """p(x_{t-1} | x_t): dict of `mean`, `variance`, `log_variance` and `pred_xstart` (all shaped like x).
 
         The predicted x_0 goes through `denoised_fn` then, with `clip_denoised`, is clamped to
@@ -233,8 +233,8 @@ class GaussianDiffusion:
         return (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
 
     def p_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True, max_clip_val: float = 1,
-                 denoised_fn: Optional[Callable] = None, model_kwargs: Optional[dict] = None,
-                 generator: Optional[torch.Generator] = None) -> dict:
+                 denoised_fn: Callable | None = None, model_kwargs: dict | None = None,
+                 generator: torch.Generator | None = None) -> dict:
         """One ancestral step x_t -> x_{t-1} = mean + exp(log_var / 2) z (DDPM Algorithm 2)."""
         out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
         noise = self._noise_like(x, generator)
@@ -242,9 +242,9 @@ class GaussianDiffusion:
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def ddim_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
-                    max_clip_val: float = 1, denoised_fn: Optional[Callable] = None,
-                    model_kwargs: Optional[dict] = None, eta: float = 0.0,
-                    generator: Optional[torch.Generator] = None) -> dict:
+                    max_clip_val: float = 1, denoised_fn: Callable | None = None,
+                    model_kwargs: dict | None = None, eta: float = 0.0,
+                    generator: torch.Generator | None = None) -> dict:
         """One DDIM step x_t -> x_{t-1} (DDIM eq. 12, sigma from eq. 16 scaled by eta)."""
         out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
         eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
@@ -258,8 +258,8 @@ class GaussianDiffusion:
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def ddim_reverse_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
-                            max_clip_val: float = 1, denoised_fn: Optional[Callable] = None,
-                            model_kwargs: Optional[dict] = None, eta: float = 0.0) -> dict:
+                            max_clip_val: float = 1, denoised_fn: Callable | None = None,
+                            model_kwargs: dict | None = None, eta: float = 0.0) -> dict:
         """Deterministic DDIM inversion x_t -> x_{t+1} (the ODE of DDIM eq. 14 run forwards)."""
         if eta != 0.0:
             raise ValueError(f"ddim_reverse_sample is deterministic: eta must be 0, got {eta}")
@@ -318,8 +318,8 @@ class GaussianDiffusion:
 
     # ------------------------------------------------------------------ losses and the bound
     def _vb_terms_bpd(self, model, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                      clip_denoised: bool = True, max_clip_val: float = 1, model_kwargs: Optional[dict] = None,
-                      model_output: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None) -> dict:
+                      clip_denoised: bool = True, max_clip_val: float = 1, model_kwargs: dict | None = None,
+                      model_output: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         """One term of the variational bound in bits/dim (N,): L_{t-1} = KL(q || p) for t > 0 and the
         decoder NLL -log p(x_0 | x_1) at t = 0 (DDPM eq. 5). Also returns `pred_xstart`."""
         true_mean, _, true_log_variance = self.q_posterior_mean_variance(x_start, x_t, t)
@@ -331,8 +331,8 @@ class GaussianDiffusion:
         decoder_nll = mean_flat(decoder_nll, mask) / np.log(2.0)
         return {"output": torch.where(t == 0, decoder_nll, kl), "pred_xstart": out["pred_xstart"]}
 
-    def training_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs: Optional[dict] = None,
-                        noise: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None) -> dict:
+    def training_losses(self, model, x_start: torch.Tensor, t: torch.Tensor, model_kwargs: dict | None = None,
+                        noise: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         """Per-example losses (N,) for one batch: keys `loss`, `mse` and (learned variance) `vb`.
 
         `mask` (shaped like x_start, 1 = valid pixel) restricts every mean to valid pixels.
@@ -375,7 +375,7 @@ class GaussianDiffusion:
         return mean_flat(normal_kl(mean, log_variance, 0.0, 0.0)) / np.log(2.0)
 
     def calc_bpd_loop(self, model, x_start: torch.Tensor, clip_denoised: bool = True, max_clip_val: float = 1,
-                      subset_timesteps: Optional[int] = None, model_kwargs: Optional[dict] = None,
+                      subset_timesteps: int | None = None, model_kwargs: dict | None = None,
                       generator=None, progress: bool = False) -> dict:
         """The variational bound of x_start (N, C, H, W) in bits/dim, term by term.
 

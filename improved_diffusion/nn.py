@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -39,7 +39,7 @@ def zero_module(module: nn.Module) -> nn.Module:
     return module
 
 
-def mean_flat(x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def mean_flat(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over all non-batch dimensions: (N, ...) -> (N,).
 
     With a validity `mask` (same shape, 1 = valid) the mean runs over valid elements only.

@@ -1,8 +1,6 @@
 """Timestep samplers for the training loss: uniform and loss-second-moment importance sampling."""
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 
@@ -19,7 +17,7 @@ class ScheduleSampler:
         """Unnormalised sampling weights (T,), float64."""
         return np.ones(self.num_timesteps, dtype=np.float64)
 
-    def sample(self, batch_size: int, device, generator: Optional[torch.Generator] = None):
+    def sample(self, batch_size: int, device, generator: torch.Generator | None = None):
         """Return (t (N,) int64, weights (N,) float32) on `device`; randomness from `generator` (CPU)."""
         w = self.weights()
         p = torch.from_numpy(w / w.sum())

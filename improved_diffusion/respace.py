@@ -1,7 +1,7 @@
 """Respacing: run a diffusion on a subset of the training chain's steps (IDDPM sec. 4)."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

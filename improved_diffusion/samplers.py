@@ -11,7 +11,7 @@ denoiser's prediction, so it costs one network evaluation like every other step.
 The trajectory keeps x's dtype (pass float64 to integrate in float64).
 """
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -75,7 +75,7 @@ def _taylor_coeffs(history: Sequence[tuple[float, torch.Tensor]]) -> list[torch.
 
 
 def sample_ddim(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
-                eta: float = 0.0, generator: Optional[torch.Generator] = None, progress: bool = False
+                eta: float = 0.0, generator: torch.Generator | None = None, progress: bool = False
                 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12; sigma from eq. 16 scaled by eta) along `grid`; eta = 0 is the ODE."""
     for t, s in _steps(grid, progress, "DDIM"):
@@ -90,7 +90,7 @@ def sample_ddim(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedul
 
 
 def sample_ancestral(denoiser, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
-                     variance: str = "fixed_large", generator: Optional[torch.Generator] = None,
+                     variance: str = "fixed_large", generator: torch.Generator | None = None,
                      progress: bool = False) -> torch.Tensor:
     """Ancestral sampling (DDPM Algorithm 2) along integer times `grid` ending at -1: each step
     t -> s draws from q(x_s | x_t, x0_hat) with beta = 1 - alpha_bar_t / alpha_bar_s (DDPM eqs. 6-7,
@@ -116,7 +116,7 @@ def sample_ancestral(denoiser, x: torch.Tensor, grid: torch.Tensor, schedule: Di
 
 
 def _singlestep_update(denoiser, schedule: DiscreteSchedule, x: torch.Tensor, t, s, order: int, algorithm: str,
-                       F0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       F0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One singlestep DPM-Solver-k step t -> s (DPM-Solver Algorithms 1-2, DPM-Solver++ Algorithm 1,
     Taylor form). Returns (x_s of order k, x_s of order k-1 sharing the same evaluations)."""
     lam_t = schedule.lambda_(t)
@@ -178,7 +178,7 @@ def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor
 
 
 def sample_dpm_adaptive(denoiser: Callable, x: torch.Tensor, schedule: DiscreteSchedule, order: int = 3,
-                        algorithm: str = "dpmsolver++", t_start: Optional[float] = None, t_end: float = 0.0,
+                        algorithm: str = "dpmsolver++", t_start: float | None = None, t_end: float = 0.0,
                         to_clean: bool = True, atol: float = 0.0078, rtol: float = 0.05, h_init: float = 0.05,
                         theta: float = 0.9) -> torch.Tensor:
     """Adaptive step size DPM-Solver-12 / -23 (DPM-Solver section 4.1, Algorithm 4): a step of order
@@ -231,7 +231,7 @@ def singlestep_orders(budget: int, order: int, fixed: bool) -> list[int]:
 
 def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str = "dpmsolver++",
                       method_type: str = "multistep", order: int = 3, skip_type: str = "logSNR",
-                      lambda_min: Optional[float] = -3.0, denoise_to_zero: bool = True,
+                      lambda_min: float | None = -3.0, denoise_to_zero: bool = True,
                       lower_order_final: bool = False, atol: float = 0.0078, rtol: float = 0.05,
                       progress: bool = False) -> torch.Tensor:
     """Solve the probability-flow ODE from x at time T-1 with `steps` network calls (the adaptive method

@@ -5,8 +5,6 @@ take the original `train.py` defaults (`ORIGINAL_DEFAULTS`).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from .gaussian_diffusion import NOISE_SCHEDULES, LossType, ModelMeanType, ModelVarType, get_named_beta_schedule
 from .respace import SpacedDiffusion, space_timesteps
 from .unet import SuperResModel, UNetModel, attention_downsample_factors
@@ -87,7 +85,8 @@ def validate_args(args_dic: dict) -> None:
     widths = {int(m * C) for m in CHANNEL_MULT[size]} if isinstance(C, int) else set()
     if not isinstance(C, int) or C < 32 or any(w % 32 for w in widths) or any(m * C != int(m * C) for m in
                                                                               CHANNEL_MULT[size]):
-        _fail("num_model_channels", C, f"a multiple of 32 (GroupNorm uses 32 groups){' and of 64 for 512 px' if size == 512 else ''}")
+        extra = " and of 64 for 512 px" if size == 512 else ""
+        _fail("num_model_channels", C, f"a multiple of 32 (GroupNorm uses 32 groups){extra}")
     if not isinstance(a["num_res_blocks"], int) or a["num_res_blocks"] < 1:
         _fail("num_res_blocks", a["num_res_blocks"], "a positive integer")
     factors = attention_downsample_factors(a["attention_resolutions"], size)
@@ -122,7 +121,7 @@ def validate_args(args_dic: dict) -> None:
 
 
 def create_model(*, image_size: int, num_input_channels: int, num_model_channels: int, num_res_blocks: int,
-                 learn_sigma: bool, class_cond: bool, num_class: Optional[int], use_checkpoint: bool,
+                 learn_sigma: bool, class_cond: bool, num_class: int | None, use_checkpoint: bool,
                  attention_resolutions: str, num_heads: int, num_heads_upsample: int, use_scale_shift_norm: bool,
                  dropout: float, super_res: bool = False) -> UNetModel:
     """The original UNet for `image_size` (channel multipliers from CHANNEL_MULT)."""

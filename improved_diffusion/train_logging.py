@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Optional
 
 import torch
 
@@ -81,7 +80,7 @@ class MetricAccumulator:
 class Logger:
     """Tensorboard scalars and image grids, written by the main process only (a no-op elsewhere)."""
 
-    def __init__(self, folder: Optional[str], enabled: bool):
+    def __init__(self, folder: str | None, enabled: bool):
         self.writer = None
         if enabled and folder is not None:
             from torch.utils.tensorboard import SummaryWriter

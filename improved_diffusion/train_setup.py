@@ -3,9 +3,9 @@ merge with `metadata.json`, the output-folder rule and the metadata written for 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Callable
 
 from .acceleration import resolve_amp
 from .checkpoint import METADATA_NAME, find_metadata, read_metadata

@@ -11,13 +11,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
-from .checkpoint import (CHECKPOINT_PATTERNS, atomic_torch_save, ema_checkpoint_name, model_checkpoint_name,
-                         opt_checkpoint_name, parse_checkpoint_name)
+from .checkpoint import (
+    CHECKPOINT_PATTERNS,
+    atomic_torch_save,
+    ema_checkpoint_name,
+    model_checkpoint_name,
+    opt_checkpoint_name,
+    parse_checkpoint_name,
+)
 
 STATE_FORMAT = 1
 RESUMABLE_PATTERNS = [p for p in CHECKPOINT_PATTERNS if p.startswith("model_epoch=")]
@@ -27,10 +32,10 @@ RESUMABLE_PATTERNS = [p for p in CHECKPOINT_PATTERNS if p.startswith("model_epoc
 class SetName:
     """Identity of a checkpoint set: end of epoch (`step` None, `iteration` = total steps) or within epoch."""
     epoch: int
-    iteration: Optional[int] = None
-    step: Optional[int] = None
-    vb: Optional[float] = None
-    mse: Optional[float] = None
+    iteration: int | None = None
+    step: int | None = None
+    vb: float | None = None
+    mse: float | None = None
 
     def model(self) -> str:
         return model_checkpoint_name(self.epoch, self.iteration or 0, self.vb, self.mse, self.step)
@@ -67,19 +72,19 @@ class TrainState:
     """Counters and random state of a run at a checkpoint (saved as `train_state_*.pt`)."""
     epoch: int                      # epoch being trained (== SetName.epoch)
     step_total: int                 # optimizer steps done since the start of the run
-    step_in_epoch: Optional[int]    # steps done in `epoch` for a within-epoch set, None at epoch end
+    step_in_epoch: int | None    # steps done in `epoch` for a within-epoch set, None at epoch end
     world_size: int = 1
     seed: int = 0
-    best_score: Optional[float] = None       # best validation bits/dim so far (compute_val)
+    best_score: float | None = None       # best validation bits/dim so far (compute_val)
     rng: dict = field(default_factory=dict)  # name -> ByteTensor state
     sampler: dict = field(default_factory=dict)
-    grad_scaler: Optional[dict] = None
+    grad_scaler: dict | None = None
 
     def to_dict(self) -> dict:
         return {"format": STATE_FORMAT, **self.__dict__}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainState":
+    def from_dict(cls, data: dict) -> TrainState:
         if data.get("format") != STATE_FORMAT:
             raise ValueError(f"train state format {data.get('format')!r} is not {STATE_FORMAT}")
         return cls(**{k: v for k, v in data.items() if k != "format"})
@@ -103,8 +108,8 @@ class ResumeFiles:
     name: SetName
     model: Path
     ema: dict          # rate -> Path or None
-    opt: Optional[Path]
-    state: Optional[Path]
+    opt: Path | None
+    state: Path | None
 
 
 def find_set_files(model_path: str | os.PathLike, ema_rates: list[float]) -> ResumeFiles:
@@ -115,7 +120,7 @@ def find_set_files(model_path: str | os.PathLike, ema_rates: list[float]) -> Res
         raise FileNotFoundError(f"resume_checkpoint: no file at {model_path}")
     folder = model_path.parent
 
-    def existing(file_name: str) -> Optional[Path]:
+    def existing(file_name: str) -> Path | None:
         return folder / file_name if (folder / file_name).is_file() else None
     return ResumeFiles(name, model_path, {rate: existing(name.ema(rate)) for rate in ema_rates},
                        existing(name.opt()), existing(name.state()))

@@ -14,10 +14,10 @@ the loss-second-moment sampler's (its next draw depends on this step's losses).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -28,8 +28,16 @@ from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_wor
 from .nn import update_ema
 from .resample import LossSecondMomentResampler, UniformSampler
 from .train_logging import Logger, MetricAccumulator, ema_samples
-from .train_state import (SetName, TrainState, derive_seed, find_set_files, load_train_state, parse_ema_rates,
-                          prune_sets, save_checkpoint_set)
+from .train_state import (
+    SetName,
+    TrainState,
+    derive_seed,
+    find_set_files,
+    load_train_state,
+    parse_ema_rates,
+    prune_sets,
+    save_checkpoint_set,
+)
 
 GRID_SAMPLES = 16
 
@@ -53,10 +61,10 @@ class TrainLoop:
     def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, num_epochs: int,
                  lr: float, ema_rate: float | str = "0.9999", microbatch: int = -1, schedule_sampler=None,
                  weight_decay: float = 0.0, lr_anneal_steps: int = 0, warmup_steps: int = 0,
-                 grad_clip: Optional[float] = None, save_interval: Optional[int] = None,
-                 keep_checkpoints: Optional[int] = None, log_interval: int = 100, amp: str = "none",
+                 grad_clip: float | None = None, save_interval: int | None = None,
+                 keep_checkpoints: int | None = None, log_interval: int = 100, amp: str = "none",
                  fp16_scale_growth: float = 1e-3,
-                 val_data: Optional[EpochData] = None, subset_timesteps: Optional[int] = None, seed: int = 0,
+                 val_data: EpochData | None = None, subset_timesteps: int | None = None, seed: int = 0,
                  grid_interval: int = 1, compile: bool = False, channels_last: bool = False,
                  device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -85,9 +93,9 @@ class TrainLoop:
         self.gen_t = torch.Generator()
         self.gen_noise = torch.Generator(self.device)
         self.start_epoch, self.step_total, self.skip_steps = 0, 0, 0
-        self.best_score: Optional[float] = None
-        self.pending_rng: Optional[dict] = None
-        self.last_checkpoint: Optional[Path] = None
+        self.best_score: float | None = None
+        self.pending_rng: dict | None = None
+        self.last_checkpoint: Path | None = None
         self.metrics = MetricAccumulator(diffusion.num_timesteps, self.device)
         self.logger = Logger(None, enabled=False)  # opened by run(), so nothing is written before it
         self._bad_loss = torch.zeros((), device=self.device)
@@ -259,7 +267,7 @@ class TrainLoop:
             ema_states[rate] = {**model_state, **{n: _host_copy(p) for n, p in zip(names, ema)}}
         return model_state, ema_states
 
-    def _save(self, name: SetName, epoch: int, step_in_epoch: Optional[int]) -> None:
+    def _save(self, name: SetName, epoch: int, step_in_epoch: int | None) -> None:
         self._check_finite(self.step_total)
         state = TrainState(epoch=epoch, step_total=self.step_total, step_in_epoch=step_in_epoch,
                            world_size=self.world_size, seed=self.seed, best_score=self.best_score,

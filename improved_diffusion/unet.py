@@ -5,7 +5,7 @@ the original project and of openai/improved-diffusion load key for key.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -73,7 +73,7 @@ class ResBlock(TimestepBlock):
         channels: int,
         emb_channels: int,
         dropout: float,
-        out_channels: Optional[int] = None,
+        out_channels: int | None = None,
         dims: int = 2,
         use_checkpoint: bool = False,
         use_scale_shift_norm: bool = False,
@@ -181,7 +181,7 @@ class UNetModel(nn.Module):
         channel_mult: Sequence[float] = (1, 2, 4, 8),
         conv_resample: bool = True,
         dims: int = 2,
-        num_classes: Optional[int] = None,
+        num_classes: int | None = None,
         use_checkpoint: bool = False,
         num_heads: int = 1,
         num_heads_upsample: int = -1,
@@ -246,7 +246,7 @@ class UNetModel(nn.Module):
             normalization(ch), nn.SiLU(), zero_module(conv_nd(dims, ch, out_channels, 3, padding=1))
         )
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if (y is not None) != (self.num_classes is not None):
             raise ValueError(
                 "class labels y must be given if and only if the model is class-conditional "
@@ -276,7 +276,7 @@ class SuperResModel(UNetModel):
     def __init__(self, in_channels: int, *args, **kwargs):
         super().__init__(in_channels * 2, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, low_res: Optional[torch.Tensor] = None,
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, low_res: torch.Tensor | None = None,
                 **kwargs) -> torch.Tensor:
         if low_res is None:
             raise ValueError("SuperResModel needs the low-resolution image `low_res` (N, C, h, w)")

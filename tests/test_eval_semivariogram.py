@@ -2,8 +2,12 @@
 import numpy as np
 import pytest
 
-from utils.semivariogram import (empirical_semivariogram, pairwise_semivariogram, read_semivariogram_csv,
-                                 write_semivariogram_csv)
+from utils.semivariogram import (
+    empirical_semivariogram,
+    pairwise_semivariogram,
+    read_semivariogram_csv,
+    write_semivariogram_csv,
+)
 
 
 def _naive_gamma(field, max_bin):

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import utils.sampling_run as sampling_run
+from example_sample_superres import main as chain_superres
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.script_util import create_sr_model_and_diffusion
 from sample import main_sample
-from example_sample_superres import main as chain_superres
 from sample_DPM import sample_from_ODE
 
 from .conftest import FIXTURES, REPO_ROOT

@@ -7,8 +7,14 @@ import torch
 
 from improved_diffusion.gaussian_diffusion import get_named_beta_schedule
 from improved_diffusion.noise_schedule import CLEAN, DiscreteSchedule, grid_from_indices, make_grid
-from improved_diffusion.samplers import (dpm_solver_sample, dynamic_threshold, sample_ddim, sample_dpm_multistep,
-                                         sample_dpm_singlestep, singlestep_orders)
+from improved_diffusion.samplers import (
+    dpm_solver_sample,
+    dynamic_threshold,
+    sample_ddim,
+    sample_dpm_multistep,
+    sample_dpm_singlestep,
+    singlestep_orders,
+)
 
 MU, S, T = 0.3, 0.5, 1000
 

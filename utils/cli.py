@@ -11,12 +11,13 @@ import inspect
 import re
 import sys
 import typing
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 _NONE_WORDS = {"none", "null"}
 
 
-def _parse_scalar(text: str, kind: Optional[type], allow_none: bool = True) -> Any:
+def _parse_scalar(text: str, kind: type | None, allow_none: bool = True) -> Any:
     if allow_none and text.strip().lower() in _NONE_WORDS:
         return None
     if kind is bool:
@@ -38,7 +39,7 @@ def _parse_scalar(text: str, kind: Optional[type], allow_none: bool = True) -> A
     return text
 
 
-def _unwrap(annotation) -> tuple[Optional[type], bool]:
+def _unwrap(annotation) -> tuple[type | None, bool]:
     """(scalar type, is_list) of an annotation such as Optional[list[int]] or str | int."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -99,7 +100,7 @@ def build_parser(func: Callable) -> argparse.ArgumentParser:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
         if is_list:
-            def parse(text: str, kind=kind) -> Optional[list]:
+            def parse(text: str, kind=kind) -> list | None:
                 if text.strip().lower() in _NONE_WORDS:
                     return None
                 return [_parse_scalar(item.strip(), kind) for item in text.split(",") if item.strip()]
@@ -115,7 +116,7 @@ def build_parser(func: Callable) -> argparse.ArgumentParser:
     return parser
 
 
-def run_cli(func: Callable, argv: Optional[Sequence[str]] = None) -> Any:
+def run_cli(func: Callable, argv: Sequence[str] | None = None) -> Any:
     """Parse `argv` (default sys.argv[1:]) into keywords of `func` and call it.
 
     A ValueError / FileNotFoundError / FileExistsError raised by `func` (bad input) prints one line

@@ -65,7 +65,8 @@ class DomainCNN(nn.Module):
 
 def head_of(model: nn.Module, arch: str) -> nn.Linear:
     """The final linear layer (class logits) of a classifier."""
-    return {"inception": lambda: model.fc, "vgg16": lambda: model.classifier[6], "domain_cnn": lambda: model.head}[arch]()
+    layers = {"inception": lambda: model.fc, "vgg16": lambda: model.classifier[6], "domain_cnn": lambda: model.head}
+    return layers[arch]()
 
 
 def replace_head(model: nn.Module, arch: str, num_classes: int) -> nn.Module:
@@ -211,7 +212,8 @@ class FeatureExtractor(nn.Module):
 
     def description(self) -> dict:
         """What identifies these features (used in cache keys and reports)."""
-        return {"arch": self.arch, "layer": self.layer, "resize_to": self.resize_to if self.arch == "inception" else None,
+        resize_to = self.resize_to if self.arch == "inception" else None
+        return {"arch": self.arch, "layer": self.layer, "resize_to": resize_to,
                 "weights_sha256": self.digest, "dim": self.dim}
 
 

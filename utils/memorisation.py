@@ -16,7 +16,9 @@ from utils.features import FeatureExtractor
 from utils.precision_recall import distance_blocks
 
 
-def nearest_neighbours(query: np.ndarray, reference: np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(
+    query: np.ndarray, reference: np.ndarray, batch_size: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """For each row of (N, D) ``query``: distance to and index of its nearest row of (M, D) ``reference``."""
     dist, index = np.empty(len(query)), np.empty(len(query), dtype=np.int64)
     for start, block in distance_blocks(query, reference, batch_size):
@@ -48,7 +50,8 @@ def memorisation_check(generated: np.ndarray, train: np.ndarray, *, extractor: F
         f_dist, f_index = nearest_neighbours(extractor.extract(np.nan_to_num(generated), device=device),
                                              extractor.extract(np.nan_to_num(train), device=device), batch_size)
         out.update(feature_distance=f_dist, feature_index=f_index)
-        summary["feature_distance_quantiles"] = {q: float(np.quantile(f_dist, float(q))) for q in ("0.0", "0.01", "0.5")}
+        quantiles = ("0.0", "0.01", "0.5")
+        summary["feature_distance_quantiles"] = {q: float(np.quantile(f_dist, float(q))) for q in quantiles}
         if feature_threshold is not None:
             summary["feature_threshold"] = feature_threshold
             summary["fraction_feature_below_threshold"] = float((f_dist < feature_threshold).mean())

@@ -47,7 +47,8 @@ def load_pair(real: str, generated: str, *, num_samples: int | None, key_data: s
     gen = load_image_set(generated, num_samples=num_samples, seed=seed, key_data=key_data)
     channels = num_channels if num_channels is not None else (gen.num_channels if gen.num_channels in (1, 3) else None)
     real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, num_channels=channels,
-                              image_size=image_size, data_normalization=data_normalization, scale=real_scale, offset=real_offset)
+                              image_size=image_size, data_normalization=data_normalization, scale=real_scale,
+                              offset=real_offset)
     check_compatible(real_set.images, gen.images)
     return real_set, gen
 

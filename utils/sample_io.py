@@ -12,8 +12,8 @@ import json
 import os
 import subprocess
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class ShardStore:
     def done(self, index: int) -> bool:
         return self.path(index).exists()
 
-    def write(self, index: int, images: np.ndarray, labels: Optional[np.ndarray]) -> None:
+    def write(self, index: int, images: np.ndarray, labels: np.ndarray | None) -> None:
         arrays = [images] + ([labels] if labels is not None else [])
 
         def save(tmp):
@@ -92,7 +92,7 @@ class ShardStore:
                 np.savez(f, *arrays)
         atomic_write(self.path(index), save)
 
-    def read(self, index: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         with np.load(self.path(index)) as data:
             return data["arr_0"], (data["arr_1"] if "arr_1" in data else None)
 
@@ -154,7 +154,7 @@ def save_png_grid(images: np.ndarray, path: Path, max_images: int = 64) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(tmp, format="PNG"))
 
 
-def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: Optional[dict]) -> str:
+def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: dict | None) -> str:
     """Write the samples of `npz_path` as HDF5 dataset `data` (float32, (N, H, W) for one channel, else
     (N, C, H, W): the layout of the original `save_samples_to_hdf5` / semivariogram tools), in physical
     units when `data_normalization` is known. Returns the unit written ("physical" or "model")."""

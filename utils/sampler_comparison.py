@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ def label_of(config: dict) -> str:
 
 def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int], num_samples: int = 64,
                      batch_size: int = 16, seed: int = 0, device="auto", sampled_class=None,
-                     score_fn: Optional[Callable[[np.ndarray], dict]] = None) -> list[dict]:
+                     score_fn: Callable[[np.ndarray], dict] | None = None) -> list[dict]:
     """For every (config, step count): seconds per sample and, with `score_fn(images NHWC float32 in model
     units) -> {"FID": ..., "Precision": ..., ...}`, its scores. Every configuration sees the same x_T and labels."""
     for n in step_counts:
@@ -98,8 +98,8 @@ def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int
     return results
 
 
-def feature_score_fn(real: str, extractor_path: str, extractor: str = "domain_cnn", key_data: Optional[str] = None,
-                     metadata_json: Optional[str] = None, nhood_size: int = 3, num_samples: Optional[int] = None,
+def feature_score_fn(real: str, extractor_path: str, extractor: str = "domain_cnn", key_data: str | None = None,
+                     metadata_json: str | None = None, nhood_size: int = 3, num_samples: int | None = None,
                      seed: int = 0) -> Callable[[np.ndarray], dict]:
     """A `score_fn` giving FID, Precision and Recall of generated images against the `real` set
     (image folder, HDF5 folder or .npz) in the features of a local extractor file."""
@@ -145,19 +145,19 @@ def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
 
 
 def main(
-    model_path: Optional[str] = None,  # checkpoint (.pt) with its metadata.json beside it
+    model_path: str | None = None,  # checkpoint (.pt) with its metadata.json beside it
     step_counts: list = (10, 20, 50),  # network evaluations to compare
-    configs_json: Optional[str] = None,  # JSON file with a list of configuration dicts (default: DDIM, DPM++ 2M/3M, DPM 3S)
+    configs_json: str | None = None,  # JSON list of configuration dicts (default: DDIM, DPM++ 2M/3M, DPM 3S)
     num_samples: int = 64,  # samples per (configuration, steps)
     batch_size: int = 16,  # samples per network call
     seed: int = 0,  # seed of x_T and labels (shared by all configurations)
     device: str = "auto",  # "auto", "cpu", "cuda", ...
     url_save_folder: str = "results/sampler_comparison/",  # where the JSON and plots go
-    real: Optional[str] = None,  # reference data for FID / precision / recall (None: time only)
-    extractor_path: Optional[str] = None,  # local feature-extractor file (example_fine_tuning.py), needed with real
+    real: str | None = None,  # reference data for FID / precision / recall (None: time only)
+    extractor_path: str | None = None,  # local feature-extractor file (example_fine_tuning.py), needed with real
     extractor: str = "domain_cnn",  # feature network: domain_cnn, inception or vgg16
-    key_data: Optional[str] = None,  # HDF5 dataset name of the reference data
-    metadata_json: Optional[str] = None,  # training metadata.json: maps real HDF5 data to model units
+    key_data: str | None = None,  # HDF5 dataset name of the reference data
+    metadata_json: str | None = None,  # training metadata.json: maps real HDF5 data to model units
     nhood_size: int = 3,  # k of the precision / recall k-NN manifolds
     overwrite: bool = False,  # replace an existing comparison.json
 ) -> list[dict]:

@@ -3,8 +3,8 @@ seeded batches streamed to resumable shards, then the `.npz`, PNG grid, HDF5 and
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from utils import sample_io
 SampleBatch = Callable[[Denoiser, torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def read_run_metadata(model_path: str, diffusion_steps: Optional[int]) -> dict:
+def read_run_metadata(model_path: str, diffusion_steps: int | None) -> dict:
     """The checkpoint's metadata, with `diffusion_steps` checked (None keeps the checkpoint's own T)."""
     if model_path is None or not Path(model_path).is_file():
         raise FileNotFoundError(f"model_path: no checkpoint file at {model_path}")
@@ -34,7 +34,7 @@ def read_run_metadata(model_path: str, diffusion_steps: Optional[int]) -> dict:
     return args_dic
 
 
-def choose_labels(sample_class, num_samples: int, num_class: Optional[int], seed: int) -> np.ndarray:
+def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: int) -> np.ndarray:
     """int64 (num_samples,) labels: an int (one class for all), a list (cycled: balanced over those
     classes), "balanced" (all classes equally often, shuffled) or None / "random" (uniform per sample)."""
     if not num_class:
@@ -59,7 +59,7 @@ def choose_labels(sample_class, num_samples: int, num_class: Optional[int], seed
     return labels.astype(np.int64)
 
 
-def load_low_res(url_lr_data: Optional[str], image_size_lr: int, channels: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Low-res input of a super-resolution model from an `.npz`: `arr_0` NHWC (float in [-1, 1] or uint8)
     -> float32 NCHW in [-1, 1]; `arr_1` labels when present."""
     if url_lr_data is None:
@@ -90,12 +90,12 @@ def batch_seed(seed: int, batch: int) -> int:
 
 def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: str, num_samples: int,
                  batch_size: int, seed: int, device, url_save_path: str, sample_class=None,
-                 clip_denoised: bool = True, max_clip_val: float = 1.0, threshold_ratio: Optional[float] = None,
-                 diffusion_steps: Optional[int] = None, to_0_255: bool = False, plot: bool = True,
-                 save_hdf5: bool = False, url_lr_data: Optional[str] = None, shift_to_lr_mean: bool = False,
+                 clip_denoised: bool = True, max_clip_val: float = 1.0, threshold_ratio: float | None = None,
+                 diffusion_steps: int | None = None, to_0_255: bool = False, plot: bool = True,
+                 save_hdf5: bool = False, url_lr_data: str | None = None, shift_to_lr_mean: bool = False,
                  trajectory_dtype: torch.dtype = torch.float32, amp: str = "none", channels_last: bool = False,
                  compile: bool = False, overwrite: bool = False,
-                 progress: bool = True, check: Optional[Callable[[int], None]] = None) -> Path:
+                 progress: bool = True, check: Callable[[int], None] | None = None) -> Path:
     """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
     `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps."""
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
@@ -168,7 +168,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         **config, "checkpoint_sha256": sample_io.file_sha256(model_path), "code_version": sample_io.code_version(),
         "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
         "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
-        "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}", "hdf5_units": units if save_hdf5 else None,
+        "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",
+        "hdf5_units": units if save_hdf5 else None,
         "device": str(device), "outputs": [p.name for p in outputs]})
     print(f"[sample] wrote {npz_path}")
     return npz_path
