@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from utils.features import ARCHS, build_classifier, load_classifier, replace_head
-from utils.fine_tuning import BEST_NAME, labelled_datasets, save_classifier, train_classifier
+from utils.evaluation.features import ARCHS, build_classifier, load_classifier, replace_head
+from utils.evaluation.fine_tuning import BEST_NAME, labelled_datasets, save_classifier, train_classifier
 
 
 def _start_run(out: Path, options: dict) -> None:

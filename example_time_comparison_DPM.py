@@ -9,7 +9,7 @@ from pathlib import Path
 import example_fine_tuning
 from example_sample import require_checkpoint
 from utils.cli import run_cli
-from utils.sampler_comparison import main as compare
+from utils.sampling.comparison import main as compare
 
 
 def main(

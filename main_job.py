@@ -24,8 +24,8 @@ from datasets import insar_synthetic  # noqa: E402
 from improved_diffusion.checkpoint import ema_checkpoint_name, parse_checkpoint_name  # noqa: E402
 from improved_diffusion.script_util import PRESETS  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
-from utils.report import evaluate_samples  # noqa: E402
+from utils.evaluation.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
+from utils.evaluation.report import evaluate_samples  # noqa: E402
 
 
 def prepare_data(data_dir: Path, image_size: int, n_train: int, seed: int) -> dict:

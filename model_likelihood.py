@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from improved_diffusion.checkpoint import load_model
 from improved_diffusion.hdf5_datasets import inspect_hdf5_folder
-from utils.array_io import load_image_set
+from utils.evaluation.array_io import load_image_set
 
 GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-bit
 

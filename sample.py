@@ -15,7 +15,7 @@ from improved_diffusion.noise_schedule import grid_from_indices
 from improved_diffusion.respace import space_timesteps
 from improved_diffusion.samplers import sample_ancestral, sample_ddim
 from utils.cli import run_cli
-from utils.sampling_run import SampleBatch, run_sampling
+from utils.sampling.run import SampleBatch, run_sampling
 
 
 def sampling_grid(num_timesteps: int, sampling_steps: int | None, timestep_respacing: str | None) -> torch.Tensor:

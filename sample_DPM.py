@@ -14,7 +14,7 @@ import torch
 from improved_diffusion.noise_schedule import GRIDS
 from improved_diffusion.samplers import ALGORITHMS, METHODS, dpm_solver_sample, singlestep_orders
 from utils.cli import run_cli
-from utils.sampling_run import SampleBatch, run_sampling
+from utils.sampling.run import SampleBatch, run_sampling
 
 
 def check_ode_options(algorithm_type: str, method_type: str, skip_type: str, order: int, sample_steps: int,

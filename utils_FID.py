@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from utils.features import load_extractor
-from utils.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
+from utils.evaluation.features import load_extractor
+from utils.evaluation.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
 
 
 def main(
@@ -45,7 +45,7 @@ def main(
     names = parse_metrics(metrics)
     if any(m not in FEATURE_METRICS for m in names):
         raise ValueError(f"metrics={metrics!r}: this script computes {FEATURE_METRICS}; "
-                         "use utils/report.py for the others")
+                         "use python -m utils.report for the others")
     if extractor_path is None:
         raise ValueError("extractor_path=None: give a local extractor file (e.g. classifier_best.pt "
                          "written by example_fine_tuning.py, or a torchvision weights file)")

@@ -22,12 +22,12 @@ import example_fine_tuning  # noqa: E402
 import sample  # noqa: E402
 import sample_DPM  # noqa: E402
 from improved_diffusion.checkpoint import read_metadata  # noqa: E402
-from utils.array_io import load_image_set  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
-from utils.demo_figures import analytic_semivariogram, physical_samples  # noqa: E402
-from utils.features import load_extractor  # noqa: E402
-from utils.fid import fid_from_features  # noqa: E402
-from utils.semivariogram import empirical_semivariogram  # noqa: E402
+from utils.evaluation.array_io import load_image_set  # noqa: E402
+from utils.evaluation.demo_figures import analytic_semivariogram, physical_samples  # noqa: E402
+from utils.evaluation.features import load_extractor  # noqa: E402
+from utils.evaluation.fid import fid_from_features  # noqa: E402
+from utils.evaluation.semivariogram import empirical_semivariogram  # noqa: E402
 
 
 def semivariogram_error(fields: np.ndarray, truth: dict, min_lag: float = 2.0) -> float:

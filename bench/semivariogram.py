@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.semivariogram import empirical_semivariogram, pairwise_semivariogram  # noqa: E402
+from utils.evaluation.semivariogram import empirical_semivariogram, pairwise_semivariogram  # noqa: E402
 
 
 def smooth_fields(num_fields: int, size: int, seed: int) -> np.ndarray:

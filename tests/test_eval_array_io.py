@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.array_io import check_compatible, load_image_set
+from utils.evaluation.array_io import check_compatible, load_image_set
 
 
 def test_image_folder_grayscale_labels_and_range(tmp_path):

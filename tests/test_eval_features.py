@@ -5,8 +5,8 @@ import pytest
 import torch
 from torchvision.models import inception_v3, vgg16
 
-from utils.features import DomainCNN, FeatureExtractor, load_extractor
-from utils.fine_tuning import save_classifier
+from utils.evaluation.features import DomainCNN, FeatureExtractor, load_extractor
+from utils.evaluation.fine_tuning import save_classifier
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.fid import feature_statistics, fid_from_features, frechet_distance
+from utils.evaluation.fid import feature_statistics, fid_from_features, frechet_distance
 
 
 def test_fid_of_a_set_with_itself_is_zero():

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 import example_fine_tuning
-from utils.features import DomainCNN, load_extractor
-from utils.fine_tuning import evaluate, set_trainable
+from utils.evaluation.features import DomainCNN, load_extractor
+from utils.evaluation.fine_tuning import evaluate, set_trainable
 
 
 def _write_stripes(folder, n_per_class, seed):

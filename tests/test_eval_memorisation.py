@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from utils.features import DomainCNN, FeatureExtractor
-from utils.memorisation import memorisation_check, plot_closest_pairs
+from utils.evaluation.features import DomainCNN, FeatureExtractor
+from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
 
 
 def test_exact_copy_is_flagged(tmp_path):

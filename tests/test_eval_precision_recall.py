@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.precision_recall import knn_radii, precision_recall
+from utils.evaluation.precision_recall import knn_radii, precision_recall
 
 
 def _line(xs):

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 import utils_FID
-from utils.features import DomainCNN
-from utils.fine_tuning import save_classifier
-from utils.report import evaluate_samples
+from utils.evaluation.features import DomainCNN
+from utils.evaluation.fine_tuning import save_classifier
+from utils.evaluation.report import evaluate_samples
 
 
 @pytest.fixture

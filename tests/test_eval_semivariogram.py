@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.semivariogram import (
+from utils.evaluation.semivariogram import (
     empirical_semivariogram,
     pairwise_semivariogram,
     read_semivariogram_csv,
@@ -118,7 +118,7 @@ def test_matches_ground_truth_of_synthetic_insar(tmp_path):
     """Fields of datasets/insar_synthetic.py (no deformation) read back from its HDF5 folder:
     semivariogram along both axes equals the analytic one of ground_truth.json within 4 SE."""
     from datasets import insar_synthetic
-    from utils.array_io import load_image_set
+    from utils.evaluation.array_io import load_image_set
 
     truth = insar_synthetic.main(out_dir=str(tmp_path), n_train=400, n_val=0, n_test=0, image_size=32,
                                  deformation_fraction=0.0, fields_per_file=150, seed=1)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.spectrum import radial_psd
+from utils.evaluation.spectrum import radial_psd
 
 
 def test_white_noise_is_flat_at_the_variance():

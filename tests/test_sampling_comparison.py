@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.sampler_comparison import compare_samplers, plot_comparison
+from utils.sampling.comparison import compare_samplers, plot_comparison
 
 from .conftest import FIXTURES
 
@@ -32,7 +32,7 @@ def test_bad_configuration():
 
 def test_feature_scores_of_the_reference_set_itself(tmp_path):
     import example_fine_tuning
-    from utils.sampler_comparison import feature_score_fn
+    from utils.sampling.comparison import feature_score_fn
 
     example_fine_tuning.main(out_folder=str(tmp_path / "cnn"), arch="domain_cnn", random_init=True, width=8)
     images = np.random.default_rng(0).uniform(-1, 1, (80, 32, 32, 1)).astype(np.float32)
@@ -46,7 +46,7 @@ def test_feature_scores_of_the_reference_set_itself(tmp_path):
 
 
 def test_scoring_needs_both_reference_and_extractor(tmp_path):
-    from utils.sampler_comparison import main
+    from utils.sampling.comparison import main
 
     with pytest.raises(ValueError, match="give both"):
         main(model_path=str(CKPT), real=str(tmp_path), url_save_folder=str(tmp_path / "out"))

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from improved_diffusion.data_normalization import make_normalization
-from utils import sample_io
+from utils.sampling import sample_io
 
 
 def test_shards_merge_into_savez_layout(tmp_path):

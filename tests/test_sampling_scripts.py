@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import utils.sampling_run as sampling_run
+import utils.sampling.run as sampling_run
 from example_sample_superres import main as chain_superres
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.script_util import create_sr_model_and_diffusion

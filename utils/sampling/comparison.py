@@ -2,7 +2,7 @@
 function is given (FID / precision / recall against a reference set), the scores; a JSON and
 score-vs-time plots.
 
-    python -m utils.sampler_comparison --model_path run/ema_rate=0.9999_3.pt --step_counts 10,20,50
+    python -m utils.sampling.comparison --model_path run/ema_rate=0.9999_3.pt --step_counts 10,20,50
 
 A configuration is a dict: {"sampler": "ddim" | "ancestral"} (+ "eta") or {"sampler": "dpm", ...keywords
 of `dpm_solver_sample`: algorithm_type, method_type, order, skip_type, ...}; "label" names its curve.
@@ -23,13 +23,13 @@ from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
 from sample import chain_sampler
 from sample_DPM import ode_sampler
-from utils.array_io import load_image_set
 from utils.cli import run_cli
-from utils.features import load_extractor
-from utils.fid import fid_from_features
-from utils.precision_recall import precision_recall
-from utils.sample_io import check_free
-from utils.sampling_run import batch_seed, choose_labels
+from utils.evaluation.array_io import load_image_set
+from utils.evaluation.features import load_extractor
+from utils.evaluation.fid import fid_from_features
+from utils.evaluation.precision_recall import precision_recall
+from utils.sampling.run import batch_seed, choose_labels
+from utils.sampling.sample_io import check_free
 
 DEFAULT_CONFIGS = [
     {"sampler": "ddim", "label": "DDIM"},

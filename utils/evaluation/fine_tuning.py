@@ -1,7 +1,7 @@
 """Train the classifiers whose features the evaluation uses (VGG16, InceptionV3, DomainCNN).
 
 Images come from a class-labelled folder (class = file name up to the first ``_``), are
-mapped to model units [-1, 1] and then through :func:`utils.features.prepare_input`, the
+mapped to model units [-1, 1] and then through :func:`utils.evaluation.features.prepare_input`, the
 same transform the feature extractor applies, so training and extraction see identical inputs.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from utils.array_io import class_name_from_file, list_image_files, read_image
-from utils.features import head_of, prepare_input
+from utils.evaluation.array_io import class_name_from_file, list_image_files, read_image
+from utils.evaluation.features import head_of, prepare_input
 
 BEST_NAME = "classifier_best.pt"
 

@@ -14,7 +14,7 @@ from improved_diffusion.acceleration import autocast, compile_model, memory_form
 from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
-from utils import sample_io
+from utils.sampling import sample_io
 
 # sample_batch(denoiser, x_T, generator) -> x0 (N, C, H, W), the sampler of a run
 SampleBatch = Callable[[Denoiser, torch.Tensor, torch.Generator], torch.Tensor]

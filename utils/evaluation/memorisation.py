@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.array_io import check_compatible
-from utils.eval_plots import plt
-from utils.features import FeatureExtractor
-from utils.precision_recall import distance_blocks
+from utils.evaluation.array_io import check_compatible
+from utils.evaluation.features import FeatureExtractor
+from utils.evaluation.plots import plt
+from utils.evaluation.precision_recall import distance_blocks
 
 
 def nearest_neighbours(
