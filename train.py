@@ -1,7 +1,7 @@
 """Train a diffusion model: unconditional / class-conditional, low-res (`image_size_hr`) or
 super-res (`image_size_lr`), on an image or HDF5 folder; one process or `torchrun --nproc_per_node=N`.
 
-Every keyword of the original `train.py main()` keeps its name, meaning and default (inventory §1.1).
+Every keyword of the original `train.py main()` keeps its name, meaning and default (docs/original.md#train-defaults).
 Command line: `python train.py --data_train_dir data/train --num_epochs 2 --class_cond ...`.
 """
 from __future__ import annotations

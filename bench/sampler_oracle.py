@@ -1,4 +1,4 @@
-"""Accuracy of the deterministic samplers on the analytic Gaussian oracle (shared/bench/README.md).
+"""Accuracy of the deterministic samplers on the analytic Gaussian oracle (bench/README.md#sampler-oracle).
 
 Data x0 ~ N(MU, S^2) per pixel, so the exact noise prediction and the exact probability-flow ODE map
 are known in closed form. The oracle is wrapped as a *network* (it receives what `diffusion.model_time`
@@ -24,7 +24,7 @@ from improved_diffusion.script_util import create_gaussian_diffusion  # noqa: E4
 from utils.cli import run_cli  # noqa: E402
 
 MU, S, T = 0.3, 0.5, 1000
-# rms error of diffusers 0.42.1 on the same problem (shared/bench/README.md): DDIM, DPM++(2M), DPM++(3M)
+# rms error of diffusers 0.42.1 on the same problem (bench/README.md#sampler-oracle): DDIM, DPM++(2M), DPM++(3M)
 REFERENCE = {
     ("linear", 5): (2.37e-1, 2.28e-1, 2.27e-1), ("linear", 10): (1.30e-1, 9.49e-2, 9.05e-2),
     ("linear", 20): (6.84e-2, 2.17e-2, 2.00e-2), ("linear", 50): (2.85e-2, 5.41e-4, 5.71e-3),

@@ -1,6 +1,6 @@
 """Checkpoint files: names (write and parse), metadata, atomic saves and the one `load_model`.
 
-Checkpoints are plain UNet state_dicts named as the original trainer names them (inventory §2.1);
+Checkpoints are plain UNet state_dicts named as the original trainer names them (docs/original.md#checkpoint-files);
 the model is rebuilt from the single JSON beside them (`metadata.json`, or any one `*.json`).
 """
 from __future__ import annotations

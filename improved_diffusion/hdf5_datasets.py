@@ -1,4 +1,4 @@
-"""HDF5-folder datasets in the original layout (inventory section 2.4).
+"""HDF5-folder datasets in the original layout (docs/original.md#hdf5-layout).
 
 A folder of ``*.hdf5`` / ``*.h5`` files; every top-level key of every file must be one of
 ``list_keys_hdf5_original``; ``key_data`` holds ``(n, H, W)`` or ``(n, C, H, W)`` arrays of any

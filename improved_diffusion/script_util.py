@@ -1,6 +1,6 @@
 """Build a UNet and its diffusion from the original `metadata.json` dict; named presets.
 
-`args_dic` is the dict the original `train.main` writes (inventory §2.2); keys missing from it
+`args_dic` is the dict the original `train.main` writes (docs/original.md#metadata-json); keys missing from it
 take the original `train.py` defaults (`ORIGINAL_DEFAULTS`).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from .gaussian_diffusion import NOISE_SCHEDULES, LossType, ModelMeanType, ModelV
 from .respace import SpacedDiffusion, space_timesteps
 from .unet import SuperResModel, UNetModel, attention_downsample_factors
 
-# The keyword defaults of the original train.py main() (inventory §1.1), in its key order.
+# The keyword defaults of the original train.py main() (docs/original.md#train-defaults), in its key order.
 ORIGINAL_DEFAULTS: dict = {
     "data_train_dir": None, "data_val_dir": None, "num_epochs": 1000, "schedule_sampler": "uniform",
     "lr": 1e-4, "weight_decay": 0.0, "lr_anneal_steps": 0, "batch_size": 4, "microbatch": -1,
@@ -22,7 +22,7 @@ ORIGINAL_DEFAULTS: dict = {
     "type_dataset": "image", "compute_val": False, "crop": False,
 }
 
-# Channel multipliers per resolution level, by image size (inventory §3.1; 512 made to work).
+# Channel multipliers per resolution level, by image size (docs/original.md#unet; 512 made to work).
 CHANNEL_MULT: dict[int, tuple] = {
     32: (1, 2, 2, 2), 64: (1, 2, 3, 4), 128: (1, 1, 2, 3, 4), 256: (1, 1, 2, 2, 4, 4), 512: (0.5, 1, 1, 2, 2, 4, 4),
 }

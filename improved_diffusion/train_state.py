@@ -1,6 +1,6 @@
 """Checkpoint sets of a training run: what is written, how it is found again, and exact-resume state.
 
-A checkpoint set is the original's files (inventory §2.1: plain state_dicts named
+A checkpoint set is the original's files (docs/original.md#checkpoint-files: plain state_dicts named
 `model_epoch=E_iter=I[_vb=V_mse=M].pt` or `model_epoch=E_step=S.pt`, `ema_rate=R_E[...].pt` per
 EMA rate, `opt{E}[...].pt`) plus one file of ours, `train_state_<same suffix>.pt`, holding what an
 exact resume needs (step, epoch, RNG states, schedule-sampler history, grad scaler, world size).

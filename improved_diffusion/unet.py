@@ -1,6 +1,6 @@
 """The UNet of Ho et al. (2020) as refined by Nichol & Dhariwal (2021), and its super-resolution variant.
 
-Parameter names, shapes and numerics equal the original code's (inventory §3), so checkpoints of
+Parameter names, shapes and numerics equal the original code's (docs/original.md#unet), so checkpoints of
 the original project and of openai/improved-diffusion load key for key.
 """
 from __future__ import annotations

@@ -23,7 +23,7 @@ def counts(model):
 
 
 @pytest.mark.parametrize("args, tensors, params", [
-    (MNIST, 447, 52_543_489),  # inventory §3.3
+    (MNIST, 447, 52_543_489),  # docs/original.md#unet
     ({**MNIST, "image_size": 128, "num_res_blocks": 4, "learn_sigma": True}, 667, 155_138_178),
     ({**MNIST, "image_size": 256, "image_size_lr": 128, "learn_sigma": True, "class_cond": False}, 612, 164_303_618),
 ])
@@ -31,7 +31,7 @@ def test_original_configurations_have_the_original_size(args, tensors, params):
     assert counts(build(args)) == (tensors, params)
 
 
-def test_mnist_key_shapes_match_the_inventory():
+def test_mnist_key_shapes_match_the_original():
     state = build(MNIST).state_dict()
     expected = {"time_embed.0.weight": (512, 128), "label_emb.weight": (10, 512),
                 "input_blocks.0.0.weight": (128, 1, 3, 3), "input_blocks.4.0.op.weight": (128, 128, 3, 3),
@@ -56,7 +56,7 @@ def test_512_pixels_builds_with_integer_channels_and_runs():
 
 
 def legacy_attention(block: AttentionBlock, x: torch.Tensor) -> torch.Tensor:
-    """The original einsum attention, written from its description (inventory §3.1)."""
+    """The original einsum attention, written from its description (docs/original.md#unet)."""
     b, c, h, w = x.shape
     flat = x.reshape(b, c, -1)
     qkv = block.qkv(block.norm(flat)).reshape(b * block.num_heads, -1, h * w)

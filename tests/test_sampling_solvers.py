@@ -71,7 +71,7 @@ def test_grids():
 
 
 def test_ddim_matches_reference_on_trailing_grid(problem):
-    """DDIM rms errors of diffusers 0.42.1 (shared/bench/README.md), same algorithm and grid."""
+    """DDIM rms errors of diffusers 0.42.1 (bench/README.md#sampler-oracle), same algorithm and grid."""
     name, schedule, x_T, exact = problem
     reference = {"linear": {10: 1.30e-1, 20: 6.84e-2}, "cosine": {10: 7.29e-2, 20: 3.78e-2}}[name]
     for nfe, expected in reference.items():

@@ -1,6 +1,6 @@
 """Writing samples: the original `.npz` layout, resumable shards, a PNG grid, HDF5 and provenance.
 
-`.npz` (inventory §2.3): `samples_{N}x{H}x{W}x{C}.npz` with `arr_0` NHWC (float32 in model units, or
+`.npz` (docs/original.md#sample-npz): `samples_{N}x{H}x{W}x{C}.npz` with `arr_0` NHWC (float32 in model units, or
 uint8) and, for class-conditional models, `arr_1` int64 labels. Large runs write one shard per batch
 into `{out}/.shards_{stem}/` (atomically) and then stream the shards into the final `.npz`, so memory
 stays bounded by one batch and an interrupted run resumes at the first missing shard.
