@@ -13,11 +13,9 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sample_DPM  # noqa: E402
 import train  # noqa: E402
 from datasets import insar_synthetic  # noqa: E402

@@ -152,7 +152,7 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         # trajectory dtype.
         with torch.inference_mode(), autocast(device, amp):
             x = sample_batch(denoiser, x_T, generator).float()
-        if shift_to_lr_mean and lr is not None:  # the original's post-hoc bias removal (docs/original.md#superres-sampling)
+        if shift_to_lr_mean and lr is not None:  # original's bias removal (docs/original.md#superres-sampling)
             x = x - x.mean(dim=(1, 2, 3), keepdim=True) + lr.mean(dim=(1, 2, 3), keepdim=True)
         images = x.permute(0, 2, 3, 1).cpu().numpy()
         store.write(b, sample_io.to_uint8(images) if to_0_255 else images.astype(np.float32),
