@@ -4,7 +4,7 @@
         --extractor_path models_data/mnist_domain_cnn/classifier_best.pt
 
 Real data: image folder, HDF5 folder (``key_data``) or ``.npz``; generated: ``.npz`` or a
-folder. The extractor is loaded from a local file only (see ``utils/features.py``): the
+folder. The extractor is loaded from a local file only (see ``utils/evaluation/features.py``): the
 default is the small domain CNN written by ``example_fine_tuning.py``. Every report carries
 the sample counts and a bootstrap interval.
 """

@@ -4,7 +4,7 @@ For a checkpoint trained on `datasets/insar_synthetic.py` data (e.g. by `main_jo
 DDIM and DPM-Solver++(3M) at 10/20/50 network evaluations and with 1000-step ancestral sampling (the
 reference), then report per sampler: the worst relative error of the semivariogram against the
 analytic one (lags 2 px .. H/2), and the feature-space FID against the real test fields and against
-the ancestral samples (random-init domain CNN features: a texture statistic, see utils/features.py).
+the ancestral samples (random-init domain CNN features: a texture statistic, see utils/evaluation/features.py).
 
     python bench/few_step_quality.py --model_path models_data/demo_insar/ema_rate=0.99_6.pt
 """
