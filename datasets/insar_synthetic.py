@@ -26,23 +26,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.cli import run_cli  # noqa: E402
+from utils.radar.insar_truth import COVARIANCE_MODELS, covariance  # noqa: E402
 
-COVARIANCE_MODELS = ("exponential", "matern32")
 SPLITS = ("train", "val", "test")
 CHUNK_ELEMENTS = 2 ** 22  # complex torus values per FFT batch (bounds memory to ~100 MB)
-
-
-def covariance(r: np.ndarray, model: str, sigma: float, length: float) -> np.ndarray:
-    """Isotropic covariance C(r) of the atmospheric field; r and length in pixels, C in rad^2.
-
-    exponential: sigma^2 exp(-r/L); matern32: sigma^2 (1 + sqrt(3) r/L) exp(-sqrt(3) r/L).
-    """
-    if model == "exponential":
-        return sigma ** 2 * np.exp(-r / length)
-    if model == "matern32":
-        s = math.sqrt(3.0) * r / length
-        return sigma ** 2 * (1.0 + s) * np.exp(-s)
-    raise ValueError(f"covariance_model={model!r}; expected one of {COVARIANCE_MODELS}")
 
 
 def circulant_embedding(n: int, model: str, sigma: float, length: float,
