@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from improved_diffusion.checkpoint import load_model
+from improved_diffusion.data_normalization import from_uint8
 from improved_diffusion.hdf5_datasets import inspect_hdf5_folder
 from utils.evaluation.array_io import load_image_set
 
@@ -34,7 +35,7 @@ GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-b
 
 def to_8bit_grid(x: np.ndarray) -> np.ndarray:
     """Nearest of the 256 levels k / 127.5 - 1 (k = 0..255), values clipped to [-1, 1]."""
-    return np.round((np.clip(x, -1, 1) + 1) * 127.5) / 127.5 - 1
+    return from_uint8(np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8))
 
 
 def _labels_for_model(labels, class_names, args_dic, source):

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from improved_diffusion.data_normalization import denormalize  # noqa: E402
-from utils.evaluation.array_io import load_image_set  # noqa: E402
-from utils.evaluation.semivariogram import empirical_semivariogram  # noqa: E402
-from utils.radar.insar_truth import covariance  # noqa: E402
+from improved_diffusion.data_normalization import denormalize
+from utils.evaluation.array_io import load_image_set
+from utils.evaluation.plots import plt
+from utils.evaluation.semivariogram import empirical_semivariogram
+from utils.radar.insar_truth import covariance
 
 RELATIVE_TOLERANCE = 0.20  # the acceptance band drawn on the error panel
 
