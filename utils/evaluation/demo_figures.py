@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.data_normalization import denormalize
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.plots import plt
 from utils.evaluation.semivariogram import empirical_semivariogram
@@ -23,16 +22,18 @@ def analytic_semivariogram(distance_px: np.ndarray, truth: dict) -> np.ndarray:
 
 
 def physical_samples(npz: str | Path, data_normalization: dict) -> np.ndarray:
-    """Samples (N, H, W) in physical units (radians) from a samples `.npz` in model units."""
-    return denormalize(np.load(npz)["arr_0"].astype(np.float64), data_normalization)[..., 0]
+    """Samples (N, H, W) float32 in physical units (radians) from a samples `.npz` in model units."""
+    return load_image_set(npz, data_normalization=data_normalization).physical()[..., 0]
 
 
 def analytic_comparison(npz: str | Path, real_dir: str | Path, truth: dict, data_normalization: dict,
                         results: Path, min_lag: float = 2.0) -> dict:
-    """Semivariograms (rad^2) of samples and real fields vs the analytic one; writes
+    """Semivariograms (rad^2) of samples and real fields vs the analytic one, both read as in training
+    and compared in physical units through `data_normalization`; writes
     `semivariogram_vs_truth.png` and returns per-lag relative errors for lags in [min_lag, H/2]."""
     generated = physical_samples(npz, data_normalization)
-    real = load_image_set(real_dir, key_data=truth["semivariogram"]["key"]).images[..., 0].astype(np.float64)
+    real = load_image_set(real_dir, key_data=truth["semivariogram"]["key"], data_normalization=data_normalization
+                          ).physical()[..., 0].astype(np.float64)
     sv = {name: empirical_semivariogram(fields, progress=False) for name, fields in
           (("samples", generated), ("real", real))}
     lags = sv["samples"].mean_distance
@@ -74,7 +75,8 @@ def real_vs_generated_figure(npz: str | Path, real_dir: str | Path, data_normali
                              count: int = 8) -> None:
     """Two rows of `count` fields (real above, generated below) on one colour scale, in radians."""
     generated = physical_samples(npz, data_normalization)[:count]
-    real = load_image_set(real_dir, key_data="unwrap", num_samples=count).images[..., 0]
+    real = load_image_set(real_dir, key_data="unwrap", num_samples=count,
+                          data_normalization=data_normalization).physical()[..., 0]
     limit = float(np.percentile(np.abs(np.concatenate([real.ravel(), generated.ravel()])), 99))
     fig, axes = plt.subplots(2, count, figsize=(1.6 * count, 3.6), layout="constrained")
     for row, (name, fields) in enumerate((("real", real), ("generated", generated))):
