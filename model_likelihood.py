@@ -33,7 +33,7 @@ GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-b
 
 
 def to_8bit_grid(x: np.ndarray) -> np.ndarray:
-    """Nearest of the 256 levels k / 127.5 - 1 (k = 0..255), values clipped to [-1, 1]."""
+    """Nearest of the 256 8-bit levels in model units (``from_uint8`` of 0..255), values clipped to [-1, 1]."""
     return from_uint8(np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8))
 
 
