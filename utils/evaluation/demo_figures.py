@@ -8,7 +8,7 @@ import numpy as np
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.plots import plt
 from utils.evaluation.semivariogram import empirical_semivariogram
-from utils.radar.insar_truth import covariance
+from utils.radar.insar_truth import semivariogram
 
 RELATIVE_TOLERANCE = 0.20  # the acceptance band drawn on the error panel
 
@@ -16,9 +16,8 @@ RELATIVE_TOLERANCE = 0.20  # the acceptance band drawn on the error panel
 def analytic_semivariogram(distance_px: np.ndarray, truth: dict) -> np.ndarray:
     """gamma(h) = C(0) - C(h) + nugget (rad^2) of the generator's field + white noise, h > 0 in px."""
     cov = truth["semivariogram"]["covariance"]
-    c0 = covariance(np.zeros(1), cov["model"], cov["sigma_rad"], cov["length_px"])[0]
-    nugget = truth["semivariogram"]["nugget_noise"]
-    return c0 - covariance(np.asarray(distance_px, float), cov["model"], cov["sigma_rad"], cov["length_px"]) + nugget
+    return semivariogram(distance_px, cov["model"], cov["sigma_rad"], cov["length_px"],
+                         nugget=truth["semivariogram"]["nugget_noise"])
 
 
 def physical_samples(npz: str | Path, data_normalization: dict) -> np.ndarray:

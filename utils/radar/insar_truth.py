@@ -19,3 +19,11 @@ def covariance(r: np.ndarray, model: str, sigma: float, length: float) -> np.nda
         s = math.sqrt(3.0) * r / length
         return sigma ** 2 * (1.0 + s) * np.exp(-s)
     raise ValueError(f"covariance_model={model!r}; expected one of {COVARIANCE_MODELS}")
+
+
+def semivariogram(h: np.ndarray, model: str, sigma: float, length: float, nugget: float = 0.0) -> np.ndarray:
+    """gamma(h) = C(0) - C(h) + nugget * [h > 0] (rad^2) of the field plus white noise of variance
+    ``nugget``; h (lags) and length in pixels."""
+    h = np.asarray(h, dtype=np.float64)
+    return covariance(np.zeros(1), model, sigma, length)[0] - covariance(h, model, sigma, length) + np.where(
+        h > 0, nugget, 0.0)
