@@ -26,15 +26,15 @@ import torch
 from tqdm import tqdm
 
 from improved_diffusion.checkpoint import load_model
-from improved_diffusion.hdf5_datasets import inspect_hdf5_folder
+from improved_diffusion.data_normalization import from_uint8
 from utils.evaluation.array_io import load_image_set
 
 GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-bit
 
 
 def to_8bit_grid(x: np.ndarray) -> np.ndarray:
-    """Nearest of the 256 levels k / 127.5 - 1 (k = 0..255), values clipped to [-1, 1]."""
-    return np.round((np.clip(x, -1, 1) + 1) * 127.5) / 127.5 - 1
+    """Nearest of the 256 8-bit levels in model units (``from_uint8`` of 0..255), values clipped to [-1, 1]."""
+    return from_uint8(np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8))
 
 
 def _labels_for_model(labels, class_names, args_dic, source):
@@ -56,11 +56,11 @@ def _labels_for_model(labels, class_names, args_dic, source):
 
 def calc_model_loss(
     model_path: str,                    # model or EMA checkpoint (.pt) with metadata.json beside it
-    url_dataset: str,                   # image folder, HDF5 folder (normalised as in training) or .npz
+    url_dataset: str,                   # image folder, HDF5 folder (both read as in training) or .npz
     data_type: str | None = None,       # "image", "hdf5" or "npz"; None: told by url_dataset itself
     list_keys_hdf5_original: list | None = None,  # allowed HDF5 keys (checked when given)
     key_data: str | None = None,        # HDF5 dataset name
-    key_other: str | None = None,       # original keyword, accepted for compatibility (counting is cheap here)
+    key_other: str | None = None,       # HDF5 key whose first axis counts the examples (checked when given)
     key_class: str | None = None,       # HDF5 labels dataset (class-conditional models)
     num_samples: int | None = None,     # random subset of the data (all when None)
     diffusion_steps: int | None = None,  # None: the checkpoint's training T; other values re-discretise
@@ -88,9 +88,9 @@ def calc_model_loss(
     if data_type not in (None, detected):
         raise ValueError(f"data_type={data_type!r}, but url_dataset={url_dataset!r} holds {detected} data")
     model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
-    if detected == "hdf5" and list_keys_hdf5_original is not None:
-        inspect_hdf5_folder(url_dataset, args_dic["image_size"], tuple(list_keys_hdf5_original),
-                            key_data or list_keys_hdf5_original[0], key_other, key_class)
+    keys = None if list_keys_hdf5_original is None else tuple(list_keys_hdf5_original)
+    if key_data is None and keys is not None:
+        key_data = keys[0]
     trained_t = int(args_dic["diffusion_steps"])
     if diffusion_steps is not None and diffusion_steps != trained_t:
         warnings.warn(f"diffusion_steps={diffusion_steps} differs from the training chain (T={trained_t}): "
@@ -99,6 +99,7 @@ def calc_model_loss(
     if subset_timesteps is not None and not 1 <= subset_timesteps <= T:
         raise ValueError(f"subset_timesteps={subset_timesteps!r}: expected 1..{T} or None")
     data = load_image_set(url_dataset, num_samples=num_samples, seed=seed, key_data=key_data, key_class=key_class,
+                          key_other=key_other, list_keys_hdf5_original=keys,
                           num_channels=args_dic["num_input_channels"], image_size=args_dic["image_size"],
                           data_normalization=args_dic.get("data_normalization"), scale=scale, offset=offset)
     expected = (args_dic["image_size"], args_dic["image_size"], args_dic["num_input_channels"])

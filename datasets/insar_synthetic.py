@@ -26,23 +26,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.cli import run_cli  # noqa: E402
+from utils.radar.insar_truth import COVARIANCE_MODELS, covariance, semivariogram  # noqa: E402
 
-COVARIANCE_MODELS = ("exponential", "matern32")
 SPLITS = ("train", "val", "test")
 CHUNK_ELEMENTS = 2 ** 22  # complex torus values per FFT batch (bounds memory to ~100 MB)
-
-
-def covariance(r: np.ndarray, model: str, sigma: float, length: float) -> np.ndarray:
-    """Isotropic covariance C(r) of the atmospheric field; r and length in pixels, C in rad^2.
-
-    exponential: sigma^2 exp(-r/L); matern32: sigma^2 (1 + sqrt(3) r/L) exp(-sqrt(3) r/L).
-    """
-    if model == "exponential":
-        return sigma ** 2 * np.exp(-r / length)
-    if model == "matern32":
-        s = math.sqrt(3.0) * r / length
-        return sigma ** 2 * (1.0 + s) * np.exp(-s)
-    raise ValueError(f"covariance_model={model!r}; expected one of {COVARIANCE_MODELS}")
 
 
 def circulant_embedding(n: int, model: str, sigma: float, length: float,
@@ -150,9 +137,9 @@ def _generate_file(rng: np.random.Generator, count: int, amplitude: np.ndarray, 
 def _semivariogram(opts: dict, low: float, high: float) -> dict:
     """Analytic semivariogram of the unwrap key for fields without deformation."""
     lags = np.arange(opts["image_size"], dtype=np.float64)
-    gamma = opts["atmo_sigma_rad"] ** 2 - covariance(lags, opts["covariance_model"], opts["atmo_sigma_rad"],
-                                                     opts["atmo_length_px"])
-    total = gamma + np.where(lags > 0, opts["noise_sigma_rad"] ** 2, 0.0)
+    field = (opts["covariance_model"], opts["atmo_sigma_rad"], opts["atmo_length_px"])
+    gamma = semivariogram(lags, *field)
+    total = semivariogram(lags, *field, nugget=opts["noise_sigma_rad"] ** 2)
     factor = (2.0 / (high - low)) ** 2
     return {"key": "unwrap", "units": "rad^2", "applies_to": "fields without deformation (label 0)",
             "definition": "gamma(h) = 0.5 E[(phi(p + h) - phi(p))^2], h = lag in pixels (isotropic)",

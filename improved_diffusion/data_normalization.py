@@ -49,6 +49,16 @@ def to_db(v: np.ndarray) -> np.ndarray:
                         ).astype(np.float32)
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Model units [-1, 1] -> uint8 as the original: (x + 1) * 127.5, clamped to [0, 255], truncated."""
+    return np.clip((x.astype(np.float32) + 1) * 127.5, 0, 255).astype(np.uint8)
+
+
+def from_uint8(a: np.ndarray) -> np.ndarray:
+    """uint8 levels 0..255 (e.g. 8-bit samples) -> model units [-1, 1] as float32: a / 127.5 - 1."""
+    return a.astype(np.float32) / 127.5 - 1
+
+
 def normalize(v: np.ndarray, norm: dict, channel_axis: int = -1) -> np.ndarray:
     """Stored values -> model values (float32). With ``cos_sin`` the channel axis doubles."""
     v = np.asarray(v, dtype=np.float32)

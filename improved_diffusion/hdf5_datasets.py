@@ -42,10 +42,10 @@ def list_hdf5_files(folder: str | os.PathLike) -> list[str]:
     return files
 
 
-def _check_file(path: str, f: h5py.File, keys: tuple[str, ...], key_data: str, key_other: str | None,
+def _check_file(path: str, f: h5py.File, keys: tuple[str, ...] | None, key_data: str, key_other: str | None,
                 key_class: str | None, image_size: int) -> tuple[int, int]:
-    """Validate one open file; returns (number of examples, channels)."""
-    extra = sorted(set(f.keys()) - set(keys))
+    """Validate one open file (top-level keys only when ``keys`` is given); returns (examples, channels)."""
+    extra = [] if keys is None else sorted(set(f.keys()) - set(keys))
     if extra:
         raise ValueError(f"HDF5 file {path!r} holds keys {extra} that are not in "
                          f"list_keys_hdf5_original={list(keys)}")
@@ -67,12 +67,15 @@ def _check_file(path: str, f: h5py.File, keys: tuple[str, ...], key_data: str, k
     return n, 1 if data.ndim == 3 else data.shape[1]
 
 
-def inspect_hdf5_folder(folder: str | os.PathLike, image_size: int, list_keys_hdf5_original: tuple[str, ...],
-                        key_data: str, key_other: str | None = None, key_class: str | None = None) -> Hdf5Inventory:
-    """Check every file of ``folder`` (keys, shapes, dtypes) and read counts and labels (cheap)."""
-    keys = tuple(list_keys_hdf5_original)
+def inspect_hdf5_folder(folder: str | os.PathLike, image_size: int,
+                        list_keys_hdf5_original: tuple[str, ...] | None, key_data: str, key_other: str | None = None,
+                        key_class: str | None = None) -> Hdf5Inventory:
+    """Check every file of ``folder`` (keys, shapes, dtypes) and read counts and labels (cheap).
+
+    ``list_keys_hdf5_original=None`` (evaluation) skips the check that every top-level key is listed."""
+    keys = None if list_keys_hdf5_original is None else tuple(list_keys_hdf5_original)
     for role, key in (("key_data", key_data), ("key_other", key_other), ("key_class", key_class)):
-        if key is not None and key not in keys:
+        if keys is not None and key is not None and key not in keys:
             raise ValueError(f"{role}={key!r} is not in list_keys_hdf5_original={list(keys)}")
     files, counts, channels, labels = list_hdf5_files(folder), [], set(), []
     for path in files:

@@ -30,7 +30,7 @@ def list_image_files_recursively(data_dir: str | os.PathLike) -> list[str]:
     files = sorted(str(p) for p in root.rglob("*")
                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise ValueError(f"data_dir={str(data_dir)!r} holds no image file; expected one of {IMAGE_EXTENSIONS}")
+        raise ValueError(f"data_dir={str(data_dir)!r} holds no image files; expected one of {IMAGE_EXTENSIONS}")
     return files
 
 
@@ -86,6 +86,16 @@ def _is_8bit(path: str) -> bool:
             return tif.pages[0].dtype == np.uint8
     with Image.open(path) as img:
         return img.mode in ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+
+
+def file_channels(path: str) -> int:
+    """Channels an image file holds natively: 3 for colour (RGB, palette, ...), else 1."""
+    if path.lower().endswith(TIFF_EXTENSIONS):
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape
+        return 3 if len(shape) == 3 and min(shape[0], shape[-1]) >= 3 else 1
+    with Image.open(path) as img:
+        return 3 if img.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr") else 1
 
 
 def read_image(path: str, num_channels: int) -> np.ndarray:
@@ -154,9 +164,10 @@ class ImageDataset(torch.utils.data.Dataset):
 
     x: float32 tensor (N, C, image_size, image_size) in [-1, 1]; cond["y"]: int64 (N,) when
     labels are given. Random crops use ``np.random.default_rng([seed, epoch, index])``.
+    ``image_size=None`` keeps each image at its stored size (evaluation of unresized sets).
     """
 
-    def __init__(self, files: list[str], norm: dict, image_size: int, num_channels: int,
+    def __init__(self, files: list[str], norm: dict, image_size: int | None, num_channels: int,
                  labels: np.ndarray | None = None, crop: bool = False, seed: int = 0):
         self.files, self.norm, self.labels = files, norm, labels
         self.image_size, self.num_channels, self.crop = image_size, num_channels, crop
@@ -174,7 +185,7 @@ class ImageDataset(torch.utils.data.Dataset):
         a = normalize(read_image(path, self.num_channels), self.norm)
         if self.crop:
             a = random_crop(a, self.image_size, np.random.default_rng([self.seed, self.epoch, index]), path)
-        else:
+        elif self.image_size is not None:
             a = resize_center_crop(a, self.image_size)
         return np.ascontiguousarray(np.moveaxis(a, -1, 0))
 

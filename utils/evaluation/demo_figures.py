@@ -3,16 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from datasets.insar_synthetic import covariance  # noqa: E402
-from improved_diffusion.data_normalization import denormalize  # noqa: E402
-from utils.evaluation.array_io import load_image_set  # noqa: E402
-from utils.evaluation.semivariogram import empirical_semivariogram  # noqa: E402
+from utils.evaluation.array_io import load_image_set
+from utils.evaluation.plots import plt
+from utils.evaluation.semivariogram import empirical_semivariogram
+from utils.radar.insar_truth import semivariogram
 
 RELATIVE_TOLERANCE = 0.20  # the acceptance band drawn on the error panel
 
@@ -20,22 +16,23 @@ RELATIVE_TOLERANCE = 0.20  # the acceptance band drawn on the error panel
 def analytic_semivariogram(distance_px: np.ndarray, truth: dict) -> np.ndarray:
     """gamma(h) = C(0) - C(h) + nugget (rad^2) of the generator's field + white noise, h > 0 in px."""
     cov = truth["semivariogram"]["covariance"]
-    c0 = covariance(np.zeros(1), cov["model"], cov["sigma_rad"], cov["length_px"])[0]
-    nugget = truth["semivariogram"]["nugget_noise"]
-    return c0 - covariance(np.asarray(distance_px, float), cov["model"], cov["sigma_rad"], cov["length_px"]) + nugget
+    return semivariogram(distance_px, cov["model"], cov["sigma_rad"], cov["length_px"],
+                         nugget=truth["semivariogram"]["nugget_noise"])
 
 
 def physical_samples(npz: str | Path, data_normalization: dict) -> np.ndarray:
-    """Samples (N, H, W) in physical units (radians) from a samples `.npz` in model units."""
-    return denormalize(np.load(npz)["arr_0"].astype(np.float64), data_normalization)[..., 0]
+    """Samples (N, H, W) float32 in physical units (radians) from a samples `.npz` in model units."""
+    return load_image_set(npz, data_normalization=data_normalization).physical()[..., 0]
 
 
 def analytic_comparison(npz: str | Path, real_dir: str | Path, truth: dict, data_normalization: dict,
                         results: Path, min_lag: float = 2.0) -> dict:
-    """Semivariograms (rad^2) of samples and real fields vs the analytic one; writes
+    """Semivariograms (rad^2) of samples and real fields vs the analytic one, both read as in training
+    and compared in physical units through `data_normalization`; writes
     `semivariogram_vs_truth.png` and returns per-lag relative errors for lags in [min_lag, H/2]."""
     generated = physical_samples(npz, data_normalization)
-    real = load_image_set(real_dir, key_data=truth["semivariogram"]["key"]).images[..., 0].astype(np.float64)
+    real = load_image_set(real_dir, key_data=truth["semivariogram"]["key"], data_normalization=data_normalization
+                          ).physical()[..., 0].astype(np.float64)
     sv = {name: empirical_semivariogram(fields, progress=False) for name, fields in
           (("samples", generated), ("real", real))}
     lags = sv["samples"].mean_distance
@@ -77,7 +74,8 @@ def real_vs_generated_figure(npz: str | Path, real_dir: str | Path, data_normali
                              count: int = 8) -> None:
     """Two rows of `count` fields (real above, generated below) on one colour scale, in radians."""
     generated = physical_samples(npz, data_normalization)[:count]
-    real = load_image_set(real_dir, key_data="unwrap", num_samples=count).images[..., 0]
+    real = load_image_set(real_dir, key_data="unwrap", num_samples=count,
+                          data_normalization=data_normalization).physical()[..., 0]
     limit = float(np.percentile(np.abs(np.concatenate([real.ravel(), generated.ravel()])), 99))
     fig, axes = plt.subplots(2, count, figsize=(1.6 * count, 3.6), layout="constrained")
     for row, (name, fields) in enumerate((("real", real), ("generated", generated))):

@@ -1,8 +1,10 @@
 """Train the classifiers whose features the evaluation uses (VGG16, InceptionV3, DomainCNN).
 
-Images come from a class-labelled folder (class = file name up to the first ``_``), are
-mapped to model units [-1, 1] and then through :func:`utils.evaluation.features.prepare_input`, the
-same transform the feature extractor applies, so training and extraction see identical inputs.
+Images come from a class-labelled folder (class = file name up to the first ``_``), are read
+as diffusion training reads them (``improved_diffusion/image_datasets.py``: same files, classes,
+``data_normalization`` and resizing) and then go through
+:func:`utils.evaluation.features.prepare_input`, the same transform the feature extractor
+applies, so training and extraction see identical inputs.
 """
 from __future__ import annotations
 
@@ -16,29 +18,37 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from utils.evaluation.array_io import class_name_from_file, list_image_files, read_image
+from improved_diffusion.data_normalization import check_normalization
+from improved_diffusion.image_datasets import (
+    ImageDataset,
+    image_normalization,
+    list_image_files_recursively,
+    resolve_class_labels,
+)
 from utils.evaluation.features import head_of, prepare_input
 
 BEST_NAME = "classifier_best.pt"
 
 
 class LabelledImageFiles(Dataset):
-    """Image files with integer labels -> ((C, S, S) float32 in [-1, 1], int64 label).
+    """Image files with integer labels -> ((C, S, S) float32 in model units, int64 label).
 
-    ``load_size`` resizes on reading (None: native size); ``crop`` takes an S x S crop,
-    random when ``random_crop`` (training) else centred (validation).
+    Files are read as training reads them (``ImageDataset``: stored values -> model units by
+    ``norm``, resized as in training to ``load_size``; None: native size); ``crop`` takes an
+    S x S crop, random when ``random_crop`` (training) else centred (validation).
     """
 
-    def __init__(self, files: list[Path], labels: list[int], num_channels: int,
+    def __init__(self, files: list[str], labels: list[int], num_channels: int, norm: dict,
                  load_size: int | None, crop: int | None, random_crop: bool):
         self.files, self.labels = files, labels
-        self.num_channels, self.load_size, self.crop, self.random_crop = num_channels, load_size, crop, random_crop
+        self.reader = ImageDataset(files, norm, load_size, num_channels)
+        self.crop, self.random_crop = crop, random_crop
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = torch.from_numpy(read_image(self.files[i], self.num_channels, self.load_size)).permute(2, 0, 1)
+        img = torch.from_numpy(self.reader.load(i))
         if self.crop is not None:
             h, w = img.shape[1:]
             if h < self.crop or w < self.crop:
@@ -52,25 +62,35 @@ class LabelledImageFiles(Dataset):
         return img.contiguous(), self.labels[i]
 
 
+def _list_files(name: str, folder: str | Path) -> list[str]:
+    try:
+        return list_image_files_recursively(folder)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"{name}={str(folder)!r}: {err}") from err
+
+
 def labelled_datasets(train_dir: str | Path, val_dir: str | Path, num_channels: int, image_size: int,
-                      crop: bool) -> tuple[LabelledImageFiles, LabelledImageFiles, list[str]]:
-    """Training / validation datasets and the sorted class names (from the training folder)."""
-    train_files, val_files = list_image_files(train_dir), list_image_files(val_dir)
-    for name, folder, files in (("data_train_dir", train_dir, train_files), ("data_val_dir", val_dir, val_files)):
-        if not files:
-            raise ValueError(f"{name}={str(folder)!r}: no image files found")
-    class_names = sorted({class_name_from_file(p) for p in train_files})
-    unknown = sorted({class_name_from_file(p) for p in val_files} - set(class_names))
-    if unknown:
-        raise ValueError(f"data_val_dir={str(val_dir)!r}: classes {unknown} absent from the training folder")
+                      crop: bool, data_normalization: dict | None = None
+                      ) -> tuple[LabelledImageFiles, LabelledImageFiles, list[str]]:
+    """Training / validation datasets and the sorted class names (from the training folder).
+
+    ``data_normalization``: stored values -> model units (a training ``metadata.json`` entry);
+    None: the one diffusion training computes for ``train_dir`` (0..255 for 8-bit files)."""
+    train_files, val_files = _list_files("data_train_dir", train_dir), _list_files("data_val_dir", val_dir)
+    class_names, train_labels = resolve_class_labels(train_files)
+    try:
+        _, val_labels = resolve_class_labels(val_files, class_names)
+    except ValueError as err:
+        raise ValueError(f"data_val_dir={str(val_dir)!r}: {err}") from err
     if len(class_names) < 2:
         raise ValueError(f"data_train_dir={str(train_dir)!r}: {len(class_names)} class found, need at least 2")
+    norm = (check_normalization(data_normalization) if data_normalization is not None
+            else image_normalization(train_files, num_channels))
 
-    def make(files, random_crop):
-        labels = [class_names.index(class_name_from_file(p)) for p in files]
-        return LabelledImageFiles(files, labels, num_channels, None if crop else image_size,
+    def make(files, labels, random_crop):
+        return LabelledImageFiles(files, labels.tolist(), num_channels, norm, None if crop else image_size,
                                   image_size if crop else None, random_crop)
-    return make(train_files, True), make(val_files, False), class_names
+    return make(train_files, train_labels, True), make(val_files, val_labels, False), class_names
 
 
 def set_trainable(model: nn.Module, arch: str, train_all_layers: bool) -> list[nn.Parameter]:

@@ -1,4 +1,8 @@
-"""Plots shared by the evaluation modules: mean curves with confidence bands, saved as PNG."""
+"""Plots shared by the evaluation modules: mean curves with confidence bands, saved as PNG.
+
+The one place that chooses the matplotlib backend (Agg: no display needed); every module that
+draws imports ``plt`` from here.
+"""
 from __future__ import annotations
 
 from pathlib import Path

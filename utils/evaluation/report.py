@@ -23,6 +23,7 @@ from utils.evaluation.spectrum import radial_psd
 
 METRICS = ("fid", "precision_recall", "semivariogram", "spectrum", "memorisation")
 FEATURE_METRICS = ("fid", "precision_recall")
+UNITS = ("model", "physical")  # units of the semivariogram / spectrum fields
 
 
 def parse_metrics(metrics: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -42,9 +43,10 @@ def normalization_from(metadata_json: str | None) -> dict | None:
 def load_pair(real: str, generated: str, *, num_samples: int | None, key_data: str | None, num_channels: int | None,
               image_size: int | None, real_scale: float, real_offset: float, seed: int,
               data_normalization: dict | None = None) -> tuple[ImageSet, ImageSet]:
-    """Load the real and generated sets and check that sizes and channels match
-    (``data_normalization`` maps a real HDF5 folder to model units, see :func:`normalization_from`)."""
-    gen = load_image_set(generated, num_samples=num_samples, seed=seed, key_data=key_data)
+    """Load the real and generated sets with the training readers and check that sizes and channels match
+    (``data_normalization``, see :func:`normalization_from`, maps folders to model units as in training)."""
+    gen = load_image_set(generated, num_samples=num_samples, seed=seed, key_data=key_data,
+                         data_normalization=data_normalization)
     channels = num_channels if num_channels is not None else (gen.num_channels if gen.num_channels in (1, 3) else None)
     real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, num_channels=channels,
                               image_size=image_size, data_normalization=data_normalization, scale=real_scale,
@@ -127,7 +129,8 @@ def evaluate_samples(
     image_size: int | None = None,        # resize real image-folder images to this size in px
     real_scale: float = 1.0,              # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
-    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps real HDF5 data
+    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps the real data
+    units: str = "model",                 # semivariogram/spectrum in "model" units or "physical" (metadata_json)
     num_samples: int | None = None,       # random subset size of each set (all when None)
     channel: int = 0,                     # channel used for semivariogram and spectrum
     max_lag: float | None = None,         # semivariogram max lag in px (default half the image side)
@@ -144,6 +147,10 @@ def evaluate_samples(
 ) -> dict:
     """Compute the requested metrics, write ``metrics.json`` + plots; return the metrics dict."""
     names = parse_metrics(metrics)
+    if units not in UNITS:
+        raise ValueError(f"units={units!r}; expected one of {UNITS}")
+    if units == "physical" and metadata_json is None:
+        raise ValueError("units='physical' needs metadata_json (the training metadata.json with data_normalization)")
     out = Path(results_dir)
     _check_results_dir(out, overwrite)
     needs_features = any(m in FEATURE_METRICS for m in names)
@@ -155,8 +162,10 @@ def evaluate_samples(
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
                                   data_normalization=norm)
-    if not 0 <= channel < gen_set.num_channels:
-        raise ValueError(f"channel={channel!r}: the data have {gen_set.num_channels} channel(s)")
+    real_values, gen_values = ((real_set.physical(), gen_set.physical()) if units == "physical"
+                               else (real_set.images, gen_set.images))
+    if not 0 <= channel < gen_values.shape[3]:
+        raise ValueError(f"channel={channel!r}: the data have {gen_values.shape[3]} channel(s) in {units} units")
     out.mkdir(parents=True, exist_ok=True)
     report = {"real": real_set.source, "samples": gen_set.source, "n_real": len(real_set.images),
               "n_generated": len(gen_set.images), "image_shape_hwc": list(gen_set.images.shape[1:])}
@@ -164,7 +173,9 @@ def evaluate_samples(
         report.update(feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
                                       num_bootstrap=num_bootstrap, batch_size=batch_size, cache_dir=cache_dir,
                                       device=device, seed=seed))
-    real_fields, gen_fields = real_set.images[..., channel], gen_set.images[..., channel]
+    if units == "physical":
+        report["field_units"] = "physical"
+    real_fields, gen_fields = real_values[..., channel], gen_values[..., channel]
     if "semivariogram" in names:
         report["semivariogram"] = semivariogram_section(real_fields, gen_fields, out, max_lag=max_lag,
                                                         rescale=rescale, overwrite=overwrite)

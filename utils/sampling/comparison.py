@@ -120,9 +120,7 @@ def feature_score_fn(real: str, extractor_path: str, extractor: str = "domain_cn
 def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
     """One PNG per score (or seconds vs steps when there are no scores): a curve per configuration,
     points annotated with their step counts."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from utils.evaluation.plots import plt
 
     scores = sorted({k for row in results for k in row} - {"label", "config", "steps", "seconds_per_sample"})
     paths = []

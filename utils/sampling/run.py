@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from improved_diffusion.acceleration import autocast, compile_model, memory_format, resolve_amp
 from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
+from improved_diffusion.data_normalization import from_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
 from utils.sampling import sample_io
@@ -75,7 +76,7 @@ def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> 
         raise ValueError(f"url_lr_data: arr_0 has shape {images.shape}; expected (N, {image_size_lr}, "
                          f"{image_size_lr}, {channels}) (NHWC at the model's image_size_lr)")
     if images.dtype == np.uint8:
-        images = images.astype(np.float32) / 127.5 - 1
+        images = from_uint8(images)
     elif np.abs(images).max() > 1 + 1e-3:
         raise ValueError(f"url_lr_data: float images must be in [-1, 1], got values up to {np.abs(images).max():.3g}")
     if labels is not None and len(labels) != len(images):

@@ -18,16 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from improved_diffusion.checkpoint import atomic_write
+from improved_diffusion.data_normalization import from_uint8, to_uint8
 
 
 def npz_name(num_samples: int, image_size: int, channels: int) -> str:
     """`samples_{N}x{H}x{W}x{C}.npz` as the original."""
     return f"samples_{num_samples}x{image_size}x{image_size}x{channels}.npz"
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Model units [-1, 1] -> uint8 as the original: (x + 1) * 127.5, clamped to [0, 255], truncated."""
-    return np.clip((x.astype(np.float32) + 1) * 127.5, 0, 255).astype(np.uint8)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -165,7 +161,7 @@ def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: dict | None) 
     with np.load(npz_path) as data:
         images = data["arr_0"]
         labels = data["arr_1"] if "arr_1" in data else None
-    x = images.astype(np.float32) / 127.5 - 1 if images.dtype == np.uint8 else images.astype(np.float32)
+    x = from_uint8(images) if images.dtype == np.uint8 else images.astype(np.float32)
     unit = "model"
     if data_normalization:
         x, unit = denormalize(x, data_normalization, channel_axis=-1), "physical"
