@@ -137,10 +137,12 @@ def check_image_sizes(image_size: int, image_size_hr: int | None, image_size_lr:
                          "most one (image_size_hr: low-res mode, image_size_lr: super-res mode)")
     hr, lr_size = image_size_hr, image_size_lr
     if hr is not None and (not isinstance(hr, int) or isinstance(hr, bool) or hr <= image_size):
-        _fail("image_size_hr", hr, f"an integer above image_size={image_size} (size read before area downscaling)")
+        raise ValueError(f"image_size_hr={hr!r}; expected an integer > image_size={image_size} "
+                         "(low-res mode: the size read before area downscaling)")
     if lr_size is not None and (not isinstance(lr_size, int) or isinstance(lr_size, bool)
                                 or not 1 <= lr_size < image_size):
-        _fail("image_size_lr", lr_size, f"an integer below image_size={image_size} (super-res conditioning size)")
+        raise ValueError(f"image_size_lr={lr_size!r}; expected an integer >= 1 and < image_size={image_size} "
+                         "(super-res mode: the conditioning size)")
 
 
 def create_model(*, image_size: int, num_input_channels: int, num_model_channels: int, num_res_blocks: int,
