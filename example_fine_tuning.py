@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from improved_diffusion.checkpoint import check_free
 from utils.evaluation.features import ARCHS, build_classifier, load_classifier, replace_head
 from utils.evaluation.fine_tuning import BEST_NAME, labelled_datasets, save_classifier, train_classifier
 
@@ -57,8 +58,7 @@ def main(
     out = Path(out_folder)
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r}: expected one of {ARCHS}")
-    if (out / BEST_NAME).exists() and not overwrite:
-        raise FileExistsError(f"out_folder={out_folder!r} already holds {BEST_NAME}; pass overwrite=True")
+    check_free([out / BEST_NAME], overwrite, key="out_folder")
     if random_init and arch != "domain_cnn":
         raise ValueError(f"random_init=True needs arch='domain_cnn', got arch={arch!r}")
     if arch != "domain_cnn" and weights_path is None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from example_train import SAR_SYNTHETIC, example_main
-from improved_diffusion.script_util import PRESETS
+from improved_diffusion.script_util import apply_preset
 from utils.cli import run_cli
 
 TARGETS: dict[str, dict] = {
-    "sar": {**PRESETS["sar_lowres_128"], "data_train_dir": "sar_tengeop/train", "data_val_dir": "sar_tengeop/val"},
+    "sar": apply_preset("sar_lowres_128", data_train_dir="sar_tengeop/train", data_val_dir="sar_tengeop/val"),
     # built-in data: 64 px synthetic SAR read, area-downscaled to 32 px
     "sar_synthetic": {**SAR_SYNTHETIC, "image_size": 32, "image_size_hr": 64},
 }

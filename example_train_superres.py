@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from example_train import SAR_SYNTHETIC, example_main
-from improved_diffusion.script_util import PRESETS
+from improved_diffusion.script_util import apply_preset
 from utils.cli import run_cli
 
 TARGETS: dict[str, dict] = {
-    "mnist": {**PRESETS["mnist_32"], "image_size_lr": 16, "learn_sigma": True, "data_train_dir": "mnist_train",
-              "data_val_dir": "mnist_test"},
-    "sar": {**PRESETS["sar_superres_128_256"], "data_train_dir": "sar_tengeop/train",
-            "data_val_dir": "sar_tengeop/test"},
+    "mnist": apply_preset("mnist_32", image_size_lr=16, learn_sigma=True, data_train_dir="mnist_train",
+                          data_val_dir="mnist_test"),
+    "sar": apply_preset("sar_superres_128_256", data_train_dir="sar_tengeop/train", data_val_dir="sar_tengeop/test"),
     # built-in data: 64 px synthetic SAR from 32 px, the second stage after example_train_lowres.py (64 -> 32 px)
     "sar_synthetic": {**SAR_SYNTHETIC, "image_size": 64, "image_size_lr": 32},
 }

@@ -20,7 +20,7 @@ import sample_DPM  # noqa: E402
 import train  # noqa: E402
 from datasets import insar_synthetic  # noqa: E402
 from improved_diffusion.checkpoint import ema_checkpoint_name, parse_checkpoint_name  # noqa: E402
-from improved_diffusion.script_util import PRESETS  # noqa: E402
+from improved_diffusion.script_util import PRESETS, apply_preset  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.evaluation.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
 from utils.evaluation.report import evaluate_samples  # noqa: E402
@@ -52,11 +52,10 @@ def latest_model_checkpoint(run_dir: Path) -> Path | None:
     return max(found)[2] if found else None
 
 
-def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, num_epochs: int, batch_size: int, lr: float,
-                   ema_rate: str, amp: str, norm_range: list, seed: int) -> Path:
+def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, image_size: int, num_epochs: int, batch_size: int,
+                   lr: float, ema_rate: str, amp: str, norm_range: list, seed: int) -> Path:
     """Train the demo preset into `run_dir` (resuming an unfinished run); return the final EMA checkpoint."""
     loader = truth["loader_kwargs"]
-    preset = PRESETS["demo"]
     latest = latest_model_checkpoint(run_dir) if run_dir.is_dir() else None
     done = parse_checkpoint_name(latest).epoch + 1 if latest else 0
     final_ema = run_dir / ema_checkpoint_name(ema_rate.split(",")[0], num_epochs - 1)
@@ -68,30 +67,25 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, num_epochs: int, 
                          f"--num_epochs {done} to reuse it, or choose another run_dir")
     print(f"[train] {'resuming ' + str(latest.name) if latest else 'training'} -> {run_dir} "
           f"(tensorboard --logdir {run_dir})")
-    train.main(
-        type_dataset="hdf5", data_train_dir=str(data_dir / "train"), data_val_dir=str(data_dir / "val"),
-        num_epochs=num_epochs, schedule_sampler=preset["schedule_sampler"], lr=lr, batch_size=batch_size,
-        ema_rate=ema_rate, resume_checkpoint=str(latest) if latest else None,
-        image_size=preset["image_size"], num_input_channels=1, num_model_channels=preset["num_model_channels"],
-        num_res_blocks=preset["num_res_blocks"], num_heads=preset["num_heads"],
-        attention_resolutions=preset["attention_resolutions"], dropout=preset["dropout"],
-        learn_sigma=preset["learn_sigma"], diffusion_steps=preset["diffusion_steps"],
-        noise_schedule=preset["noise_schedule"], loss_name=preset["loss_name"], output_type=preset["output_type"],
-        url_folder_experiment=str(run_dir), list_keys_hdf5_original=loader["list_keys_hdf5_original"],
-        key_data=loader["key_data"], normalization="range", norm_range=norm_range,
-        seed=seed, amp=amp, log_interval=50, grid_interval=max(1, round(num_epochs / 4)), keep_checkpoints=2)
+    train.main(**apply_preset(
+        "demo", data_train_dir=str(data_dir / "train"), data_val_dir=str(data_dir / "val"), image_size=image_size,
+        num_epochs=num_epochs, lr=lr, batch_size=batch_size, ema_rate=ema_rate,
+        resume_checkpoint=str(latest) if latest else None, url_folder_experiment=str(run_dir),
+        list_keys_hdf5_original=loader["list_keys_hdf5_original"], key_data=loader["key_data"],
+        normalization="range", norm_range=norm_range,
+        seed=seed, amp=amp, log_interval=50, grid_interval=max(1, round(num_epochs / 4)), keep_checkpoints=2))
     return final_ema
 
 
 def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated when missing, reused otherwise)
          run_dir: str = "models_data/demo_insar",  # checkpoints, metadata.json and tensorboard logs
          results_root: str = "results",  # each run writes a new results_root/demo_<time>/ folder
-         image_size: int = 32,  # side of the synthetic fields in pixels
+         image_size: int = PRESETS["demo"]["image_size"],  # side of the synthetic fields (and the model) in pixels
          n_train: int = 4000,  # synthetic training fields
          num_epochs: int = 7,  # training epochs of the demo model (quality plateaus from epoch 7: bench/RESULTS.md)
-         batch_size: int = 32,  # training batch size
-         lr: float = 5e-4,  # AdamW learning rate
-         ema_rate: str = "0.99",  # EMA rate of the sampled weights (short run: a short memory)
+         batch_size: int = PRESETS["demo"]["batch_size"],  # training batch size
+         lr: float = PRESETS["demo"]["lr"],  # AdamW learning rate
+         ema_rate: str = PRESETS["demo"]["ema_rate"],  # EMA rate of the sampled weights (short run: a short memory)
          norm_range: list = (-3.0, 3.0),  # phase range (rad) mapped to [-1, 1]: about +-3 sigma of the data
          amp: str = "auto",  # mixed precision of training: 'auto' (bf16 where the CPU/GPU has it), 'none' or 'bf16'
          num_samples: int = 512,  # generated fields
@@ -102,7 +96,8 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
     start = time.time()
     data, run = Path(data_dir), Path(run_dir)
     truth = prepare_data(data, image_size, n_train, seed)
-    checkpoint = train_or_reuse(run, data, truth, num_epochs, batch_size, lr, ema_rate, amp, list(norm_range), seed)
+    checkpoint = train_or_reuse(run, data, truth, image_size, num_epochs, batch_size, lr, ema_rate, amp,
+                                list(norm_range), seed)
 
     results = Path(results_root) / time.strftime("demo_%Y%m%d-%H%M%S")
     while results.exists():  # never overwrite an earlier results folder

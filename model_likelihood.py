@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from improved_diffusion.checkpoint import load_model
+from improved_diffusion.checkpoint import check_free, load_model
 from improved_diffusion.data_normalization import from_uint8
 from utils.evaluation.array_io import load_image_set
 
@@ -79,8 +79,7 @@ def calc_model_loss(
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
     if out_json is not None:
-        if Path(out_json).exists() and not overwrite:
-            raise FileExistsError(f"out_json={out_json!r} exists; pass overwrite=True")
+        check_free([out_json], overwrite, key="out_json")
         if Path(out_json).resolve().parent == Path(model_path).resolve().parent:
             raise ValueError(f"out_json={out_json!r}: write results outside the checkpoint folder")
     detected = ("npz" if str(url_dataset).endswith(".npz")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from improved_diffusion.acceleration import resolve_amp
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.dist_util import barrier, cleanup_dist, is_distributed, is_main_process, setup_dist
 from improved_diffusion.resample import create_named_schedule_sampler
@@ -131,8 +130,8 @@ def _train(call: dict, device: torch.device) -> dict:
         args, folder = merge_resume(call, keyword_defaults(main))
     else:
         args, folder = dict(call), Path(call["url_folder_experiment"])
-    validate_call(args)
-    args["amp"] = resolve_amp(args["amp"], device, args["use_fp16"])
+    options = validate_call(args, device)  # amp and EMA rates, resolved once for the run
+    args["amp"] = options["amp"]
     check_output_folder(folder, call["overwrite"], resuming)
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():
@@ -144,14 +143,14 @@ def _train(call: dict, device: torch.device) -> dict:
     model, diffusion = create_model_and_diffusion(args)
     loop = TrainLoop(
         model=model, diffusion=diffusion, data=train_data, val_data=val_data, folder=str(folder),
-        num_epochs=args["num_epochs"], lr=args["lr"], ema_rate=args["ema_rate"], microbatch=args["microbatch"],
+        num_epochs=args["num_epochs"], lr=args["lr"], ema_rate=options["ema_rates"], microbatch=args["microbatch"],
         schedule_sampler=create_named_schedule_sampler(args["schedule_sampler"], diffusion),
         weight_decay=args["weight_decay"], lr_anneal_steps=args["lr_anneal_steps"],
         warmup_steps=args["warmup_steps"], grad_clip=args["grad_clip"], save_interval=args["save_interval"],
         keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=args["amp"],
         fp16_scale_growth=args["fp16_scale_growth"], subset_timesteps=args["subset_timesteps"], seed=args["seed"],
         grid_interval=args["grid_interval"], compile=args["compile"],
-        channels_last=args["channels_last"], device=device)
+        channels_last=args["channels_last"], device=device, options_resolved=True)
     notes = loop.resume(args["resume_checkpoint"]) if resuming else []
 
     # 3. Write: rank 0 prepares the folder and the metadata, then every process trains.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from improved_diffusion.checkpoint import check_free
 from utils.evaluation.features import load_extractor
 from utils.evaluation.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
 
@@ -49,8 +50,8 @@ def main(
     if extractor_path is None:
         raise ValueError("extractor_path=None: give a local extractor file (e.g. classifier_best.pt "
                          "written by example_fine_tuning.py, or a torchvision weights file)")
-    if out_json is not None and Path(out_json).exists() and not overwrite:
-        raise FileExistsError(f"out_json={out_json!r} exists; pass overwrite=True")
+    if out_json is not None:
+        check_free([out_json], overwrite, key="out_json")
     ext = load_extractor(extractor, extractor_path, layer, resize_to)
     real_set, gen_set = load_pair(real, generated, num_samples=num_samples, key_data=key_data,
                                   num_channels=num_channels, image_size=image_size, real_scale=real_scale,

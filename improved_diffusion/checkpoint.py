@@ -1,14 +1,18 @@
-"""Checkpoint files: names (write and parse), metadata, atomic saves and the one `load_model`.
+"""Checkpoint files: names (write and parse), metadata, atomic saves and the one `load_model`; also the
+file helpers every writer shares (`check_free`, `file_sha256`, `code_version`).
 
 Checkpoints are plain UNet state_dicts named as the original trainer names them (docs/original.md#checkpoint-files);
 the model is rebuilt from the single JSON beside them (`metadata.json`, or any one `*.json`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +42,11 @@ CHECKPOINT_PATTERNS: dict[str, re.Pattern] = {
 
 @dataclass(frozen=True)
 class CheckpointName:
-    """What a checkpoint file name says. kind: "model", "ema" or "opt"; None where the name is silent."""
+    """What a checkpoint file name says. kind: "model", "ema" or "opt"; None where the name is silent.
+
+    A model name with its epoch also names a checkpoint set (end of epoch: `step` None, `iteration` =
+    total steps; within epoch: `step`); `model()`, `ema(rate)`, `opt()`, `state()` give the set's file names.
+    """
     kind: str
     epoch: int | None = None
     iteration: int | None = None
@@ -46,6 +54,29 @@ class CheckpointName:
     rate: str | None = None
     vb: float | None = None
     mse: float | None = None
+
+    def model(self) -> str:
+        return model_checkpoint_name(self.epoch, self.iteration or 0, self.vb, self.mse, self.step)
+
+    def ema(self, rate: float) -> str:
+        return ema_checkpoint_name(rate, self.epoch, self.vb, self.mse, self.step)
+
+    def opt(self) -> str:
+        return opt_checkpoint_name(self.epoch, self.vb, self.mse, self.step)
+
+    def state(self) -> str:
+        """`train_state_<model suffix>.pt`: the exact-resume state of the set (train_state.py)."""
+        return "train_state_" + self.model()[len("model_"):]
+
+    def order(self) -> tuple:
+        """Chronological sort key of sets: the steps of epoch E, then the end of epoch E."""
+        return (self.epoch, float("inf") if self.step is None else self.step)
+
+
+def set_name(epoch: int, iteration: int | None = None, step: int | None = None, vb: float | None = None,
+             mse: float | None = None) -> CheckpointName:
+    """The name of a checkpoint set (its model file's name)."""
+    return CheckpointName("model", epoch, iteration, step, None, vb, mse)
 
 
 def parse_checkpoint_name(path: str | os.PathLike) -> CheckpointName:
@@ -92,6 +123,40 @@ def ema_checkpoint_name(rate: float | str, epoch: int, vb: float | None = None, 
 def opt_checkpoint_name(epoch: int, vb: float | None = None, mse: float | None = None,
                         step: int | None = None) -> str:
     return f"opt{epoch}{_suffix(vb, mse, step)}.pt"
+
+
+def check_free(paths: Iterable[str | os.PathLike], overwrite: bool, key: str | None = None) -> None:
+    """FileExistsError naming the first existing path (and the keyword `key` that gave it) unless `overwrite`."""
+    for path in paths:
+        if Path(path).exists() and not overwrite:
+            where = f"{key}: " if key else ""
+            raise FileExistsError(f"{where}{str(path)!r} already exists; pass overwrite=True to replace it")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit of this code when run from a clone, else the installed package version, else "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0:
+            return "git " + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from importlib.metadata import version
+        return "pdm-radar " + version("pdm-radar")
+    except Exception:  # package not installed and no git: say so rather than fail a run
+        return "unknown"
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -313,7 +378,8 @@ def args_from_improved_diffusion(flags: dict, num_input_channels: int = 3) -> di
 
 
 __all__ = [
-    "CheckpointName", "parse_checkpoint_name", "model_checkpoint_name", "ema_checkpoint_name", "opt_checkpoint_name",
+    "CheckpointName", "set_name", "check_free", "file_sha256", "code_version", "parse_checkpoint_name",
+    "model_checkpoint_name", "ema_checkpoint_name", "opt_checkpoint_name",
     "atomic_write", "atomic_torch_save", "write_metadata", "read_metadata", "find_metadata", "infer_architecture",
     "complete_metadata", "load_state_dict", "load_model", "args_from_improved_diffusion", "is_super_res",
 ]

@@ -19,6 +19,7 @@ from improved_diffusion.image_datasets import (
     list_image_files_recursively,
     resolve_class_labels,
 )
+from improved_diffusion.script_util import check_image_sizes
 
 __all__ = ["EpochBatchSampler", "create_dataloader", "denormalize", "set_loader_epoch"]
 
@@ -74,16 +75,6 @@ class ResolutionTransform:
         if self.size_lr is not None:
             cond["low_res"] = F.interpolate(x, size=self.size_lr, mode="area")
         return x, cond
-
-
-def _check_sizes(image_size: int, image_size_hr: int | None, image_size_lr: int | None) -> None:
-    if image_size_hr is not None and image_size_lr is not None:
-        raise ValueError(f"image_size_hr={image_size_hr} and image_size_lr={image_size_lr} both given; "
-                         "expected at most one (low-res mode or super-res mode)")
-    if image_size_hr is not None and image_size_hr <= image_size:
-        raise ValueError(f"image_size_hr={image_size_hr}; expected > image_size={image_size} (low-res mode)")
-    if image_size_lr is not None and image_size_lr >= image_size:
-        raise ValueError(f"image_size_lr={image_size_lr}; expected < image_size={image_size} (super-res mode)")
 
 
 def _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names, norm_stats,
@@ -161,7 +152,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
             raise ValueError(f"{name}={value!r}; expected a positive int")
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers}; expected >= 0")
-    _check_sizes(image_size, image_size_hr, image_size_lr)
+    check_image_sizes(image_size, image_size_hr, image_size_lr)
     read_size = image_size_hr or image_size
     if type_dataset == "image":
         dataset, info = _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names,

@@ -59,9 +59,20 @@ PRESETS: dict[str, dict] = {
              # x_start: near-zero terminal SNR of the cosine chain makes x0 = (x - sigma eps) / alpha
              # ill-conditioned at the noisiest steps; predicting x0 directly keeps few-step sampling stable.
              "output_type": "x_start",
-             "schedule_sampler": "uniform", "lr": 2e-4, "batch_size": 32, "microbatch": -1,
+             # lr and ema_rate of the demo model of `make demo` (main_job.py; bench/RESULTS.md): a short
+             # run, so a high learning rate and a short EMA memory
+             "schedule_sampler": "uniform", "lr": 5e-4, "ema_rate": "0.99", "batch_size": 32, "microbatch": -1,
              "rescale_timesteps": True, "use_scale_shift_norm": True, "type_dataset": "hdf5"},
 }
+
+
+def apply_preset(name: str, **overrides) -> dict:
+    """`train.main` keywords of preset `name` (a key of PRESETS) with `overrides` on top; a new dict
+    (lists copied), so the caller may change it. ValueError naming the presets for an unknown name."""
+    if name not in PRESETS:
+        raise ValueError(f"preset: got {name!r}, expected one of {sorted(PRESETS)}")
+    settings = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in PRESETS[name].items()}
+    return {**settings, **overrides}
 
 
 def with_defaults(args_dic: dict) -> dict:
@@ -115,9 +126,23 @@ def validate_args(args_dic: dict) -> None:
         _fail("output_type", a["output_type"], f"one of {list(OUTPUT_TYPES)}")
     if a["timestep_respacing"]:
         space_timesteps(a["diffusion_steps"], a["timestep_respacing"])
-    lr_size = a.get("image_size_lr")
-    if lr_size is not None and (not isinstance(lr_size, int) or not 1 <= lr_size < size):
-        _fail("image_size_lr", lr_size, f"an integer below image_size ({size})")
+    check_image_sizes(size, a.get("image_size_hr"), a.get("image_size_lr"))
+
+
+def check_image_sizes(image_size: int, image_size_hr: int | None, image_size_lr: int | None) -> None:
+    """Low-res mode (`image_size_hr`: read size, > image_size) or super-res mode (`image_size_lr`:
+    conditioning size, < image_size), at most one; ValueError naming the key otherwise. Sizes in pixels."""
+    if image_size_hr is not None and image_size_lr is not None:
+        raise ValueError(f"image_size_hr={image_size_hr} and image_size_lr={image_size_lr} both given; expected at "
+                         "most one (image_size_hr: low-res mode, image_size_lr: super-res mode)")
+    hr, lr_size = image_size_hr, image_size_lr
+    if hr is not None and (not isinstance(hr, int) or isinstance(hr, bool) or hr <= image_size):
+        raise ValueError(f"image_size_hr={hr!r}; expected an integer > image_size={image_size} "
+                         "(low-res mode: the size read before area downscaling)")
+    if lr_size is not None and (not isinstance(lr_size, int) or isinstance(lr_size, bool)
+                                or not 1 <= lr_size < image_size):
+        raise ValueError(f"image_size_lr={lr_size!r}; expected an integer >= 1 and < image_size={image_size} "
+                         "(super-res mode: the conditioning size)")
 
 
 def create_model(*, image_size: int, num_input_channels: int, num_model_channels: int, num_res_blocks: int,

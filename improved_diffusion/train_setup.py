@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import torch
+
 from .acceleration import resolve_amp
-from .checkpoint import METADATA_NAME, find_metadata, read_metadata
+from .checkpoint import METADATA_NAME, code_version, find_metadata, read_metadata
 from .dist_util import resolve_device
 from .resample import SCHEDULE_SAMPLERS
 from .script_util import ORIGINAL_DEFAULTS, validate_args
@@ -41,8 +42,13 @@ def _check_optional_int(call: dict, key: str, minimum: int) -> None:
         _fail(key, value, f"None or an integer >= {minimum}")
 
 
-def validate_call(call: dict) -> None:
-    """Check every training keyword of `train.main`; raise ValueError naming the key and value."""
+def validate_call(call: dict, device: torch.device | None = None) -> dict:
+    """Check every training keyword of `train.main`; raise ValueError naming the key and value.
+
+    Returns the run options resolved once for the whole run: {"amp": 'none' | 'bf16' | 'fp16' (what
+    'auto' / use_fp16 mean on `device`), "ema_rates": list of floats}. `device`: the run's device,
+    already resolved (None: resolve `call["device"]` here).
+    """
     validate_args(call)
     if call["type_dataset"] not in ("image", "hdf5"):
         _fail("type_dataset", call["type_dataset"], "'image' or 'hdf5'")
@@ -61,22 +67,17 @@ def validate_call(call: dict) -> None:
     mb = call["microbatch"]
     if mb is not None and mb != -1 and (not isinstance(mb, int) or not 1 <= mb <= call["batch_size"]):
         _fail("microbatch", mb, f"-1 (no split) or an integer in 1..batch_size={call['batch_size']}")
-    parse_ema_rates(call["ema_rate"])
+    ema_rates = parse_ema_rates(call["ema_rate"])
     for key in ("save_interval", "keep_checkpoints", "subset_timesteps"):
         _check_optional_int(call, key, 1)
     if call["grad_clip"] is not None and not call["grad_clip"] > 0:
         _fail("grad_clip", call["grad_clip"], "None or a positive max gradient norm")
     if call["fp16_scale_growth"] <= 0:
         _fail("fp16_scale_growth", call["fp16_scale_growth"], "a positive number (log2 loss-scale growth per step)")
-    hr, lr_size, size = call["image_size_hr"], call["image_size_lr"], call["image_size"]
-    if hr is not None and lr_size is not None:
-        raise ValueError(f"image_size_hr={hr} and image_size_lr={lr_size}: give at most one "
-                         "(image_size_hr: low-res mode, image_size_lr: super-res mode)")
-    if hr is not None and (not isinstance(hr, int) or hr <= size):
-        _fail("image_size_hr", hr, f"an integer above image_size={size} (size read before area downscaling)")
     if call["compute_val"] and not call["data_val_dir"]:
         _fail("data_val_dir", call["data_val_dir"], "a validation folder when compute_val is true")
-    resolve_amp(call["amp"], resolve_device(call["device"]), call["use_fp16"])
+    device = resolve_device(call["device"]) if device is None else device
+    return {"amp": resolve_amp(call["amp"], device, call["use_fp16"]), "ema_rates": ema_rates}
 
 
 def _comparable(key: str, value):
@@ -150,10 +151,7 @@ def run_metadata(args: dict, data_info: dict) -> dict:
     extra = {k: v for k, v in args.items() if k not in meta and k not in NOT_STORED and k not in HDF5_KEYS}
     meta.update(extra)
     meta.update(data_info)
-    try:
-        meta["code_version"] = version("pdm-radar")
-    except PackageNotFoundError:
-        meta["code_version"] = None
+    meta["code_version"] = code_version()
     return meta
 
 

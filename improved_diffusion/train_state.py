@@ -15,46 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import (
-    CHECKPOINT_PATTERNS,
-    atomic_torch_save,
-    ema_checkpoint_name,
-    model_checkpoint_name,
-    opt_checkpoint_name,
-    parse_checkpoint_name,
-)
+from .checkpoint import CHECKPOINT_PATTERNS, CheckpointName, atomic_torch_save, parse_checkpoint_name
 
 STATE_FORMAT = 1
 RESUMABLE_PATTERNS = [p for p in CHECKPOINT_PATTERNS if p.startswith("model_epoch=")]
 
 
-@dataclass(frozen=True)
-class SetName:
-    """Identity of a checkpoint set: end of epoch (`step` None, `iteration` = total steps) or within epoch."""
-    epoch: int
-    iteration: int | None = None
-    step: int | None = None
-    vb: float | None = None
-    mse: float | None = None
-
-    def model(self) -> str:
-        return model_checkpoint_name(self.epoch, self.iteration or 0, self.vb, self.mse, self.step)
-
-    def ema(self, rate: float) -> str:
-        return ema_checkpoint_name(rate, self.epoch, self.vb, self.mse, self.step)
-
-    def opt(self) -> str:
-        return opt_checkpoint_name(self.epoch, self.vb, self.mse, self.step)
-
-    def state(self) -> str:
-        return "train_state_" + self.model()[len("model_"):]
-
-    def order(self) -> tuple:
-        """Chronological sort key: the steps of epoch E, then the end of epoch E."""
-        return (self.epoch, float("inf") if self.step is None else self.step)
-
-
-def parse_resume_name(path: str | os.PathLike) -> SetName:
+def parse_resume_name(path: str | os.PathLike) -> CheckpointName:
     """The set a model checkpoint belongs to; ValueError naming the accepted patterns otherwise."""
     try:
         parsed = parse_checkpoint_name(path)
@@ -64,13 +31,13 @@ def parse_resume_name(path: str | os.PathLike) -> SetName:
             parsed.iteration is None and parsed.step is None):
         raise ValueError(f"resume_checkpoint: got {str(path)!r}, expected a model checkpoint named "
                          + " or ".join(RESUMABLE_PATTERNS) + " (EMA and optimizer files are found beside it)")
-    return SetName(parsed.epoch, parsed.iteration, parsed.step, parsed.vb, parsed.mse)
+    return parsed
 
 
 @dataclass
 class TrainState:
     """Counters and random state of a run at a checkpoint (saved as `train_state_*.pt`)."""
-    epoch: int                      # epoch being trained (== SetName.epoch)
+    epoch: int                      # epoch being trained (== CheckpointName.epoch of the set)
     step_total: int                 # optimizer steps done since the start of the run
     step_in_epoch: int | None    # steps done in `epoch` for a within-epoch set, None at epoch end
     world_size: int = 1
@@ -90,7 +57,7 @@ class TrainState:
         return cls(**{k: v for k, v in data.items() if k != "format"})
 
 
-def save_checkpoint_set(folder: str | os.PathLike, name: SetName, model_state: dict, ema_states: dict,
+def save_checkpoint_set(folder: str | os.PathLike, name: CheckpointName, model_state: dict, ema_states: dict,
                         opt_state: dict, train_state: TrainState) -> Path:
     """Write EMA files (rate -> state_dict), optimizer, train state, then the model file; return its path."""
     folder = Path(folder)
@@ -105,7 +72,7 @@ def save_checkpoint_set(folder: str | os.PathLike, name: SetName, model_state: d
 @dataclass
 class ResumeFiles:
     """The files of one set found on disk; None where the set lacks one (e.g. an original-code folder)."""
-    name: SetName
+    name: CheckpointName
     model: Path
     ema: dict          # rate -> Path or None
     opt: Path | None
@@ -130,7 +97,7 @@ def load_train_state(path: str | os.PathLike) -> TrainState:
     return TrainState.from_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
-def list_sets(folder: str | os.PathLike) -> list[SetName]:
+def list_sets(folder: str | os.PathLike) -> list[CheckpointName]:
     """Checkpoint sets in `folder` (one per resumable model file), oldest first."""
     names = []
     for path in Path(folder).glob("model_epoch=*.pt"):
@@ -138,10 +105,10 @@ def list_sets(folder: str | os.PathLike) -> list[SetName]:
             names.append(parse_resume_name(path))
         except ValueError:
             continue
-    return sorted(names, key=SetName.order)
+    return sorted(names, key=CheckpointName.order)
 
 
-def prune_sets(folder: str | os.PathLike, keep: int, ema_rates: list[float]) -> list[SetName]:
+def prune_sets(folder: str | os.PathLike, keep: int, ema_rates: list[float]) -> list[CheckpointName]:
     """Delete all but the `keep` newest sets (model file first, so no model is left without its
     companions); return the deleted sets."""
     old = list_sets(folder)[:-keep] if keep > 0 else []
@@ -163,6 +130,12 @@ def parse_ema_rates(ema_rate: float | str | list) -> list[float]:
     return rates
 
 
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed that depends on every part (numpy SeedSequence hashing)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+def derive_seed(*parts: int, bits: int = 63) -> int:
+    """A seed that depends on every part (numpy SeedSequence hashing): the first 64-bit word of the state,
+    shifted to 63 bits (`bits=63`, torch generators of training) or its low 32 bits (`bits=32`, sampling batches)."""
+    word = int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0])
+    if bits == 63:
+        return word >> 1
+    if bits == 32:
+        return word & 0xFFFFFFFF
+    raise ValueError(f"bits: got {bits!r}, expected 63 or 32")

@@ -23,13 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .acceleration import autocast, compile_model, memory_format, resolve_amp
-from .checkpoint import load_state_dict
+from .checkpoint import CheckpointName, load_state_dict, set_name
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
 from .nn import update_ema
 from .resample import LossSecondMomentResampler, UniformSampler
 from .train_logging import Logger, MetricAccumulator, ema_samples
 from .train_state import (
-    SetName,
     TrainState,
     derive_seed,
     find_set_files,
@@ -56,19 +55,24 @@ class EpochData:
 
 class TrainLoop:
     """Train `model` on `data` for epochs `start_epoch .. num_epochs - 1`, writing checkpoint sets to
-    `folder`."""
+    `folder`.
+
+    `amp` ('none', 'bf16', 'fp16', 'auto') and `ema_rate` (float, comma string or list) are resolved here,
+    unless `options_resolved`: then they are the values `train_setup.validate_call` resolved for the run
+    (`amp` a mode of `acceleration.AMP_DTYPES`, `ema_rate` a list of floats) and are used as given.
+    """
 
     def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, num_epochs: int,
-                 lr: float, ema_rate: float | str = "0.9999", microbatch: int = -1, schedule_sampler=None,
+                 lr: float, ema_rate: float | str | list[float] = "0.9999", microbatch: int = -1, schedule_sampler=None,
                  weight_decay: float = 0.0, lr_anneal_steps: int = 0, warmup_steps: int = 0,
                  grad_clip: float | None = None, save_interval: int | None = None,
                  keep_checkpoints: int | None = None, log_interval: int = 100, amp: str = "none",
                  fp16_scale_growth: float = 1e-3,
                  val_data: EpochData | None = None, subset_timesteps: int | None = None, seed: int = 0,
                  grid_interval: int = 1, compile: bool = False, channels_last: bool = False,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", options_resolved: bool = False):
         self.device = torch.device(device)
-        self.amp = resolve_amp(amp, self.device)
+        self.amp = amp if options_resolved else resolve_amp(amp, self.device)
         # channels_last before the EMA copies and the optimizer state are made, so all share one layout
         self.memory_format = memory_format(channels_last)
         self.model = model.to(self.device, memory_format=self.memory_format)
@@ -83,7 +87,7 @@ class TrainLoop:
         # The original added fp16_scale_growth to log2(scale) per good step: doubling every 1/growth steps.
         self.scaler = (torch.amp.GradScaler("cuda", growth_interval=max(1, round(1 / fp16_scale_growth)))
                        if self.amp == "fp16" else None)
-        self.ema_rates = parse_ema_rates(ema_rate)
+        self.ema_rates = list(ema_rate) if options_resolved else parse_ema_rates(ema_rate)
         self.params = list(self.model.parameters())
         self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.ema_rates]
         # foreach: one multi-tensor update instead of a Python loop over parameters (torch only
@@ -267,7 +271,7 @@ class TrainLoop:
             ema_states[rate] = {**model_state, **{n: _host_copy(p) for n, p in zip(names, ema)}}
         return model_state, ema_states
 
-    def _save(self, name: SetName, epoch: int, step_in_epoch: int | None) -> None:
+    def _save(self, name: CheckpointName, epoch: int, step_in_epoch: int | None) -> None:
         self._check_finite(self.step_total)
         state = TrainState(epoch=epoch, step_total=self.step_total, step_in_epoch=step_in_epoch,
                            world_size=self.world_size, seed=self.seed, best_score=self.best_score,
@@ -350,7 +354,7 @@ class TrainLoop:
                 self._log(epoch, bar)
             stop = bool(self.lr_anneal_steps) and self.step_total >= self.lr_anneal_steps
             if (self.save_interval and step % self.save_interval == 0) or stop:
-                self._save(SetName(epoch, step=step), epoch, step)
+                self._save(set_name(epoch, step=step), epoch, step)
             if stop:
                 bar.close()
                 return False
@@ -373,7 +377,7 @@ class TrainLoop:
             if self.best_score is not None and not val["vb"] < self.best_score:
                 return
             self.best_score = val["vb"]
-        self._save(SetName(epoch, self.step_total, vb=vb, mse=mse), epoch, None)
+        self._save(set_name(epoch, self.step_total, vb=vb, mse=mse), epoch, None)
 
     def run(self) -> dict:
         """Train to `num_epochs`; return {"checkpoint": last model file written, "step_total", "epochs"}."""

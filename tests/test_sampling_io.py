@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from improved_diffusion.checkpoint import check_free
 from improved_diffusion.data_normalization import make_normalization
 from utils.sampling import sample_io
 
@@ -44,5 +45,5 @@ def test_uint8_png_grid_and_hdf5_units(tmp_path):
 def test_check_free(tmp_path):
     (tmp_path / "a").write_text("x")
     with pytest.raises(FileExistsError, match="overwrite"):
-        sample_io.check_free([tmp_path / "b", tmp_path / "a"], overwrite=False)
-    sample_io.check_free([tmp_path / "a"], overwrite=True)
+        check_free([tmp_path / "b", tmp_path / "a"], overwrite=False)
+    check_free([tmp_path / "a"], overwrite=True)

@@ -31,6 +31,8 @@ from torch import nn
 from torchvision.models import inception_v3, vgg16
 from tqdm import tqdm
 
+from improved_diffusion.checkpoint import file_sha256
+
 ARCHS = ("inception", "vgg16", "domain_cnn")
 INCEPTION_BLOCK_ENDS = {64: "maxpool1", 192: "maxpool2", 768: "Mixed_6e", 2048: "Mixed_7c"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -155,15 +157,6 @@ def load_classifier(path: str | Path, arch: str | None = None) -> tuple[nn.Modul
     return model, meta
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class FeatureExtractor(nn.Module):
     """(N, C, H, W) batch in model units -> (N, dim) features; see :func:`load_extractor`."""
 
@@ -227,7 +220,7 @@ def load_extractor(extractor: str, extractor_path: str | Path, layer: int | None
     if extractor not in ARCHS:
         raise ValueError(f"extractor={extractor!r}: expected one of {ARCHS}")
     model, _ = load_classifier(extractor_path, arch=extractor)
-    return FeatureExtractor(model, extractor, layer, resize_to, file_digest(extractor_path))
+    return FeatureExtractor(model, extractor, layer, resize_to, file_sha256(extractor_path))
 
 
 def extract_cached(extractor: FeatureExtractor, images: np.ndarray, cache_dir: str | Path | None = None,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from improved_diffusion.checkpoint import check_free
 from utils.evaluation.array_io import check_compatible
 from utils.evaluation.features import FeatureExtractor
 from utils.evaluation.plots import plt
@@ -64,8 +65,7 @@ def plot_closest_pairs(generated: np.ndarray, train: np.ndarray, distance: np.nd
     """Save a PNG: the ``num_pairs`` generated samples closest to the training set (top row)
     above their nearest training images (bottom row), titled with the distance. Channel 0 shown."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
+    check_free([path], overwrite, key="path")
     order = np.argsort(distance)[:num_pairs]
     fig, axes = plt.subplots(2, len(order), figsize=(1.6 * len(order), 3.6), squeeze=False)
     for col, i in enumerate(order):

@@ -13,14 +13,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first: no display needed)
 import numpy as np  # noqa: E402
 
+from improved_diffusion.checkpoint import check_free  # noqa: E402
+
 
 def plot_mean_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str | Path, *,
                      xlabel: str, ylabel: str, title: str = "", log_x: bool = False, log_y: bool = False,
                      overwrite: bool = False) -> Path:
     """Save a PNG of ``{label: (x, mean, standard_error)}`` curves with 95 % bands (mean ± 1.96 SE)."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
+    check_free([path], overwrite, key="path")
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, (x, mean, se) in curves.items():
         line, = ax.plot(x, mean, label=label)

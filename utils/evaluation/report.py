@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.checkpoint import read_metadata
+from improved_diffusion.checkpoint import check_free, read_metadata
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
 from utils.evaluation.fid import fid_from_features
@@ -77,8 +77,7 @@ def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
         if (results_dir / "metadata.json").exists() or any(results_dir.glob("*.pt")):
             raise ValueError(f"results_dir={str(results_dir)!r} is a checkpoint folder (metadata.json / *.pt); "
                              "choose a separate results folder")
-        if (results_dir / "metrics.json").exists() and not overwrite:
-            raise FileExistsError(f"results_dir={str(results_dir)!r} already holds metrics.json; pass overwrite=True")
+        check_free([results_dir / "metrics.json"], overwrite, key="results_dir")
 
 
 def semivariogram_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
@@ -101,8 +100,7 @@ def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_di
     """Radially averaged PSDs of (N, H, W) real and generated fields: CSV, PNG and a summary dict."""
     res = {k: radial_psd(f, rescale=rescale) for k, f in (("real", real_fields), ("generated", gen_fields))}
     path = results_dir / "spectrum.csv"
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True")
+    check_free([path], overwrite)
     table = np.column_stack([res["real"].frequency, res["real"].psd, res["real"].psd_se,
                              res["generated"].psd, res["generated"].psd_se])
     np.savetxt(path, table, delimiter=",", comments="", fmt="%.10g",

@@ -24,6 +24,8 @@ import scipy.fft
 import scipy.sparse
 from tqdm import tqdm
 
+from improved_diffusion.checkpoint import check_free
+
 
 @dataclass
 class Semivariogram:
@@ -165,8 +167,7 @@ CSV_COLUMNS = ("lags", "mean_distance", "gamma", "gamma_se", "n_fields", "pair_c
 def write_semivariogram_csv(result: Semivariogram, path: str | Path, overwrite: bool = False) -> Path:
     """Write the pooled per-lag columns ``CSV_COLUMNS`` (lags in px) to a CSV file."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"path={str(path)!r} exists; pass overwrite=True to replace it")
+    check_free([path], overwrite, key="path")
     table = np.column_stack([getattr(result, c) for c in CSV_COLUMNS])
     np.savetxt(path, table, delimiter=",", header=",".join(CSV_COLUMNS), comments="", fmt="%.10g")
     return path

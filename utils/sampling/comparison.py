@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from improved_diffusion.checkpoint import load_model
+from improved_diffusion.checkpoint import check_free, load_model
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
+from improved_diffusion.train_state import derive_seed
 from sample import chain_sampler
 from sample_DPM import ode_sampler
 from utils.cli import run_cli
@@ -28,8 +29,7 @@ from utils.evaluation.array_io import load_image_set
 from utils.evaluation.features import load_extractor
 from utils.evaluation.fid import fid_from_features
 from utils.evaluation.precision_recall import precision_recall
-from utils.sampling.run import batch_seed, choose_labels
-from utils.sampling.sample_io import check_free
+from utils.sampling.run import choose_labels
 
 DEFAULT_CONFIGS = [
     {"sampler": "ddim", "label": "DDIM"},
@@ -79,7 +79,7 @@ def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int
             sample_batch, images, seconds = _sampler(config, steps), [], 0.0
             for b, lo in enumerate(range(0, num_samples, batch_size)):
                 hi = min(lo + batch_size, num_samples)
-                generator = torch.Generator(device).manual_seed(batch_seed(seed, b))
+                generator = torch.Generator(device).manual_seed(derive_seed(seed, b, bits=32))
                 dtype = torch.float64 if config["sampler"] == "dpm" else torch.float32
                 x_T = torch.randn((hi - lo, channels, size, size), generator=generator, device=device, dtype=dtype)
                 y = None if labels is None else torch.as_tensor(labels[lo:hi], device=device)

@@ -11,10 +11,18 @@ import torch
 from tqdm.auto import tqdm
 
 from improved_diffusion.acceleration import autocast, compile_model, memory_format, resolve_amp
-from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
+from improved_diffusion.checkpoint import (
+    check_free,
+    code_version,
+    file_sha256,
+    find_metadata,
+    load_model,
+    read_metadata,
+)
 from improved_diffusion.data_normalization import from_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
+from improved_diffusion.train_state import derive_seed
 from utils.sampling import sample_io
 
 # sample_batch(denoiser, x_T, generator) -> x0 (N, C, H, W), the sampler of a run
@@ -84,11 +92,6 @@ def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> 
     return np.ascontiguousarray(np.moveaxis(images.astype(np.float32), -1, 1)), labels
 
 
-def batch_seed(seed: int, batch: int) -> int:
-    """Independent, reproducible seed of batch `batch` (resuming redraws exactly the same batches)."""
-    return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
-
-
 def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: str, num_samples: int,
                  batch_size: int, seed: int, device, url_save_path: str, sample_class=None,
                  clip_denoised: bool = True, max_clip_val: float = 1.0, threshold_ratio: float | None = None,
@@ -126,7 +129,7 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     npz_path = out_dir / sample_io.npz_name(num_samples, size, channels)
     outputs = [npz_path, npz_path.with_suffix(".json")] + [npz_path.with_suffix(".png")] * plot + [
         npz_path.with_suffix(".hdf5")] * save_hdf5
-    sample_io.check_free(outputs, overwrite)
+    check_free(outputs, overwrite)
 
     model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
     model.to(memory_format=memory_format(channels_last))
@@ -143,7 +146,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         if store.done(b):
             continue
         lo, hi = b * batch_size, min((b + 1) * batch_size, num_samples)
-        generator = torch.Generator(device).manual_seed(batch_seed(seed, b))
+        # per-batch seed: resuming redraws exactly the same batches
+        generator = torch.Generator(device).manual_seed(derive_seed(seed, b, bits=32))
         y = None if labels is None else torch.as_tensor(labels[lo:hi], device=device)
         lr = None if low_res is None else torch.as_tensor(low_res[lo:hi], device=device)
         denoiser = Denoiser(network, diffusion, y=y, low_res=lr, clip_denoised=clip_denoised,
@@ -166,7 +170,7 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
     store.remove()
     sample_io.write_provenance(npz_path.with_suffix(".json"), {
-        **config, "checkpoint_sha256": sample_io.file_sha256(model_path), "code_version": sample_io.code_version(),
+        **config, "checkpoint_sha256": file_sha256(model_path), "code_version": code_version(),
         "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
         "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
         "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",

@@ -7,10 +7,7 @@ stays bounded by one batch and an interrupted run resumes at the first missing s
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,36 +23,6 @@ def npz_name(num_samples: int, image_size: int, channels: int) -> str:
     return f"samples_{num_samples}x{image_size}x{image_size}x{channels}.npz"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def code_version() -> str:
-    """The git commit of this code when run from a clone, else the installed package version."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode == 0:
-            return "git " + out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        from importlib.metadata import version
-        return "pdm-radar " + version("pdm-radar")
-    except Exception:  # package not installed and no git: say so rather than fail a sampling run
-        return "unknown"
-
-
-def check_free(paths: Iterable[Path], overwrite: bool) -> None:
-    """FileExistsError naming the first existing path unless `overwrite`."""
-    for path in paths:
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
 
 
 class ShardStore:
