@@ -9,41 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from improved_diffusion.noise_schedule import grid_from_indices
-from improved_diffusion.respace import space_timesteps
-from improved_diffusion.samplers import sample_ancestral, sample_ddim
+from improved_diffusion.sampler_choice import chain_sampler, sampling_grid
 from utils.cli import run_cli
-from utils.sampling.run import SampleBatch, run_sampling
-
-
-def sampling_grid(num_timesteps: int, sampling_steps: int | None, timestep_respacing: str | None) -> torch.Tensor:
-    """Decreasing chain indices ending with the step to clean data: the full chain by default, the
-    trailing grid of `sampling_steps` steps, or an explicit respacing spec ("ddimN", "trailingN", "a,b,c")."""
-    if timestep_respacing:
-        indices = space_timesteps(num_timesteps, timestep_respacing)
-        if sampling_steps is not None and sampling_steps != len(indices):
-            raise ValueError(f"sampling_steps={sampling_steps} disagrees with timestep_respacing="
-                             f"{timestep_respacing!r} ({len(indices)} steps); give one of them")
-    elif sampling_steps is not None:
-        if not 1 <= sampling_steps <= num_timesteps:
-            raise ValueError(f"sampling_steps must be in [1, {num_timesteps}], got {sampling_steps}")
-        indices = space_timesteps(num_timesteps, f"trailing{sampling_steps}")
-    else:
-        indices = range(num_timesteps)
-    return grid_from_indices(indices)
-
-
-def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: int | None = None,
-                  timestep_respacing: str | None = None, progress: bool = False) -> SampleBatch:
-    """sample_batch(denoiser, x_T, generator) running DDIM or the ancestral sampler over chain indices."""
-    def sample_batch(denoiser, x_T, generator):
-        grid = sampling_grid(denoiser.schedule.num_timesteps, sampling_steps, timestep_respacing)
-        if use_ddim:
-            return sample_ddim(denoiser, x_T, grid, denoiser.schedule, eta, generator, progress)
-        return sample_ancestral(denoiser, x_T, grid, denoiser.schedule, denoiser.variance, generator, progress)
-    return sample_batch
+from utils.sampling.run import run_sampling
 
 
 def main_sample(

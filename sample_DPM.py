@@ -11,32 +11,9 @@ from pathlib import Path
 
 import torch
 
-from improved_diffusion.noise_schedule import GRIDS
-from improved_diffusion.samplers import ALGORITHMS, METHODS, dpm_solver_sample, singlestep_orders
+from improved_diffusion.sampler_choice import ode_sampler
 from utils.cli import run_cli
-from utils.sampling.run import SampleBatch, run_sampling
-
-
-def check_ode_options(algorithm_type: str, method_type: str, skip_type: str, order: int, sample_steps: int,
-                      denoise_to_zero: bool) -> None:
-    """ValueError for any unsupported solver option (before anything is loaded)."""
-    for name, value, allowed in (("algorithm_type", algorithm_type, ALGORITHMS), ("method_type", method_type, METHODS),
-                                 ("skip_type", skip_type, tuple(GRIDS)), ("order", order, (1, 2, 3))):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    if not isinstance(sample_steps, int) or sample_steps < 1:
-        raise ValueError(f"sample_steps must be a positive int, got {sample_steps!r}")
-    if method_type == "adaptive" and order == 1:
-        raise ValueError("method_type='adaptive' needs order 2 or 3, got 1")
-    if method_type == "singlestep_fixed":
-        singlestep_orders(sample_steps - int(denoise_to_zero), order, fixed=True)
-
-
-def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBatch:
-    """sample_batch(denoiser, x_T, generator) solving the ODE with `dpm_solver_sample(..., **solver)`."""
-    def sample_batch(denoiser, x_T, generator):
-        return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)
-    return sample_batch
+from utils.sampling.run import run_sampling
 
 
 def sample_from_ODE(
@@ -73,13 +50,13 @@ def sample_from_ODE(
     progress: bool = True,  # progress bars
 ) -> Path:
     """Sample from a checkpoint by solving the probability-flow ODE; returns the path of the `.npz`."""
-    check_ode_options(algorithm_type, method_type, skip_type, order, sample_steps, denoise_to_zero)
     solver = dict(algorithm_type=algorithm_type, method_type=method_type, order=order, skip_type=skip_type,
                   lambda_min=lambda_min, denoise_to_zero=denoise_to_zero, lower_order_final=lower_order_final,
                   atol=atol, rtol=rtol)
 
+    sample_batch = ode_sampler(sample_steps, progress, **solver)  # checks the options before loading
     provenance = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver}
-    return run_sampling(ode_sampler(sample_steps, progress, **solver), provenance,
+    return run_sampling(sample_batch, provenance,
                         model_path=model_path, num_samples=num_samples, batch_size=batch_size, seed=seed,
                         device=device, url_save_path=url_save_path, sample_class=sampled_class,
                         clip_denoised=clip_denoised, max_clip_val=max_clip_val,

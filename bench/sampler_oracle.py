@@ -17,9 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from improved_diffusion.denoiser import Denoiser  # noqa: E402
-from improved_diffusion.noise_schedule import DiscreteSchedule, grid_from_indices  # noqa: E402
-from improved_diffusion.respace import space_timesteps  # noqa: E402
-from improved_diffusion.samplers import dpm_solver_sample, sample_ddim  # noqa: E402
+from improved_diffusion.noise_schedule import DiscreteSchedule  # noqa: E402
+from improved_diffusion.sampler_choice import chain_sampler, ode_sampler  # noqa: E402
 from improved_diffusion.script_util import create_gaussian_diffusion  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
@@ -71,13 +70,11 @@ def main(out_json: str = "", nfes: list = (5, 10, 20, 50)) -> dict:
         x0_exact = MU + S * (x_T - math.sqrt(ab_T) * MU) / math.sqrt(ab_T * S * S + 1 - ab_T)
         for nfe in nfes:
             row = {"schedule": schedule_name, "nfe": int(nfe)}
-            ddim_grid = grid_from_indices(space_timesteps(T, f"trailing{nfe}"))
-            runs = [("ddim", lambda g=ddim_grid, d=denoiser: sample_ddim(d, x_T, g, d.schedule))]
-            runs += [(label, lambda kw=kw, d=denoiser, n=int(nfe): dpm_solver_sample(d, x_T, n, **kw))
-                     for label, kw in CONFIGS]
-            for label, run in runs:
+            runs = [("ddim", chain_sampler(True, sampling_steps=int(nfe)))]
+            runs += [(label, ode_sampler(int(nfe), **kw)) for label, kw in CONFIGS]
+            for label, sample_batch in runs:
                 denoiser.nfe = 0
-                row[label] = float((run() - x0_exact).pow(2).mean().sqrt())
+                row[label] = float((sample_batch(denoiser, x_T, None) - x0_exact).pow(2).mean().sqrt())
                 if denoiser.nfe != nfe:
                     raise RuntimeError(f"{label} made {denoiser.nfe} network calls instead of {nfe}")
             results.append(row)

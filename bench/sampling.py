@@ -21,9 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from improved_diffusion.acceleration import native_bf16  # noqa: E402
 from improved_diffusion.denoiser import Denoiser  # noqa: E402
 from improved_diffusion.dist_util import resolve_device  # noqa: E402
+from improved_diffusion.sampler_choice import chain_sampler, ode_sampler  # noqa: E402
 from improved_diffusion.script_util import PRESETS, create_model_and_diffusion  # noqa: E402
-from sample import chain_sampler  # noqa: E402
-from sample_DPM import ode_sampler  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 SAMPLERS = {"DDIM-50": (lambda: chain_sampler(True, sampling_steps=50), torch.float32),

@@ -13,7 +13,7 @@ import torch
 
 from .gaussian_diffusion import ModelMeanType, ModelVarType
 from .noise_schedule import DiscreteSchedule
-from .samplers import dynamic_threshold
+from .samplers import dynamic_threshold, learned_range_fraction, x0_from_eps
 
 VARIANCE_NAMES = {ModelVarType.FIXED_SMALL: "fixed_small", ModelVarType.FIXED_LARGE: "fixed_large",
                   ModelVarType.LEARNED_RANGE: "learned_range"}
@@ -77,7 +77,7 @@ class Denoiser:
         v = None
         if self.variance == "learned_range":
             out, v_raw = out.split(x.shape[1], dim=1)
-            v = (v_raw + 1) / 2
+            v = learned_range_fraction(v_raw)
         x0 = self._to_x0(x, t, out)
         if self.threshold_ratio is not None:
             x0 = dynamic_threshold(x0, self.threshold_ratio, self.max_clip_val)
@@ -89,8 +89,8 @@ class Denoiser:
         mean_type = self.diffusion.model_mean_type
         if mean_type == ModelMeanType.START_X:
             return out
-        if mean_type == ModelMeanType.EPSILON:  # x_t = alpha_t x0 + sigma_t eps (DDPM eq. 4)
-            return (x - self.schedule.sigma(t).to(x) * out) / self.schedule.alpha(t).to(x)
+        if mean_type == ModelMeanType.EPSILON:
+            return x0_from_eps(self.schedule, x, out, t)
         # x_{t-1} = coef1 x0 + coef2 x_t (DDPM eq. 7), defined at chain indices only
         i = round(float(t))
         coef1, coef2 = self.diffusion.posterior_mean_coef1[i], self.diffusion.posterior_mean_coef2[i]

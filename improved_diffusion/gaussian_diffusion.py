@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 
 from .losses import discretized_gaussian_log_likelihood, normal_kl
 from .nn import mean_flat
+from .noise_schedule import CLEAN
+from .samplers import ancestral_step, ddim_step, learned_range_fraction, learned_range_log_variance
 
 NOISE_SCHEDULES = ("linear", "cosine")
 
@@ -102,7 +104,6 @@ class GaussianDiffusion:
         alphas = 1.0 - betas
         self.alphas_cumprod = np.cumprod(alphas)
         self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
-        self.alphas_cumprod_next = np.append(self.alphas_cumprod[1:], 0.0)
         self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
         self.log_one_minus_alphas_cumprod = np.log(1.0 - self.alphas_cumprod)
@@ -175,8 +176,7 @@ class GaussianDiffusion:
             else:  # IDDPM eq. 15, v in [-1, 1] mapped to [0, 1]
                 min_log = _extract_into_tensor(self.posterior_log_variance_clipped, t, x.shape)
                 max_log = _extract_into_tensor(np.log(self.betas), t, x.shape)
-                frac = (var_values + 1) / 2
-                model_log_variance = frac * max_log + (1 - frac) * min_log
+                model_log_variance = learned_range_log_variance(learned_range_fraction(var_values), max_log, min_log)
             model_variance = torch.exp(model_log_variance)
         else:
             if self.model_var_type == ModelVarType.FIXED_LARGE:
@@ -227,47 +227,43 @@ class GaussianDiffusion:
             return torch.stack([torch.randn(x.shape[1:], generator=g, dtype=x.dtype) for g in generator]).to(x.device)
         return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
-    @staticmethod
-    def _nonzero_mask(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """1 where t > 0, 0 at the last step (no noise is added there), shaped (N, 1, ..., 1)."""
-        return (t != 0).float().reshape(-1, *([1] * (x.ndim - 1)))
+    def _step(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool, max_clip_val: float,
+              model_kwargs: dict | None, generator, ddim: bool, eta: float = 0.0) -> dict:
+        """One step x_t -> x_{t-1} at chain indices t (N,) int64 through the one sampler implementation
+        (`samplers.ddim_step` / `samplers.ancestral_step` over a `Denoiser`), examples grouped by t.
+        The noise is drawn for the whole batch (`_noise_like`) and is zero at t = 0."""
+        from .denoiser import Denoiser  # denoiser.py imports this module
+
+        kwargs = dict(model_kwargs or {})
+        if set(kwargs) - {"y", "low_res"}:
+            raise ValueError(f"model_kwargs: expected only 'y' and 'low_res', got {sorted(kwargs)}")
+        mean, std, pred_xstart = torch.empty_like(x), torch.zeros_like(x), torch.empty_like(x)
+        for i in torch.unique(t).tolist():
+            rows = t == i
+            den = Denoiser(model, self, clip_denoised=clip_denoised, max_clip_val=max_clip_val,
+                           **{k: v[rows] for k, v in kwargs.items()})
+            t_i, s_i = (torch.tensor(float(v), dtype=torch.float64) for v in (i, i - 1 if i > 0 else CLEAN))
+            if ddim:
+                mean[rows], std_i, pred_xstart[rows] = ddim_step(den, x[rows], t_i, s_i, den.schedule, eta)
+            else:
+                mean[rows], std_i, pred_xstart[rows] = ancestral_step(den, x[rows], t_i, s_i, den.schedule,
+                                                                      den.variance)
+            if std_i is not None:
+                std[rows] = std_i
+        return {"sample": mean + std * self._noise_like(x, generator), "pred_xstart": pred_xstart}
 
     def p_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True, max_clip_val: float = 1,
-                 denoised_fn: Callable | None = None, model_kwargs: dict | None = None,
-                 generator: torch.Generator | None = None) -> dict:
-        """One ancestral step x_t -> x_{t-1} = mean + exp(log_var / 2) z (DDPM Algorithm 2)."""
-        out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
-        noise = self._noise_like(x, generator)
-        sample = out["mean"] + self._nonzero_mask(t, x) * torch.exp(0.5 * out["log_variance"]) * noise
-        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+                 model_kwargs: dict | None = None, generator=None) -> dict:
+        """One ancestral step x_t -> x_{t-1} (`samplers.ancestral_step`) for x (N, C, H, W), t (N,) int64:
+        dict of `sample` and `pred_xstart` shaped like x. `generator`: see `_noise_like`."""
+        return self._step(model, x, t, clip_denoised, max_clip_val, model_kwargs, generator, ddim=False)
 
     def ddim_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
-                    max_clip_val: float = 1, denoised_fn: Callable | None = None,
-                    model_kwargs: dict | None = None, eta: float = 0.0,
-                    generator: torch.Generator | None = None) -> dict:
-        """One DDIM step x_t -> x_{t-1} (DDIM eq. 12, sigma from eq. 16 scaled by eta)."""
-        out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
-        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
-        alpha_bar = _extract_into_tensor(self.alphas_cumprod, t, x.shape)
-        alpha_bar_prev = _extract_into_tensor(self.alphas_cumprod_prev, t, x.shape)
-        sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
-                 * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
-        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps
-        noise = self._noise_like(x, generator)
-        sample = mean_pred + self._nonzero_mask(t, x) * sigma * noise
-        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
-
-    def ddim_reverse_sample(self, model, x: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True,
-                            max_clip_val: float = 1, denoised_fn: Callable | None = None,
-                            model_kwargs: dict | None = None, eta: float = 0.0) -> dict:
-        """Deterministic DDIM inversion x_t -> x_{t+1} (the ODE of DDIM eq. 14 run forwards)."""
-        if eta != 0.0:
-            raise ValueError(f"ddim_reverse_sample is deterministic: eta must be 0, got {eta}")
-        out = self.p_mean_variance(model, x, t, clip_denoised, max_clip_val, denoised_fn, model_kwargs)
-        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
-        alpha_bar_next = _extract_into_tensor(self.alphas_cumprod_next, t, x.shape)
-        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
-        return {"sample": mean_pred, "pred_xstart": out["pred_xstart"]}
+                    max_clip_val: float = 1, model_kwargs: dict | None = None, eta: float = 0.0,
+                    generator=None) -> dict:
+        """One DDIM step x_t -> x_{t-1} (`samplers.ddim_step`) for x (N, C, H, W), t (N,) int64: dict of
+        `sample` and `pred_xstart` shaped like x. `generator`: see `_noise_like`."""
+        return self._step(model, x, t, clip_denoised, max_clip_val, model_kwargs, generator, ddim=True, eta=eta)
 
     def _sample_loop_progressive(self, step, model, shape, noise, device, progress, generator, **step_kwargs
                                  ) -> Iterator[dict]:
@@ -283,36 +279,33 @@ class GaussianDiffusion:
             img = out["sample"]
 
     def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1,
-                                  denoised_fn=None, model_kwargs=None, device=None, progress=False,
-                                  generator=None) -> Iterator[dict]:
+                                  model_kwargs=None, device=None, progress=False, generator=None) -> Iterator[dict]:
         """Yield the output of `p_sample` at every step, from t = T-1 down to 0."""
         yield from self._sample_loop_progressive(
             self.p_sample, model, shape, noise, device, progress, generator,
-            clip_denoised=clip_denoised, max_clip_val=max_clip_val, denoised_fn=denoised_fn,
-            model_kwargs=model_kwargs)
+            clip_denoised=clip_denoised, max_clip_val=max_clip_val, model_kwargs=model_kwargs)
 
-    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1, denoised_fn=None,
-                      model_kwargs=None, device=None, progress=False, generator=None) -> torch.Tensor:
+    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1, model_kwargs=None,
+                      device=None, progress=False, generator=None) -> torch.Tensor:
         """Ancestral sampling over the whole chain; returns x_0 of shape `shape`."""
-        for out in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, max_clip_val, denoised_fn,
-                                                  model_kwargs, device, progress, generator):
+        for out in self.p_sample_loop_progressive(model, shape, noise, clip_denoised, max_clip_val, model_kwargs,
+                                                  device, progress, generator):
             final = out
         return final["sample"]
 
     def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1,
-                                     denoised_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0,
+                                     model_kwargs=None, device=None, progress=False, eta=0.0,
                                      generator=None) -> Iterator[dict]:
         """Yield the output of `ddim_sample` at every step of this chain."""
         yield from self._sample_loop_progressive(
             self.ddim_sample, model, shape, noise, device, progress, generator,
-            clip_denoised=clip_denoised, max_clip_val=max_clip_val, denoised_fn=denoised_fn,
-            model_kwargs=model_kwargs, eta=eta)
+            clip_denoised=clip_denoised, max_clip_val=max_clip_val, model_kwargs=model_kwargs, eta=eta)
 
-    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1, denoised_fn=None,
-                         model_kwargs=None, device=None, progress=False, eta=0.0, generator=None) -> torch.Tensor:
+    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, max_clip_val=1, model_kwargs=None,
+                         device=None, progress=False, eta=0.0, generator=None) -> torch.Tensor:
         """DDIM sampling over every step of this chain (respace the chain for fewer steps)."""
-        for out in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, max_clip_val, denoised_fn,
-                                                     model_kwargs, device, progress, eta, generator):
+        for out in self.ddim_sample_loop_progressive(model, shape, noise, clip_denoised, max_clip_val, model_kwargs,
+                                                     device, progress, eta, generator):
             final = out
         return final["sample"]
 

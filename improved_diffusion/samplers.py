@@ -11,12 +11,13 @@ denoiser's prediction, so it costs one network evaluation like every other step.
 The trajectory keeps x's dtype (pass float64 to integrate in float64).
 """
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .noise_schedule import DiscreteSchedule, make_grid
+from .noise_schedule import GRIDS, DiscreteSchedule, make_grid
 
 ALGORITHMS = ("dpmsolver", "dpmsolver++")
 _STAGES = {1: [], 2: [0.5], 3: [1 / 3, 2 / 3]}  # intermediate lambda fractions r of singlestep DPM-Solver-k
@@ -31,11 +32,38 @@ def _is_clean(schedule: DiscreteSchedule, t: torch.Tensor) -> bool:
     return float(schedule.sigma(t)) == 0.0
 
 
+def eps_from_x0(schedule: DiscreteSchedule, x: torch.Tensor, x0: torch.Tensor, t) -> torch.Tensor:
+    """eps = (x_t - alpha_t x0) / sigma_t, inverting x_t = alpha_t x0 + sigma_t eps (DDPM eq. 4); x's dtype."""
+    return (x - schedule.alpha(t).to(x) * x0) / schedule.sigma(t).to(x)
+
+
+def x0_from_eps(schedule: DiscreteSchedule, x: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
+    """x0 = (x_t - sigma_t eps) / alpha_t, inverting x_t = alpha_t x0 + sigma_t eps (DDPM eq. 4); x's dtype."""
+    return (x - schedule.sigma(t).to(x) * eps) / schedule.alpha(t).to(x)
+
+
+def learned_range_fraction(raw: torch.Tensor) -> torch.Tensor:
+    """The network's variance output v_raw in [-1, 1] mapped to the interpolation fraction v in [0, 1]."""
+    return (raw + 1) / 2
+
+
+def learned_range_log_variance(v, log_beta, log_beta_tilde):
+    """log sigma^2 = v log beta + (1 - v) log beta_tilde (IDDPM eq. 15); floats or broadcastable tensors."""
+    return v * log_beta + (1 - v) * log_beta_tilde
+
+
 def _prediction(schedule: DiscreteSchedule, x: torch.Tensor, x0: torch.Tensor, t, algorithm: str) -> torch.Tensor:
-    """The quantity the solver integrates: x0 (dpmsolver++) or eps = (x - alpha x0) / sigma (dpmsolver)."""
+    """The quantity the solver integrates: x0 (dpmsolver++) or eps (dpmsolver)."""
     if algorithm == "dpmsolver++":
         return x0
-    return (x - schedule.alpha(t).to(x) * x0) / schedule.sigma(t).to(x)
+    return eps_from_x0(schedule, x, x0, t)
+
+
+def _add_noise(mean: torch.Tensor, std, generator: torch.Generator | None) -> torch.Tensor:
+    """mean + std z with z ~ N(0, I) drawn from `generator`; mean itself when std is None (no draw)."""
+    if std is None:
+        return mean
+    return mean + std * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
 
 
 def _phi(k: int, z: float) -> float:
@@ -74,44 +102,60 @@ def _taylor_coeffs(history: Sequence[tuple[float, torch.Tensor]]) -> list[torch.
     return [sum(float(inv[j, i]) * F for i, (_, F) in enumerate(history)) for j in range(len(history))]
 
 
+def ddim_step(denoiser: Callable, x: torch.Tensor, t, s, schedule: DiscreteSchedule, eta: float = 0.0):
+    """One DDIM step t -> s (Song et al. 2021, eq. 12; sigma from eq. 16 scaled by eta): returns
+    (mean shaped like x, std: float or None when the step is deterministic, x0_hat)."""
+    x0 = denoiser(x, t)
+    eps = eps_from_x0(schedule, x, x0, t)
+    ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
+    sigma_eta = eta * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
+    mean = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma_eta ** 2, 0.0)) * eps
+    return mean, (sigma_eta if sigma_eta > 0 else None), x0
+
+
+def ancestral_step(denoiser, x: torch.Tensor, t, s, schedule: DiscreteSchedule, variance: str = "fixed_large"):
+    """One ancestral step t -> s (DDPM Algorithm 2): q(x_s | x_t, x0_hat) with beta = 1 - alpha_bar_t /
+    alpha_bar_s (DDPM eqs. 6-7, the respaced chain of IDDPM section 4). Returns (mean shaped like x,
+    std: float, tensor shaped like x (learned_range) or None on the step to clean data, x0_hat)."""
+    x0, v = denoiser.predict(x, t)
+    ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
+    beta = 1 - ab_t / ab_s
+    coef_x0, coef_x = math.sqrt(ab_s) * beta / (1 - ab_t), math.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t)
+    mean = coef_x0 * x0 + coef_x * x
+    if _is_clean(schedule, s):
+        return mean, None, x0
+    beta_tilde = beta * (1 - ab_s) / (1 - ab_t)
+    if variance == "learned_range":
+        std = torch.exp(0.5 * learned_range_log_variance(v, math.log(beta), math.log(beta_tilde)))
+    else:
+        std = math.sqrt(beta if variance == "fixed_large" else beta_tilde)
+    return mean, std, x0
+
+
+VARIANCES = ("fixed_small", "fixed_large", "learned_range")
+
+
 def sample_ddim(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
                 eta: float = 0.0, generator: torch.Generator | None = None, progress: bool = False
                 ) -> torch.Tensor:
-    """DDIM (Song et al. 2021, eq. 12; sigma from eq. 16 scaled by eta) along `grid`; eta = 0 is the ODE."""
+    """DDIM (`ddim_step`) along `grid`; eta = 0 is the ODE. x (N, C, H, W) -> clean sample, x's dtype."""
     for t, s in _steps(grid, progress, "DDIM"):
-        x0 = denoiser(x, t)
-        eps = (x - schedule.alpha(t).to(x) * x0) / schedule.sigma(t).to(x)
-        ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
-        sigma_eta = eta * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
-        x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma_eta ** 2, 0.0)) * eps
-        if sigma_eta > 0:
-            x = x + sigma_eta * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        mean, std, _ = ddim_step(denoiser, x, t, s, schedule, eta)
+        x = _add_noise(mean, std, generator)
     return x
 
 
 def sample_ancestral(denoiser, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
                      variance: str = "fixed_large", generator: torch.Generator | None = None,
                      progress: bool = False) -> torch.Tensor:
-    """Ancestral sampling (DDPM Algorithm 2) along integer times `grid` ending at -1: each step
-    t -> s draws from q(x_s | x_t, x0_hat) with beta = 1 - alpha_bar_t / alpha_bar_s (DDPM eqs. 6-7,
-    the respaced chain of IDDPM section 4). `variance`: "fixed_small" (posterior beta_tilde),
-    "fixed_large" (beta) or "learned_range" (IDDPM eq. 15 with the denoiser's fraction v)."""
-    if variance not in ("fixed_small", "fixed_large", "learned_range"):
-        raise ValueError(f"variance must be fixed_small, fixed_large or learned_range, got {variance!r}")
+    """Ancestral sampling (`ancestral_step`) along integer times `grid` ending at -1. `variance`:
+    "fixed_small" (posterior beta_tilde), "fixed_large" (beta) or "learned_range" (IDDPM eq. 15 with
+    the denoiser's fraction v). x (N, C, H, W) -> clean sample, x's dtype."""
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
     for t, s in _steps(grid, progress, "ancestral"):
-        x0, v = denoiser.predict(x, t)
-        ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
-        beta = 1 - ab_t / ab_s
-        coef_x0, coef_x = math.sqrt(ab_s) * beta / (1 - ab_t), math.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t)
-        x_mean = coef_x0 * x0 + coef_x * x
-        if _is_clean(schedule, s):
-            return x_mean
-        beta_tilde = beta * (1 - ab_s) / (1 - ab_t)
-        if variance == "learned_range":
-            std = torch.exp(0.5 * (v * math.log(beta) + (1 - v) * math.log(beta_tilde)))
-        else:
-            std = math.sqrt(beta if variance == "fixed_large" else beta_tilde)
-        x = x_mean + std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        mean, std, _ = ancestral_step(denoiser, x, t, s, schedule, variance)
+        x = _add_noise(mean, std, generator)
     return x
 
 
@@ -137,7 +181,7 @@ def sample_dpm_singlestep(denoiser: Callable, x: torch.Tensor, grid: torch.Tenso
                           schedule: DiscreteSchedule, algorithm: str = "dpmsolver++", progress: bool = False
                           ) -> torch.Tensor:
     """Singlestep DPM-Solver(++) with orders[i] (1-3) on interval i of `grid`; sum(orders) network calls."""
-    _check(algorithm, max(orders))
+    check_solver_options(algorithm, "singlestep", max(orders))
     if len(orders) != len(grid) - 1:
         raise ValueError(f"need one order per grid interval: {len(orders)} orders for {len(grid) - 1} intervals")
     for (t, s), order in zip(_steps(grid, progress, f"{algorithm} singlestep"), orders):
@@ -159,7 +203,7 @@ def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor
     `max_step_ratio` times the current step per point (extrapolating from far points is unstable, as for
     any variable-step multistep method). With `lower_order_final` the order is also capped by the number
     of steps left."""
-    _check(algorithm, order)
+    check_solver_options(algorithm, "multistep", order)
     history: list[tuple[float, torch.Tensor]] = []
     num_steps = len(grid) - 1
     for i, (t, s) in enumerate(_steps(grid, progress, f"{algorithm} multistep")):
@@ -184,9 +228,7 @@ def sample_dpm_adaptive(denoiser: Callable, x: torch.Tensor, schedule: DiscreteS
     """Adaptive step size DPM-Solver-12 / -23 (DPM-Solver section 4.1, Algorithm 4): a step of order
     `order` (2 or 3) is accepted when its RMS distance to the embedded lower-order solution, scaled by
     max(atol, rtol |x|), is <= 1; h (in lambda) is updated as theta h E^(-1/order)."""
-    if order not in (2, 3):
-        raise ValueError(f"adaptive DPM-Solver needs order 2 or 3, got {order}")
-    _check(algorithm, order)
+    check_solver_options(algorithm, "adaptive", order)
     t_start = schedule.num_timesteps - 1 if t_start is None else t_start
     t, lam_end = torch.tensor(float(t_start), dtype=torch.float64), float(schedule.lambda_(t_end))
     h, x_prev = h_init, x
@@ -200,13 +242,6 @@ def sample_dpm_adaptive(denoiser: Callable, x: torch.Tensor, schedule: DiscreteS
             x, x_prev, t = x_high, x_low, s
         h = min(theta * h * max(err, 1e-12) ** (-1 / order), lam_end - float(schedule.lambda_(t)))
     return denoiser(x, t) if to_clean else x
-
-
-def _check(algorithm: str, order: int) -> None:
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm_type must be one of {ALGORITHMS}, got {algorithm!r}")
-    if order not in (1, 2, 3):
-        raise ValueError(f"order must be 1, 2 or 3, got {order}")
 
 
 def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995, max_val: float = 1.0) -> torch.Tensor:
@@ -229,6 +264,22 @@ def singlestep_orders(budget: int, order: int, fixed: bool) -> list[int]:
     return [order] * (budget // order) + ([budget % order] if budget % order else [])
 
 
+def check_solver_options(algorithm_type: str = "dpmsolver++", method_type: str = "multistep", order: int = 3,
+                         skip_type: str = "logSNR", steps: int = 1, denoise_to_zero: bool = True) -> None:
+    """ValueError (one line) for any unsupported DPM-Solver option; the one check of `dpm_solver_sample`'s
+    options, also run by `sampler_choice.ode_sampler` before a checkpoint is loaded."""
+    for name, value, allowed in (("algorithm_type", algorithm_type, ALGORITHMS), ("method_type", method_type, METHODS),
+                                 ("skip_type", skip_type, tuple(GRIDS)), ("order", order, (1, 2, 3))):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"sample_steps must be a positive int, got {steps!r}")
+    if method_type == "adaptive" and order == 1:
+        raise ValueError("method_type='adaptive' needs order 2 or 3, got 1")
+    if method_type == "singlestep_fixed":
+        singlestep_orders(steps - int(denoise_to_zero), order, fixed=True)
+
+
 def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str = "dpmsolver++",
                       method_type: str = "multistep", order: int = 3, skip_type: str = "logSNR",
                       lambda_min: float | None = -3.0, denoise_to_zero: bool = True,
@@ -237,11 +288,7 @@ def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str
     """Solve the probability-flow ODE from x at time T-1 with `steps` network calls (the adaptive method
     chooses its own number). `denoiser` needs a `.schedule` (a `Denoiser`). With `denoise_to_zero` the
     last call maps the state at index 0 to clean data; otherwise the output is the state at index 0."""
-    if method_type not in METHODS:
-        raise ValueError(f"method_type must be one of {METHODS}, got {method_type!r}")
-    _check(algorithm_type, order)
-    if steps < 1:
-        raise ValueError(f"sample_steps must be >= 1, got {steps}")
+    check_solver_options(algorithm_type, method_type, order, skip_type, steps, denoise_to_zero)
     schedule, final = denoiser.schedule, int(denoise_to_zero)
     if method_type == "adaptive":
         return sample_dpm_adaptive(denoiser, x, schedule, order, algorithm_type, to_clean=denoise_to_zero,

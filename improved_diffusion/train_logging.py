@@ -10,8 +10,9 @@ import time
 
 import torch
 
+from .denoiser import Denoiser
 from .dist_util import all_reduce_sum
-from .respace import SpacedDiffusion, space_timesteps
+from .sampler_choice import chain_sampler
 
 QUARTILES = 4
 GRID_STEPS = 50  # DDIM steps of the tensorboard sample grids
@@ -108,22 +109,15 @@ class Logger:
             self.writer.close()
 
 
-def grid_diffusion(diffusion, steps: int):
-    """The training chain respaced to `steps` trailing steps, for quick DDIM sample grids."""
-    if diffusion.num_timesteps <= steps or diffusion.num_timesteps != diffusion.original_num_steps:
-        return diffusion
-    return SpacedDiffusion(space_timesteps(diffusion.num_timesteps, f"trailing{steps}"), betas=diffusion.betas,
-                           model_mean_type=diffusion.model_mean_type, model_var_type=diffusion.model_var_type,
-                           loss_type=diffusion.loss_type, rescale_timesteps=diffusion.rescale_timesteps)
-
-
 @torch.no_grad()
 def ema_samples(model: torch.nn.Module, ema_params: list, diffusion, shape: tuple, model_kwargs: dict,
                 device: torch.device, seed: int) -> torch.Tensor:
-    """DDIM samples (shape, float32 model units) from a copy of `model` carrying the EMA weights."""
+    """DDIM samples (shape, float32 model units) on the trailing grid of `GRID_STEPS` steps (the whole chain
+    when it is shorter) from a copy of `model` carrying the EMA weights; model_kwargs: `y` and/or `low_res`."""
     ema_model = copy.deepcopy(model).eval()
     for p, e in zip(ema_model.parameters(), ema_params):
         p.copy_(e)
     generator = torch.Generator(device).manual_seed(seed)
-    return grid_diffusion(diffusion, GRID_STEPS).ddim_sample_loop(ema_model, shape, model_kwargs=model_kwargs,
-                                                                   device=device, generator=generator)
+    x_T = torch.randn(*shape, generator=generator, device=device)
+    sample_batch = chain_sampler(True, sampling_steps=min(GRID_STEPS, diffusion.num_timesteps))
+    return sample_batch(Denoiser(ema_model, diffusion, **model_kwargs), x_T, generator)

@@ -21,9 +21,8 @@ from tqdm.auto import tqdm
 from improved_diffusion.checkpoint import check_free, load_model
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
+from improved_diffusion.sampler_choice import chain_sampler, ode_sampler
 from improved_diffusion.train_state import derive_seed
-from sample import chain_sampler
-from sample_DPM import ode_sampler
 from utils.cli import run_cli
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.features import load_extractor

@@ -22,11 +22,9 @@ from improved_diffusion.checkpoint import (
 from improved_diffusion.data_normalization import from_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
+from improved_diffusion.sampler_choice import SampleBatch
 from improved_diffusion.train_state import derive_seed
 from utils.sampling import sample_io
-
-# sample_batch(denoiser, x_T, generator) -> x0 (N, C, H, W), the sampler of a run
-SampleBatch = Callable[[Denoiser, torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def read_run_metadata(model_path: str, diffusion_steps: int | None) -> dict:
