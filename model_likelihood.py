@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from improved_diffusion.checkpoint import check_free, load_model
 from improved_diffusion.data_normalization import from_uint8
+from utils.changed_defaults import notice_changed_default
 from utils.evaluation.array_io import load_image_set
 
 GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-bit
@@ -75,7 +76,10 @@ def calc_model_loss(
     overwrite: bool = False,            # replace an existing out_json
     progress: bool = True,              # tqdm progress bar
 ) -> dict:
-    """Mean bits/dim of the dataset under the checkpoint; returns (and optionally writes) a report."""
+    """Mean bits/dim of the dataset under the checkpoint; returns (and optionally writes) a report.
+
+    The report keeps the original's ``vb_loss`` (mean total bits/dim) and ``mse_xstart_loss`` (mean x0 MSE)
+    beside ``bpd_mean`` / ``xstart_mse_mean``."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
     if out_json is not None:
@@ -87,13 +91,15 @@ def calc_model_loss(
     if data_type not in (None, detected):
         raise ValueError(f"data_type={data_type!r}, but url_dataset={url_dataset!r} holds {detected} data")
     model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
-    keys = None if list_keys_hdf5_original is None else tuple(list_keys_hdf5_original)
+    keys = tuple(list_keys_hdf5_original) if list_keys_hdf5_original else None  # the original's [] = no check
     if key_data is None and keys is not None:
         key_data = keys[0]
     trained_t = int(args_dic["diffusion_steps"])
     if diffusion_steps is not None and diffusion_steps != trained_t:
         warnings.warn(f"diffusion_steps={diffusion_steps} differs from the training chain (T={trained_t}): "
                       "this is the bound of a re-discretised model, not of the trained one", stacklevel=2)
+    if diffusion_steps is None and trained_t != 100:
+        notice_changed_default("likelihood.diffusion_steps")
     T = diffusion.num_timesteps
     if subset_timesteps is not None and not 1 <= subset_timesteps <= T:
         raise ValueError(f"subset_timesteps={subset_timesteps!r}: expected 1..{T} or None")
@@ -128,7 +134,9 @@ def calc_model_loss(
               "diffusion_steps": T, "trained_diffusion_steps": trained_t, "seed": seed,
               "quantity": ("bits/dim of 8-bit data" if on_grid else
                            "bits/dim of the data quantised to 256 levels on [-1, 1] (clipped)"),
-              "xstart_mse_mean": float(xstart_mse.mean()), "prior_bpd_mean": float(prior.mean())}
+              "xstart_mse_mean": float(xstart_mse.mean()), "prior_bpd_mean": float(prior.mean()),
+              # the original's keys: mean total bits/dim (a partial sum with subset_timesteps), mean x0 MSE
+              "vb_loss": float(total.mean()), "mse_xstart_loss": float(xstart_mse.mean())}
     if subset_timesteps is None:
         report.update(bpd_mean=float(total.mean()), bpd_se=float(total.std(ddof=1) / np.sqrt(len(total)))
                       if len(total) > 1 else None, bpd_without_decoder=float((total - vb[:, -1]).mean()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from improved_diffusion.sampler_choice import chain_sampler, sampling_grid
+from utils.changed_defaults import notice_changed_default
 from utils.cli import run_cli
 from utils.sampling.run import run_sampling
 
@@ -47,6 +48,14 @@ def main_sample(
         raise ValueError(f"eta={eta} only applies to DDIM; pass use_ddim=True")
 
     sample_batch = chain_sampler(use_ddim, eta, sampling_steps, timestep_respacing, progress)
+
+    def check(T: int) -> None:
+        sampling_grid(T, sampling_steps, timestep_respacing)
+        if diffusion_steps is None and sampling_steps is None and timestep_respacing is None and T != 100:
+            notice_changed_default("sample.diffusion_steps")
+        if url_lr_data is not None and not shift_to_lr_mean:
+            notice_changed_default("superres.shift_to_lr_mean")
+
     sampler_info = {"sampler": "ddim" if use_ddim else "ancestral", "eta": eta if use_ddim else None,
                     "sampling_steps": sampling_steps, "timestep_respacing": timestep_respacing}
     return run_sampling(sample_batch, sampler_info, model_path=model_path, num_samples=num_samples,
@@ -56,7 +65,7 @@ def main_sample(
                         url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean, amp=amp,
                         channels_last=channels_last, compile=compile, overwrite=overwrite,
                         progress=progress,
-                        check=lambda T: sampling_grid(T, sampling_steps, timestep_respacing))
+                        check=check)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from improved_diffusion.sampler_choice import ode_sampler
+from utils.changed_defaults import notice_changed_default
 from utils.cli import run_cli
 from utils.sampling.run import run_sampling
 
@@ -55,6 +56,11 @@ def sample_from_ODE(
                   atol=atol, rtol=rtol)
 
     sample_batch = ode_sampler(sample_steps, progress, **solver)  # checks the options before loading
+    for key, changed in (("dpm.algorithm_type", algorithm_type == "dpmsolver++"),
+                         ("dpm.skip_type", skip_type == "logSNR"),
+                         ("superres.shift_to_lr_mean", url_lr_data is not None and not shift_to_lr_mean)):
+        if changed:
+            notice_changed_default(key)
     provenance = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver}
     return run_sampling(sample_batch, provenance,
                         model_path=model_path, num_samples=num_samples, batch_size=batch_size, seed=seed,

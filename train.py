@@ -63,7 +63,7 @@ def main(
         use_checkpoint: bool = False,  # gradient checkpointing (less memory, more compute)
         use_scale_shift_norm: bool = True,  # FiLM-style time conditioning after GroupNorm
         url_folder_experiment: str = "./models_data/first_try/",  # output folder: metadata, checkpoints, tensorboard
-        list_keys_hdf5_original: list[str] = ("wrap", "unwrap"),  # keys allowed in the HDF5 files
+        list_keys_hdf5_original: list[str] | None = ("wrap", "unwrap"),  # keys allowed in the HDF5 files (None: any)
         key_data: str = "unwrap",  # HDF5 key of the data to model
         key_other: str | None = None,  # HDF5 key used to count examples cheaply
         compute_val: bool = False,  # validation bits/dim each epoch; then only improving epochs are saved
@@ -108,7 +108,7 @@ def _loaders(args: dict, device: torch.device) -> tuple[EpochData, EpochData | N
                   num_channels=args["num_input_channels"], batch_size=args["batch_size"],
                   class_cond=args["class_cond"], num_class=args["num_class"], crop=args["crop"],
                   image_size_hr=args["image_size_hr"], image_size_lr=args["image_size_lr"],
-                  list_keys_hdf5_original=tuple(args["list_keys_hdf5_original"]), key_data=args["key_data"],
+                  list_keys_hdf5_original=args["list_keys_hdf5_original"], key_data=args["key_data"],
                   key_other=args["key_other"], key_class=args["key_class"], normalization=args["normalization"],
                   norm_range=args["norm_range"], nan_policy=args["nan_policy"],
                   phase_as_cos_sin=args["phase_as_cos_sin"], db=args["db"], num_workers=args["num_workers"],

@@ -120,7 +120,7 @@ def _hdf5_dataset(data_dir, num_channels, read_size, class_cond, num_class, clas
             hdf5_normalization(inv, key_data, normalization, norm_range, nan_policy, phase_as_cos_sin))
     dataset = Hdf5Dataset(inv, key_data, norm, nan_policy=nan_policy, use_labels=class_cond)
     info = {"class_names": class_names if class_cond else None, "data_normalization": norm,
-            "hdf5_keys": {"list_keys_hdf5_original": list(keys), "key_data": key_data,
+            "hdf5_keys": {"list_keys_hdf5_original": None if keys is None else list(keys), "key_data": key_data,
                           "key_other": key_other, "key_class": key_class}, "nan_policy": nan_policy}
     return dataset, info
 
@@ -129,7 +129,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                       batch_size: int, class_cond: bool = False, num_class: int | None = None,
                       class_names: list[str] | None = None, crop: bool = False, image_size_hr: int | None = None,
                       image_size_lr: int | None = None,
-                      list_keys_hdf5_original: tuple[str, ...] = ("wrap", "unwrap"), key_data: str = "unwrap",
+                      list_keys_hdf5_original: tuple[str, ...] | None = ("wrap", "unwrap"), key_data: str = "unwrap",
                       key_other: str | None = None, key_class: str | None = None, normalization: str = "none",
                       norm_range: tuple[float, float] | None = None, norm_stats: dict | None = None,
                       nan_policy: str = "error", phase_as_cos_sin: bool = False, db: bool = False,
@@ -143,7 +143,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
     size. ``class_names`` / ``norm_stats`` (a ``data_normalization`` dict) from a training run
     are reused instead of recomputed. ``deterministic``: no shuffling. ``data_info`` holds
     ``class_names`` (list or None), ``data_normalization`` and, per mode, ``image_size_hr`` /
-    ``image_size_lr`` / ``hdf5_keys`` / ``nan_policy``.
+    ``image_size_lr`` / ``hdf5_keys`` / ``nan_policy``. ``list_keys_hdf5_original=None``: any HDF5 key is allowed.
     """
     if type_dataset not in ("image", "hdf5"):
         raise ValueError(f"type_dataset={type_dataset!r}; expected 'image' or 'hdf5'")
@@ -159,7 +159,8 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                                        norm_stats, crop, db, seed)
     else:
         dataset, info = _hdf5_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names,
-                                      norm_stats, tuple(list_keys_hdf5_original), key_data, key_other, key_class,
+                                      norm_stats, None if list_keys_hdf5_original is None else
+                                      tuple(list_keys_hdf5_original), key_data, key_other, key_class,
                                       normalization, norm_range, nan_policy, phase_as_cos_sin)
     if image_size_hr is not None:
         info["image_size_hr"] = image_size_hr
