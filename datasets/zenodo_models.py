@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from improved_diffusion.checkpoint import load_model  # noqa: E402
+from improved_diffusion.checkpoint import check_free, load_model  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 RECORD_URL = "https://zenodo.org/api/records/8222779"
@@ -110,8 +110,7 @@ def download_model(name: str, record: dict, models_dir: str | Path = "models_dat
         raise ValueError(f"model {name!r}: expected one of {sorted(MODELS)}")
     models_dir = Path(models_dir)
     target = models_dir / name
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target}: already there; pass overwrite=True to fetch it again")
+    check_free([target], overwrite, key="models")
     info = published_file(record, name)
     models_dir.mkdir(parents=True, exist_ok=True)
     if info["size"] and shutil.disk_usage(models_dir).free < 2 * int(info["size"]):
