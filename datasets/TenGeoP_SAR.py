@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datasets.png_folders import prepare_folders  # noqa: E402
+from utils.changed_defaults import notice_changed_default  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -81,6 +82,8 @@ def main(
         raise FileNotFoundError(f"url_folder_tif={url_folder_tif!r} is not a folder")
     if split not in ("shuffled", "listing"):
         raise ValueError(f"split={split!r}; expected 'shuffled' or 'listing'")
+    if split == "shuffled":
+        notice_changed_default("tengeop.split")
     if normalization not in ("per_image", "percentile"):
         raise ValueError(f"normalization={normalization!r}; expected 'per_image' or 'percentile'")
     if not (0 <= frac_train and 0 <= frac_val and frac_train + frac_val <= 1):

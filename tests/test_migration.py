@@ -144,6 +144,22 @@ def test_notice_is_printed_once_per_process(capsys):
     assert len(lines) == 1 and "time-uniform" in lines[0]
 
 
+def test_tengeop_split_notice(tmp_path, capsys):
+    import tifffile
+
+    from datasets import TenGeoP_SAR
+
+    tif = tmp_path / "tif"
+    for cls in "FG":
+        (tif / cls).mkdir(parents=True)
+        for i in range(3):
+            tifffile.imwrite(tif / cls / f"s1a-wv_{i}.tiff", np.full((8, 8), 1.0 + i, dtype=np.float32))
+    TenGeoP_SAR.main(url_folder_tif=str(tif), url_folder_png=str(tmp_path / "listing"), split="listing")
+    assert "[changed default]" not in capsys.readouterr().out
+    TenGeoP_SAR.main(url_folder_tif=str(tif), url_folder_png=str(tmp_path / "shuffled"))
+    assert "split='listing'" in capsys.readouterr().out
+
+
 def test_original_fid_names():
     from utils.utils_FID import get_fid, get_frechet_distance, get_mu_sigma
 

@@ -15,6 +15,8 @@ CHANGED_DEFAULTS: dict[str, str] = {
                                  "their low-res image (the original always did; pass shift_to_lr_mean=True)",
     "semivariogram.rescale": "rescale=False: fields are no longer min-max rescaled to [-1, 1] one by one before the "
                              "semivariogram (the original always did; pass rescale=True)",
+    "tengeop.split": "split='shuffled': each TenGeoP class is split at random (seeded) into train/val/test; the "
+                     "original split in listing order (pass split='listing')",
 }
 _shown: set[str] = set()
 
