@@ -63,7 +63,7 @@ def main(
         use_checkpoint: bool = False,  # gradient checkpointing (less memory, more compute)
         use_scale_shift_norm: bool = True,  # FiLM-style time conditioning after GroupNorm
         url_folder_experiment: str = "./models_data/first_try/",  # output folder: metadata, checkpoints, tensorboard
-        list_keys_hdf5_original: list[str] | None = ("wrap", "unwrap"),  # keys allowed in the HDF5 files (None: any)
+        list_keys_hdf5_original: list[str] = ("wrap", "unwrap"),  # keys allowed in the HDF5 files
         key_data: str = "unwrap",  # HDF5 key of the data to model
         key_other: str | None = None,  # HDF5 key used to count examples cheaply
         compute_val: bool = False,  # validation bits/dim each epoch; then only improving epochs are saved

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import FIXTURES
-from tests.test_train_script import image_folder
+from tests.test_train_script import TINY, hdf5_folder, image_folder
 from utils import changed_defaults
 
 ORIGINAL_CKPT = FIXTURES / "compat-a" / "model_epoch=3_iter=120.pt"  # written by the original trainer, T=100
@@ -58,6 +58,19 @@ def test_train_on_an_image_folder_with_validation_and_resume(tmp_path, capsys):
     assert g["result"]["step_total"] == 2 and g["result"]["epochs"] == 2
     assert sorted(p.name.split("_iter=")[0] for p in run.glob("model_epoch=*.pt")) in (
         ["model_epoch=0", "model_epoch=1"], ["model_epoch=0"])  # epoch 1 is written only if validation improved
+
+
+def test_hdf5_keys_none_allows_any_key(tmp_path):
+    import train
+
+    data = hdf5_folder(tmp_path / "data")
+    with h5py.File(tmp_path / "data" / "part0.hdf5", "a") as f:
+        f["dates"] = np.arange(2)  # a key outside the default list ("wrap", "unwrap")
+    kw = dict(TINY, type_dataset="hdf5", data_train_dir=data, data_val_dir=data, key_data="unwrap")
+    with pytest.raises(ValueError, match="list_keys_hdf5_original"):
+        train.main(url_folder_experiment=str(tmp_path / "a"), **kw)
+    result = train.main(url_folder_experiment=str(tmp_path / "b"), list_keys_hdf5_original=None, **kw)
+    assert result["step_total"] == 1
 
 
 def test_sample_with_ddim_and_a_class_from_an_original_checkpoint(tmp_path, capsys):
