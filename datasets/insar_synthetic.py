@@ -67,7 +67,7 @@ def circulant_embedding(n: int, model: str, sigma: float, length: float,
         m = 2 * n * k
         d = np.minimum(np.arange(m), m - np.arange(m)).astype(np.float64)
         lam = scipy.fft.fft2(covariance(np.hypot(d[:, None], d[None, :]), model, sigma, length)).real
-        ratio = float(lam.min() / lam.max())
+        ratio = float(lam.min() / lam.max()) if lam.max() > 0 else 0.0  # sigma = 0: a zero screen, exact at once
         if ratio >= -1e-10:
             break
     report = {"torus_size": m, "padding_factor": k, "min_eigenvalue_ratio": ratio, "exact": ratio >= -1e-10}
@@ -276,7 +276,7 @@ def main(
         mask_fraction: float = 0.0,  # probability that a field gets a correlated NaN decorrelation mask
         mask_coverage: float = 0.2,  # probability that a pixel of a masked field is NaN
         mask_length_px: float = 3.0,  # correlation length of the mask blobs (pixels)
-        truth_monte_carlo_fields: int = 20000,  # deformation-only fields of the Monte-Carlo truth reference
+        truth_monte_carlo_fields: int = 10000,  # deformation-only fields of the Monte-Carlo truth reference
         write_labels: bool = False,  # write key 'label' (int64, 1 = deformation, 0 = none)
         fields_per_file: int = 1000,  # number of fields per HDF5 file
         max_padding_factor: int = 8,  # largest torus size, in multiples of 2 x image_size, tried for an exact embedding

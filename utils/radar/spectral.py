@@ -74,12 +74,21 @@ def axis_semivariogram_fields(fields: np.ndarray, max_lag: int) -> np.ndarray:
     (masked) pixels left out; NaN where a field has no valid pair at that lag.
     """
     fields = np.asarray(fields, dtype=np.float64)
+    if fields.ndim != 3 or not 1 <= max_lag < min(fields.shape[1:]):
+        raise ValueError(f"fields shape {fields.shape}, max_lag={max_lag}; expected (N, H, W) and 1 <= max_lag < "
+                         "min(H, W)")
+    finite = np.isfinite(fields)
+    complete = bool(finite.all())
+    values = fields if complete else np.where(finite, fields, 0.0)
     out = np.empty((len(fields), max_lag))
     for h in range(1, max_lag + 1):
-        d = np.concatenate([(fields[:, :, h:] - fields[:, :, :-h]).reshape(len(fields), -1),
-                            (fields[:, h:, :] - fields[:, :-h, :]).reshape(len(fields), -1)], axis=1)
-        valid = np.isfinite(d)
-        pairs = valid.sum(axis=1)
-        squares = np.where(valid, d, 0.0) ** 2
-        out[:, h - 1] = np.where(pairs > 0, 0.5 * squares.sum(axis=1) / np.maximum(pairs, 1), np.nan)
+        d_cols, d_rows = values[:, :, h:] - values[:, :, :-h], values[:, h:] - values[:, :-h]
+        if complete:
+            squares = np.einsum("ijk,ijk->i", d_cols, d_cols) + np.einsum("ijk,ijk->i", d_rows, d_rows)
+            out[:, h - 1] = 0.5 * squares / (d_cols[0].size + d_rows[0].size)
+            continue
+        v_cols, v_rows = finite[:, :, h:] & finite[:, :, :-h], finite[:, h:] & finite[:, :-h]
+        squares = np.einsum("ijk,ijk->i", d_cols * v_cols, d_cols) + np.einsum("ijk,ijk->i", d_rows * v_rows, d_rows)
+        pairs = v_cols.sum(axis=(1, 2)) + v_rows.sum(axis=(1, 2))
+        out[:, h - 1] = np.where(pairs > 0, 0.5 * squares / np.maximum(pairs, 1), np.nan)
     return out

@@ -38,7 +38,7 @@ def turbulence_truth(n: int, sigma_rad: float, slopes: tuple[float, float], brea
     s = power_law_variances(n, sigma_rad, slopes, break_px)
     freq, psd = expected_radial_psd(s)
     kb = 1.0 / break_px
-    bands = {"long": (freq[0], kb), "short": (kb, freq[-1])}
+    bands = {"long": (float(freq[0]), kb), "short": (kb, float(freq[-1]))}
     fitted = {name: log_log_slope(freq, psd, band) if ((freq >= band[0]) & (freq <= band[1])).sum() >= 2 else None
               for name, band in bands.items()}
     return {"sigma_rad": sigma_rad, "slopes": list(slopes), "break_px": break_px,
