@@ -31,13 +31,17 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.cli import run_cli  # noqa: E402
-from utils.radar.deformation import VOLUME_DISTRIBUTIONS, draw_volumes, mogi_los_phase  # noqa: E402
+from utils.radar.deformation import MAGNITUDE_LAWS, draw_magnitudes, mogi_los_phase, okada_los_phase  # noqa: E402
 from utils.radar.masks import correlated_masks  # noqa: E402
 from utils.radar.ramps import ramp_fields, ramp_semivariogram  # noqa: E402
 from utils.radar.spectral import axis_semivariogram_fields, spectral_fields  # noqa: E402
 from utils.radar.turbulence import power_law_variances, turbulence_truth  # noqa: E402
 
 COVARIANCE_MODELS = ("exponential", "matern32")
+SOURCES = ("mogi", "okada")
+SOURCE_COLUMNS = {"mogi": ["x0_px", "y0_px", "depth_px", "volume_m3"],
+                  "okada": ["x0_px", "y0_px", "top_depth_px", "length_px", "width_px", "strike_deg", "dip_deg",
+                            "rake_deg", "slip_m"]}
 SPLITS = ("train", "val", "test")
 CHUNK_ELEMENTS = 2 ** 22  # complex torus values per FFT batch (bounds memory to ~100 MB)
 
@@ -95,7 +99,7 @@ def _check_options(opts: dict) -> None:
             raise ValueError(f"{name}={opts[name]}; expected >= 0")
     if not 0.0 <= opts["deformation_fraction"] <= 1.0:
         raise ValueError(f"deformation_fraction={opts['deformation_fraction']}; expected in [0, 1]")
-    for name in ("mogi_depth_px", "mogi_volume_m3"):
+    for name in ("mogi_depth_px", "mogi_volume_m3", "okada_size_px", "okada_top_depth_px", "okada_slip_m"):
         lo_hi = opts[name]
         if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
             raise ValueError(f"{name}={lo_hi}; expected two values 0 < min <= max")
@@ -106,14 +110,18 @@ def _check_components(opts: dict) -> None:
     for name in ("turbulence_sigma_rad", "ramp_sigma_rad"):
         if opts[name] < 0:
             raise ValueError(f"{name}={opts[name]}; expected >= 0")
-    for name in ("turbulence_break_px", "mask_length_px", "mogi_pareto_index"):
+    for name in ("turbulence_break_px", "mask_length_px", "deformation_pareto_index"):
         if opts[name] <= 0:
             raise ValueError(f"{name}={opts[name]}; expected > 0")
     if len(opts["turbulence_slopes"]) != 2:
         raise ValueError(f"turbulence_slopes={opts['turbulence_slopes']}; expected two exponents (long, short)")
-    if opts["mogi_volume_distribution"] not in VOLUME_DISTRIBUTIONS:
-        raise ValueError(f"mogi_volume_distribution={opts['mogi_volume_distribution']!r}; "
-                         f"expected one of {VOLUME_DISTRIBUTIONS}")
+    if opts["deformation_source"] not in SOURCES:
+        raise ValueError(f"deformation_source={opts['deformation_source']!r}; expected one of {SOURCES}")
+    if len(opts["okada_dip_deg"]) != 2 or not 0 <= opts["okada_dip_deg"][0] <= opts["okada_dip_deg"][1] <= 90:
+        raise ValueError(f"okada_dip_deg={opts['okada_dip_deg']}; expected two angles 0 <= min <= max <= 90")
+    if opts["deformation_law"] not in MAGNITUDE_LAWS:
+        raise ValueError(f"deformation_law={opts['deformation_law']!r}; "
+                         f"expected one of {MAGNITUDE_LAWS}")
     for name in ("mask_fraction", "mask_coverage"):
         if not 0.0 <= opts[name] <= 1.0:
             raise ValueError(f"{name}={opts[name]}; expected in [0, 1]")
@@ -122,27 +130,39 @@ def _check_components(opts: dict) -> None:
 
 
 def _draw_sources(rng: np.random.Generator, count: int, opts: dict) -> np.ndarray:
-    """Mogi parameters (count, 4): x0_px, y0_px, depth_px, signed volume_m3, from the stated laws."""
+    """Source parameters (count, len(SOURCE_COLUMNS[source])) from the stated laws: Mogi x0_px, y0_px,
+    depth_px, signed volume_m3; Okada x0_px, y0_px, top_depth_px, length_px, width_px, strike_deg (uniform
+    in [0, 360)), dip_deg, rake_deg (uniform in [0, 360)), slip_m."""
     n = opts["image_size"]
+    if opts["deformation_source"] == "okada":
+        return np.stack([rng.uniform(0.25 * n, 0.75 * n, count), rng.uniform(0.25 * n, 0.75 * n, count),
+                         rng.uniform(*opts["okada_top_depth_px"], count), rng.uniform(*opts["okada_size_px"], count),
+                         rng.uniform(*opts["okada_size_px"], count), rng.uniform(0.0, 360.0, count),
+                         rng.uniform(*opts["okada_dip_deg"], count), rng.uniform(0.0, 360.0, count),
+                         draw_magnitudes(rng, count, *opts["okada_slip_m"], opts["deformation_law"],
+                                         opts["deformation_pareto_index"])], 1)
     src = np.stack([rng.uniform(0.25 * n, 0.75 * n, count), rng.uniform(0.25 * n, 0.75 * n, count),
                     rng.uniform(*opts["mogi_depth_px"], count),
-                    draw_volumes(rng, count, *opts["mogi_volume_m3"], opts["mogi_volume_distribution"],
-                                 opts["mogi_pareto_index"])], 1)
+                    draw_magnitudes(rng, count, *opts["mogi_volume_m3"], opts["deformation_law"],
+                                 opts["deformation_pareto_index"])], 1)
     if opts["mogi_random_sign"]:
         src[:, 3] *= rng.choice([-1.0, 1.0], count)
     return src
 
 
-def _mogi(src: np.ndarray, opts: dict) -> np.ndarray:
+def _deformation(src: np.ndarray, opts: dict) -> np.ndarray:
     """LOS phase (count, n, n) float32 (radians) of the sources ``src`` from ``_draw_sources``."""
-    return mogi_los_phase(opts["image_size"], *src.T, **{k: opts[k] for k in (
-        "poisson_ratio", "pixel_size_m", "wavelength_m", "incidence_deg", "look_azimuth_deg")})
+    geometry = {k: opts[k] for k in ("poisson_ratio", "pixel_size_m", "wavelength_m", "incidence_deg",
+                                     "look_azimuth_deg")}
+    if opts["deformation_source"] == "okada":
+        return okada_los_phase(opts["image_size"], src, **geometry)
+    return mogi_los_phase(opts["image_size"], *src.T, **geometry)
 
 
 def _generate_file(rng: np.random.Generator, streams: list[np.random.Generator], count: int, amplitude: np.ndarray,
                    opts: dict) -> tuple:
-    """(unwrap (count, n, n) with NaN where masked, labels (count,), sources (count, 4): x0, y0, depth_px,
-    volume_m3, extra (count, 3): ramp gradients g_row, g_col (rad/px), masked fraction).
+    """(unwrap (count, n, n) with NaN where masked, labels (count,), sources (count, k) as in SOURCE_COLUMNS,
+    extra (count, 3): ramp gradients g_row, g_col (rad/px), masked fraction).
 
     ``rng`` drives the screen, noise and sources (as in v1); ``streams`` (turbulence, ramps, masks) the
     v2 components, each used only when its component is on.
@@ -150,7 +170,8 @@ def _generate_file(rng: np.random.Generator, streams: list[np.random.Generator],
     n = opts["image_size"]
     unwrap = np.empty((count, n, n), np.float32)
     labels = (rng.random(count) < opts["deformation_fraction"]).astype(np.int64)
-    sources, extra = np.full((count, 4), np.nan), np.zeros((count, 3))
+    sources = np.full((count, len(SOURCE_COLUMNS[opts["deformation_source"]])), np.nan)
+    extra = np.zeros((count, 3))
     turbulence = np.sqrt(opts["turbulence_variances"])
     chunk = 2 * max(1, CHUNK_ELEMENTS // amplitude.size)
     for start in range(0, count, chunk):
@@ -160,7 +181,7 @@ def _generate_file(rng: np.random.Generator, streams: list[np.random.Generator],
         has = np.flatnonzero(labels[start:start + b])
         if has.size:
             src = _draw_sources(rng, has.size, opts)
-            phi[has] += _mogi(src, opts)
+            phi[has] += _deformation(src, opts)
             sources[start + has] = src
         if opts["turbulence_sigma_rad"] > 0:
             phi += spectral_fields(streams[0], b, turbulence, n)
@@ -185,7 +206,7 @@ def _monte_carlo_deformation(opts: dict) -> dict | None:
     rng = np.random.default_rng([opts["seed"], len(SPLITS)])
     gammas, peaks = [], []
     for start in range(0, count, 1000):
-        phi = _mogi(_draw_sources(rng, min(1000, count - start), opts), opts)
+        phi = _deformation(_draw_sources(rng, min(1000, count - start), opts), opts)
         gammas.append(axis_semivariogram_fields(phi, n - 1))
         peaks.append(np.abs(phi).max(axis=(1, 2)))
     gamma, peak = np.concatenate(gammas), np.concatenate(peaks).astype(np.float64)
@@ -236,10 +257,16 @@ def _components(opts: dict, monte_carlo: dict | None) -> dict:
                   "law": "g_row, g_col ~ N(0, (sigma / n)^2) independent; plane through the field centre",
                   "gamma": "0.5 (sigma / n)^2 h^2"},
         "deformation": {"enabled": opts["deformation_fraction"] > 0, "fraction": opts["deformation_fraction"],
-                        "volume_distribution": opts["mogi_volume_distribution"],
-                        "volume_m3": opts["mogi_volume_m3"], "pareto_index": opts["mogi_pareto_index"],
-                        "depth_px_uniform": opts["mogi_depth_px"], "position_px_uniform": [0.25 * n, 0.75 * n],
-                        "random_sign": opts["mogi_random_sign"], "monte_carlo": monte_carlo},
+                        "source": opts["deformation_source"], "strength_law": opts["deformation_law"],
+                        "pareto_index": opts["deformation_pareto_index"], "position_px_uniform": [0.25 * n, 0.75 * n],
+                        **({"slip_m": opts["okada_slip_m"], "size_px_uniform": opts["okada_size_px"],
+                            "top_depth_px_uniform": opts["okada_top_depth_px"],
+                            "dip_deg_uniform": opts["okada_dip_deg"],
+                            "strike_deg_uniform": [0.0, 360.0], "rake_deg_uniform": [0.0, 360.0]}
+                           if opts["deformation_source"] == "okada" else
+                           {"volume_m3": opts["mogi_volume_m3"], "depth_px_uniform": opts["mogi_depth_px"],
+                            "random_sign": opts["mogi_random_sign"]}),
+                        "monte_carlo": monte_carlo},
         "masks": {"enabled": opts["mask_fraction"] > 0, "fraction_fields": opts["mask_fraction"],
                   "coverage": opts["mask_coverage"], "length_px": opts["mask_length_px"],
                   "expected_masked_fraction": opts["mask_fraction"] * opts["mask_coverage"],
@@ -258,11 +285,16 @@ def main(
         atmo_sigma_rad: float = 1.0,  # standard deviation of the atmospheric phase screen (radians)
         atmo_length_px: float = 6.0,  # correlation length L of the covariance (pixels)
         noise_sigma_rad: float = 0.2,  # standard deviation of the white phase noise (radians)
-        deformation_fraction: float = 0.5,  # probability that a field holds a Mogi deformation source
+        deformation_fraction: float = 0.5,  # probability that a field holds a deformation source
+        deformation_source: str = "mogi",  # mogi (point source) or okada (rectangular fault, Okada 1985)
         mogi_depth_px: tuple[float, float] = (3.0, 8.0),  # min,max source depth (pixels), drawn uniformly
-        mogi_volume_m3: tuple[float, float] = (1e3, 1e4),  # min,max volume change (m^3), law mogi_volume_distribution
-        mogi_volume_distribution: str = "loguniform",  # law of |volume|: loguniform or pareto (truncated power law)
-        mogi_pareto_index: float = 1.0,  # tail index alpha of the pareto law, P(|dV| > v) ~ v^-alpha
+        mogi_volume_m3: tuple[float, float] = (1e3, 1e4),  # min,max volume change (m^3), law deformation_law
+        okada_slip_m: tuple[float, float] = (0.005, 0.05),  # min,max fault slip (m), law deformation_law
+        okada_size_px: tuple[float, float] = (2.0, 8.0),  # min,max fault length and width (pixels), uniform
+        okada_top_depth_px: tuple[float, float] = (0.5, 4.0),  # min,max depth of the fault's top edge (pixels)
+        okada_dip_deg: tuple[float, float] = (30.0, 90.0),  # min,max dip (degrees); strike and rake uniform
+        deformation_law: str = "loguniform",  # law of the volume / slip: loguniform or pareto (truncated power law)
+        deformation_pareto_index: float = 1.0,  # tail index alpha of the pareto law, P(V > v) ~ v^-alpha
         mogi_random_sign: bool = True,  # random inflation/deflation (else inflation only)
         poisson_ratio: float = 0.25,  # Poisson ratio of the elastic half-space
         pixel_size_m: float = 100.0,  # ground size of a pixel (m)
@@ -290,6 +322,8 @@ def main(
     opts = dict(locals())
     opts["mogi_depth_px"], opts["mogi_volume_m3"] = list(mogi_depth_px), list(mogi_volume_m3)
     opts["turbulence_slopes"] = list(turbulence_slopes)
+    for name in ("okada_slip_m", "okada_size_px", "okada_top_depth_px", "okada_dip_deg"):
+        opts[name] = list(opts[name])
     _check_options(opts)
     _check_components(opts)
     out = Path(out_dir)
@@ -308,7 +342,7 @@ def main(
     run = {**opts, "turbulence_variances": power_law_variances(*law),
            "turbulence_truth": turbulence_truth(*law) if turbulence_sigma_rad > 0 else {"gamma": [0.0] * image_size}}
     keys = ["unwrap", "wrap"] + (["label"] if write_labels else [])
-    columns = ["file", "example", "label", "x0_px", "y0_px", "depth_px", "volume_m3"]
+    columns = ["file", "example", "label", *SOURCE_COLUMNS[deformation_source]]
     with_extra = ramp_sigma_rad > 0 or mask_fraction > 0
     columns += ["ramp_g_row_rad_per_px", "ramp_g_col_rad_per_px", "masked_fraction"] * with_extra
     peak, splits = 0.0, {}
@@ -338,7 +372,8 @@ def main(
         "keys": {"unwrap": "unwrapped phase (radians), float32 (n, H, W)",
                  "wrap": "wrapped phase in [-pi, pi) (radians), float32 (n, H, W)",
                  **({"masks": "NaN in unwrap and wrap = decorrelated pixel"} if mask_fraction > 0 else {}),
-                 **({"label": "int64 (n,), 1 = Mogi deformation source, 0 = none"} if write_labels else {})},
+                 **({"label": f"int64 (n,), 1 = {deformation_source.capitalize()} deformation source, 0 = none"}
+                    if write_labels else {})},
         "class_names": ["none", "deformation"] if write_labels else None,
         "loader_kwargs": {"type_dataset": "hdf5", "image_size": image_size, "num_channels": 1,
                           "list_keys_hdf5_original": keys, "key_data": "unwrap",

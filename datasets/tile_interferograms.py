@@ -149,7 +149,7 @@ def _scenes(files: list[Path], hdf5_key: str) -> Iterator[tuple[Path, int | None
 
 
 def main(
-        inputs: list[str] | None = None,  # raster files or folders of them (GeoTIFF, .npy, HDF5), comma-separated
+        inputs: list[str] | None = None,  # raster files or folders of them (GeoTIFF, .npy, HDF5)
         out_dir: str = "data/tiles",  # output folder (train/, val/, test/, tiles.json)
         patch_size: int = 128,  # side of the square patches in pixels
         stride: int | None = None,  # step between patch origins in pixels; None = patch_size (no overlap)

@@ -145,8 +145,8 @@ def test_total_semivariogram_with_masks_is_the_sum_of_the_components(tmp_path):
 
 def test_pareto_volumes_follow_the_truncated_power_law(tmp_path):
     low, high, alpha = 1e3, 1e6, 0.8
-    _generate(tmp_path, 3000, deformation_fraction=1.0, mogi_volume_m3=(low, high), mogi_volume_distribution="pareto",
-              mogi_pareto_index=alpha, truth_monte_carlo_fields=0, seed=2)
+    _generate(tmp_path, 3000, deformation_fraction=1.0, mogi_volume_m3=(low, high), deformation_law="pareto",
+              deformation_pareto_index=alpha, truth_monte_carlo_fields=0, seed=2)
     sources = np.load(tmp_path / "sources_train.npz")["sources"]
     volumes = np.abs(sources[:, 6])
     cdf = lambda v: (1 - (low / v) ** alpha) / (1 - (low / high) ** alpha)  # noqa: E731
@@ -171,9 +171,12 @@ def test_mixture_semivariogram_matches_its_monte_carlo_reference(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    (dict(mogi_volume_distribution="cauchy"), "mogi_volume_distribution='cauchy'"),
+    (dict(deformation_law="cauchy"), "deformation_law='cauchy'"),
     (dict(turbulence_sigma_rad=-1.0), "turbulence_sigma_rad=-1.0"),
     (dict(mask_coverage=1.5), "mask_coverage=1.5"),
+    (dict(deformation_source="dyke"), "deformation_source='dyke'"),
+    (dict(okada_top_depth_px=(0.0, 1.0)), r"okada_top_depth_px=\[0.0, 1.0\]"),
+    (dict(okada_dip_deg=(10.0, 100.0)), r"okada_dip_deg=\[10.0, 100.0\]"),
     (dict(turbulence_slopes=(-1.0,)), r"turbulence_slopes=\[-1.0\]"),
 ])
 def test_bad_component_options(tmp_path, kwargs, pattern):
