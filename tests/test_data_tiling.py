@@ -1,5 +1,8 @@
 """tile_interferograms: patch count, windows and masks on a 1000 x 1200 raster with NaN regions; split by scene."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -103,3 +106,14 @@ def test_hdf5_stack_and_npy_split_by_scene_with_nodata(tmp_path):
 def test_bad_options(tmp_path, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         tile_interferograms.main(out_dir=str(tmp_path / "out"), **{"inputs": [str(tmp_path)], **kwargs})
+
+
+def test_command_line(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(40 * 50, dtype=np.float32).reshape(40, 50))
+    np.save(tmp_path / "b.npy", np.ones((2, 40, 50), np.float32))
+    script = Path(tile_interferograms.__file__)
+    subprocess.run([sys.executable, str(script), "--inputs", f"{tmp_path / 'a.npy'},{tmp_path / 'b.npy'}",
+                    "--out_dir", str(tmp_path / "out"), "--patch_size", "16", "--frac_val", "0", "--frac_test", "0"],
+                   check=True, capture_output=True)
+    tiles = json.loads((tmp_path / "out" / "tiles.json").read_text())
+    assert len(tiles["scenes"]) == 3 and tiles["splits"]["train"]["num_patches"] == 3 * (40 // 16) * (50 // 16)
