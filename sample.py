@@ -17,7 +17,7 @@ from utils.sampling.run import run_sampling
 
 def main_sample(
     model_path: str | None = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
-    clip_denoised: bool = True,  # clamp the predicted x0 to [-max_clip_val, max_clip_val] at every step
+    clip_denoised: bool | None = None,  # clamp x0 to +-max_clip_val each step; None: off if the data exceed +-1
     max_clip_val: float = 1,  # clamp bound (> 0)
     diffusion_steps: int | None = None,  # re-discretise the schedule with this T (original); None = the checkpoint's T
     num_samples: int = 10000,  # samples written (super-res: at most the number of low-res images)

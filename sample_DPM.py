@@ -19,7 +19,7 @@ from utils.sampling.run import run_sampling
 
 def sample_from_ODE(
     model_path: str | None = None,  # model or EMA checkpoint (.pt) with its metadata.json beside it
-    clip_denoised: bool = True,  # clamp the predicted x0 to [-max_clip_val, max_clip_val] at every evaluation
+    clip_denoised: bool | None = None,  # clamp x0 to +-max_clip_val each call; None: off if the data exceed +-1
     max_clip_val: float = 1,  # clamp bound (> 0)
     sample_steps: int = 10,  # network evaluations per sample (ignored by method_type="adaptive")
     num_samples: int = 16,  # samples written

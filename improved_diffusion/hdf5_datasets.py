@@ -16,7 +16,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from improved_diffusion.data_normalization import make_normalization, normalize
+from improved_diffusion.data_normalization import (
+    make_normalization,
+    normalize,
+    range_report,
+    robust_normalization,
+    warn_outside,
+)
 
 HDF5_EXTENSIONS = (".hdf5", ".h5")
 NAN_POLICIES = ("error", "fill")
@@ -120,20 +126,48 @@ def hdf5_minmax(inv: Hdf5Inventory, key_data: str, nan_policy: str, chunk: int =
     return low, high
 
 
+def hdf5_value_sample(inv: Hdf5Inventory, key_data: str, max_values: int = 2 ** 22) -> np.ndarray:
+    """Finite values (1-D float32) of whole examples spread evenly over the folder, at most ~``max_values``
+    (every example when the folder holds fewer values)."""
+    total = int(sum(inv.counts))
+    with h5py.File(inv.files[0], "r") as f:
+        per_example = int(np.prod(f[key_data].shape[1:]))
+    picks = np.unique(np.linspace(0, total - 1, max(1, min(total, max_values // per_example))).astype(np.int64))
+    offsets = np.concatenate([[0], np.cumsum(inv.counts)])
+    parts = []
+    for i, path in enumerate(inv.files):
+        local = picks[(picks >= offsets[i]) & (picks < offsets[i + 1])] - offsets[i]
+        if local.size:
+            lo, hi = int(local[0]), int(local[-1]) + 1
+            with h5py.File(path, "r") as f:
+                a = f[key_data][lo:hi][local - lo] if hi - lo <= 4 * local.size else f[key_data][local]
+            a = a.astype(np.float32).ravel()
+            parts.append(a[np.isfinite(a)])
+    return np.concatenate(parts)
+
+
 def hdf5_normalization(inv: Hdf5Inventory, key_data: str, normalization: str, norm_range: tuple | None,
                        nan_policy: str, phase_as_cos_sin: bool) -> dict:
-    """``data_normalization`` for an HDF5 folder: ``none`` / ``minmax`` / ``range``, or (cos, sin)."""
+    """``data_normalization`` for an HDF5 folder: ``none`` / ``minmax`` / ``range`` / ``robust``, or (cos, sin).
+
+    Except for (cos, sin), the map's ``report`` is measured on ``hdf5_value_sample`` and ``warn_outside`` warns.
+    """
     if phase_as_cos_sin:
         return make_normalization("cos_sin", cos_sin=True)
-    if normalization == "none":
-        return make_normalization("none")
-    if normalization == "range":
-        if norm_range is None or len(norm_range) != 2:
-            raise ValueError(f"norm_range={norm_range!r}; expected (low, high) with normalization='range'")
-        return make_normalization("range", *norm_range)
+    if normalization not in ("none", "range", "minmax", "robust"):
+        raise ValueError(f"normalization={normalization!r}; expected 'none', 'minmax', 'range' or 'robust'")
+    if normalization == "range" and (norm_range is None or len(norm_range) != 2):
+        raise ValueError(f"norm_range={norm_range!r}; expected (low, high) with normalization='range'")
     if normalization == "minmax":
-        return make_normalization("minmax", *hdf5_minmax(inv, key_data, nan_policy))
-    raise ValueError(f"normalization={normalization!r}; expected 'none', 'minmax' or 'range'")
+        norm = make_normalization("minmax", *hdf5_minmax(inv, key_data, nan_policy))
+    sample = hdf5_value_sample(inv, key_data)
+    if normalization == "robust":
+        norm = robust_normalization(sample)
+    elif normalization != "minmax":
+        norm = make_normalization(normalization, *(norm_range if normalization == "range" else (-1.0, 1.0)))
+    norm["report"] = range_report(sample, norm)
+    warn_outside(norm, f"HDF5 folder {os.path.dirname(inv.files[0])!r}, key {key_data!r}")
+    return norm
 
 
 class Hdf5Dataset(torch.utils.data.Dataset):

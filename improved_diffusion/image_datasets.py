@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from improved_diffusion.data_normalization import make_normalization, normalize, to_db
+from improved_diffusion.data_normalization import make_normalization, normalize, to_db, warn_outside
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -118,17 +118,22 @@ def image_normalization(files: list[str], num_channels: int, db: bool = False) -
     else the finite min/max of all files (after dB conversion), read once with a progress bar."""
     if not db and all(_is_8bit(f) for f in files):
         return make_normalization("image_8bit", 0.0, 255.0)
-    low, high = np.inf, -np.inf
+    low, high, total, clipped = np.inf, -np.inf, 0, 0
     for f in tqdm(files, desc="image value range", disable=len(files) < 200):
         a = read_image(f, num_channels)
         a = to_db(a) if db else a
+        total += a.size
+        clipped += int((~np.isfinite(a)).sum())  # zero power in dB: clipped to low by normalize
         a = a[np.isfinite(a)]
         if a.size:
             low, high = min(low, float(a.min())), max(high, float(a.max()))
     if not low < high:
         raise ValueError(f"the images of {os.path.dirname(files[0])!r} have no finite value range "
                          f"(min={low}, max={high}{', in dB' if db else ''}); expected varying pixels")
-    return make_normalization("image_range", low, high, db=db)
+    norm = make_normalization("image_range", low, high, db=db, report={
+        "fraction_outside": 0.0, "fraction_clipped": clipped / total, "values_checked": total, "max_abs_model": 1.0})
+    warn_outside(norm, f"images of {os.path.dirname(files[0])!r}")
+    return norm
 
 
 def _resize_channels(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:

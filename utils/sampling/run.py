@@ -19,7 +19,7 @@ from improved_diffusion.checkpoint import (
     load_model,
     read_metadata,
 )
-from improved_diffusion.data_normalization import from_uint8
+from improved_diffusion.data_normalization import default_clip, from_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
 from improved_diffusion.sampler_choice import SampleBatch
@@ -92,14 +92,16 @@ def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> 
 
 def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: str, num_samples: int,
                  batch_size: int, seed: int, device, url_save_path: str, sample_class=None,
-                 clip_denoised: bool = True, max_clip_val: float = 1.0, threshold_ratio: float | None = None,
+                 clip_denoised: bool | None = None, max_clip_val: float = 1.0, threshold_ratio: float | None = None,
                  diffusion_steps: int | None = None, to_0_255: bool = False, plot: bool = True,
                  save_hdf5: bool = False, url_lr_data: str | None = None, shift_to_lr_mean: bool = False,
                  trajectory_dtype: torch.dtype = torch.float32, amp: str = "none", channels_last: bool = False,
                  compile: bool = False, overwrite: bool = False,
                  progress: bool = True, check: Callable[[int], None] | None = None) -> Path:
     """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
-    `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps."""
+    `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps.
+    `clip_denoised=None` takes the clamp from the model's data normalisation (`default_clip`); the provenance
+    records the clamp applied and why."""
     for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -111,6 +113,9 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     if check is not None:
         check(int(diffusion_steps or args_dic.get("diffusion_steps", 1000)))
     size, channels = args_dic["image_size"], args_dic["num_input_channels"]
+    clip_reason = "set by the caller"
+    if clip_denoised is None:
+        clip_denoised, clip_reason = default_clip(args_dic.get("data_normalization"))
     low_res = lr_labels = None
     if args_dic.get("image_size_lr") is not None:
         low_res, lr_labels = load_low_res(url_lr_data, args_dic["image_size_lr"], channels)
@@ -134,7 +139,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     network = compile_model(model, "sample") if compile else model
     config = {"model_path": str(Path(model_path).resolve()), "sampler": sampler_info, "seed": seed,
               "batch_size": batch_size, "num_samples": num_samples, "to_0_255": to_0_255,
-              "clip_denoised": clip_denoised, "max_clip_val": max_clip_val, "threshold_ratio": threshold_ratio,
+              "clip_denoised": clip_denoised, "clip_denoised_reason": clip_reason, "max_clip_val": max_clip_val,
+              "threshold_ratio": threshold_ratio,
               "diffusion_steps": diffusion_steps, "shift_to_lr_mean": shift_to_lr_mean, "url_lr_data": url_lr_data,
               "sample_class": sample_class, "amp": amp, "channels_last": channels_last}
     out_dir.mkdir(parents=True, exist_ok=True)
