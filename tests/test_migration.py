@@ -73,6 +73,21 @@ def test_hdf5_keys_none_allows_any_key(tmp_path):
     assert result["step_total"] == 1
 
 
+def test_clip_notice_when_the_data_exceed_the_clamp(tmp_path, capsys):
+    import train
+    from sample import main_sample
+
+    data = hdf5_folder(tmp_path / "data")
+    with h5py.File(tmp_path / "data" / "part0.hdf5", "a") as f:
+        f["unwrap"][...] = 3 * f["unwrap"][()]  # stored values in [-3, 3], no normalisation: beyond the clamp
+    result = train.main(url_folder_experiment=str(tmp_path / "run"), type_dataset="hdf5", data_train_dir=data,
+                        data_val_dir=data, **TINY)
+    capsys.readouterr()
+    main_sample(model_path=str(result["checkpoint"]), num_samples=1, sampling_steps=2, plot=False,
+                url_save_path=str(tmp_path / "s"), progress=False)
+    assert "the original always clamped" in capsys.readouterr().out
+
+
 def test_sample_with_ddim_and_a_class_from_an_original_checkpoint(tmp_path, capsys):
     out = tmp_path / "samples"
     g, _ = run_script(tmp_path, "example_sample", f"""

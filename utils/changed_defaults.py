@@ -5,6 +5,8 @@ from __future__ import annotations
 CHANGED_DEFAULTS: dict[str, str] = {
     "sample.diffusion_steps": "diffusion_steps=None now samples the checkpoint's own T-step chain; the original "
                               "re-discretised it to 100 steps (pass diffusion_steps=100, or better sampling_steps=100)",
+    "sample.clip_denoised": "clip_denoised=None: x0 is not clamped to [-1, 1] for this model, whose data exceed it "
+                            "(metadata data_normalization); the original always clamped (pass clip_denoised=True)",
     "likelihood.diffusion_steps": "diffusion_steps=None now evaluates the bound on the checkpoint's own T-step chain; "
                                   "the original used a re-discretised 100-step chain (pass diffusion_steps=100)",
     "dpm.algorithm_type": "algorithm_type='dpmsolver++' is now the default (data prediction, stable with clipping); "

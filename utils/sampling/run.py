@@ -24,6 +24,7 @@ from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
 from improved_diffusion.sampler_choice import SampleBatch
 from improved_diffusion.train_state import derive_seed
+from utils.changed_defaults import notice_changed_default
 from utils.sampling import sample_io
 
 
@@ -116,6 +117,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     clip_reason = "set by the caller"
     if clip_denoised is None:
         clip_denoised, clip_reason = default_clip(args_dic.get("data_normalization"))
+        if not clip_denoised:
+            notice_changed_default("sample.clip_denoised")
     low_res = lr_labels = None
     if args_dic.get("image_size_lr") is not None:
         low_res, lr_labels = load_low_res(url_lr_data, args_dic["image_size_lr"], channels)
