@@ -62,12 +62,12 @@ def calc_model_loss(
     list_keys_hdf5_original: list | None = None,  # allowed HDF5 keys (checked when given)
     key_data: str | None = None,        # HDF5 dataset name
     key_other: str | None = None,       # HDF5 key whose first axis counts the examples (checked when given)
-    key_class: str | None = None,       # HDF5 labels dataset (class-conditional models)
-    num_samples: int | None = None,     # random subset of the data (all when None)
     diffusion_steps: int | None = None,  # None: the checkpoint's training T; other values re-discretise
-    subset_timesteps: int | None = None,  # k: only the k lowest-noise terms (partial sum)
     batch_size: int = 32,               # examples per model call
     clip_denoised: bool = True,         # clamp predicted x0 to [-1, 1]
+    subset_timesteps: int | None = None,  # k: only the k lowest-noise terms (partial sum)
+    key_class: str | None = None,       # HDF5 labels dataset (class-conditional models)
+    num_samples: int | None = None,     # random subset of the data (all when None)
     scale: float = 1.0,                 # stored values -> model units: x * scale + offset
     offset: float = 0.0,                # (see scale)
     seed: int = 0,                      # seed of the subset and of the per-example noise
@@ -78,8 +78,8 @@ def calc_model_loss(
 ) -> dict:
     """Mean bits/dim of the dataset under the checkpoint; returns (and optionally writes) a report.
 
-    The report keeps the original's ``vb_loss`` (mean total bits/dim) and ``mse_xstart_loss`` (mean x0 MSE)
-    beside ``bpd_mean`` / ``xstart_mse_mean``."""
+    The first ten parameters are the original's, in its order. The report keeps the original's ``vb_loss``
+    (mean total bits/dim) and ``mse_xstart_loss`` (mean x0 MSE) beside ``bpd_mean`` / ``xstart_mse_mean``."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
     if out_json is not None:

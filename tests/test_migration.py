@@ -127,9 +127,9 @@ def test_likelihood_reads_vb_loss(tmp_path, capsys):
         from model_likelihood import calc_model_loss
 
         if __name__ == "__main__":
-            dic = calc_model_loss("{ORIGINAL_CKPT}", "{data}/", data_type="image", list_keys_hdf5_original=[],
-                                  key_data=None, key_other=None, diffusion_steps=100, batch_size=32,
-                                  clip_denoised=True, subset_timesteps=None)
+            # the original's parameters in its order: data_type, list_keys_hdf5_original, key_data, key_other,
+            # diffusion_steps, batch_size, clip_denoised, subset_timesteps
+            dic = calc_model_loss("{ORIGINAL_CKPT}", "{data}/", "image", [], None, None, 100, 32, True, None)
             vb, mse = dic["vb_loss"], dic["mse_xstart_loss"]
         """, capsys)
     vb, mse, report = g["vb"], g["mse"], g["dic"]
