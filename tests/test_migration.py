@@ -129,13 +129,13 @@ def test_likelihood_reads_vb_loss(tmp_path, capsys):
         if __name__ == "__main__":
             # the original's parameters in its order: data_type, list_keys_hdf5_original, key_data, key_other,
             # diffusion_steps, batch_size, clip_denoised, subset_timesteps
-            dic = calc_model_loss("{ORIGINAL_CKPT}", "{data}/", "image", [], None, None, 100, 32, True, None)
+            dic = calc_model_loss("{ORIGINAL_CKPT}", "{data}/", "image", [], None, None, 10, 32, True, None)
             vb, mse = dic["vb_loss"], dic["mse_xstart_loss"]
         """, capsys)
     vb, mse, report = g["vb"], g["mse"], g["dic"]
     assert np.isclose(vb, np.mean(report["per_example_bpd"])) and vb > 0  # mean total bits/dim
     assert 0 < mse <= 4  # x0 MSE of values in [-1, 1]
-    assert report["diffusion_steps"] == 100
+    assert report["diffusion_steps"] == 10 and report["trained_diffusion_steps"] == 100
 
 
 def test_super_resolution_of_low_res_samples(tmp_path, capsys):
