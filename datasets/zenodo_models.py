@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -41,10 +42,18 @@ MODELS: dict[str, str] = {
 CHUNK = 1 << 20  # bytes per read while streaming
 
 
+def urlopen(url: str, timeout: float):
+    """``urllib`` open of ``url``; loopback hosts are opened directly, never through a configured proxy."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    direct = host in ("localhost", "::1") or host.startswith("127.")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if direct else urllib.request.build_opener()
+    return opener.open(url, timeout=timeout)
+
+
 def read_record(record_url: str = RECORD_URL, timeout: float = 30.0) -> dict:
     """The record's API JSON (a dict with a ``files`` list); ConnectionError with one line when unreachable."""
     try:
-        with urllib.request.urlopen(record_url, timeout=timeout) as response:
+        with urlopen(record_url, timeout) as response:
             return json.loads(response.read().decode())
     except (urllib.error.URLError, OSError) as err:
         raise ConnectionError(f"record_url={record_url!r}: cannot read the Zenodo record ({err}); "
@@ -120,7 +129,7 @@ def download_model(name: str, record: dict, models_dir: str | Path = "models_dat
         zip_path = work / f"{name}.zip"
         hasher = hashlib.new(info["algorithm"])
         try:
-            with urllib.request.urlopen(info["url"], timeout=timeout) as response, open(zip_path, "wb") as out:
+            with urlopen(info["url"], timeout) as response, open(zip_path, "wb") as out:
                 copy_stream(response, out, hasher)
         except urllib.error.URLError as err:
             raise ConnectionError(f"{info['url']}: download of {name}.zip failed ({err.reason})") from None

@@ -52,6 +52,16 @@ def server(tmp_path):
     httpd.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    """Requests to 127.0.0.1 bypass a configured proxy: this one (loopback, nothing listening) fails if used."""
+    for var in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+        monkeypatch.setenv(var.upper(), "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+
+
 def leftovers(models_dir):
     return sorted(p.name for p in models_dir.iterdir()) if models_dir.exists() else []
 
