@@ -142,6 +142,11 @@ def download_model(name: str, record: dict, models_dir: str | Path = "models_dat
         if target.exists():
             shutil.rmtree(target)
         root.replace(target)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, f"{models_dir}: disk full while fetching {name} ({err.strerror}); "
+                      "nothing kept, free space and retry") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"[zenodo] {name}: {', '.join(checkpoints)} -> {target}")
