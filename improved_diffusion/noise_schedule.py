@@ -70,11 +70,14 @@ def grid_time_uniform(schedule: DiscreteSchedule, num_intervals: int, t_start: f
 
 
 def grid_time_quadratic(schedule: DiscreteSchedule, num_intervals: int, t_start: float, t_end: float) -> torch.Tensor:
-    """Uniform in sqrt of DPM-Solver's continuous time (tau + 1) / T (denser near the data)."""
+    """Uniform in sqrt of DPM-Solver's continuous time (tau + 1) / T (denser near the data); the end
+    points are exactly t_start and t_end (squaring the root leaves them off by an ulp, e.g. -2.2e-16 for 0)."""
     T = schedule.num_timesteps
     root = torch.linspace(math.sqrt((t_start + 1) / T), math.sqrt((t_end + 1) / T), num_intervals + 1,
                           dtype=torch.float64)
-    return root ** 2 * T - 1
+    times = root ** 2 * T - 1
+    times[0], times[-1] = t_start, t_end
+    return times
 
 
 def grid_logsnr(schedule: DiscreteSchedule, num_intervals: int, t_start: float, t_end: float) -> torch.Tensor:

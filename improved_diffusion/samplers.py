@@ -149,16 +149,37 @@ def sample_dpm_singlestep(denoiser: Callable, x: torch.Tensor, grid: torch.Tenso
     return x
 
 
+def multistep_order(lambdas: Sequence[float], h: float, order: int, max_step_ratio: float) -> int:
+    """Order (1 to `order`) of a multistep step of size h > 0 in lambda from lambdas[0], the current time,
+    with the previous evaluations at lambdas[1:] (newest first).
+
+    The k-th previous point is used (order k + 1) only while the mean spacing back to it,
+    (lambdas[0] - lambdas[k]) / k, is within a factor `max_step_ratio` of h either way. The multistep
+    Taylor terms are divided differences over the past steps (DPM-Solver++ eq. (14) and Algorithm 2 with
+    r_i = h_(i-1) / h_i); their error enters the update scaled by ~(h / spacing)^k, so a step much larger
+    than the past spacing (the typical last jump of a time-uniform grid towards index 0) extrapolates
+    wildly, and one much smaller builds the terms from points too far away. Lowering the order there is
+    what the reference solvers do at the end of the trajectory (DPM-Solver's and diffusers'
+    `lower_order_final`), decided here from the step sizes instead of the step count.
+    """
+    k = 1
+    while k < min(order, len(lambdas)):
+        spacing = (lambdas[0] - lambdas[k]) / k
+        if not (spacing <= max_step_ratio * h and h <= max_step_ratio * spacing):
+            break
+        k += 1
+    return k
+
+
 def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
                          order: int = 2, algorithm: str = "dpmsolver++", lower_order_final: bool = False,
                          max_step_ratio: float = 3.0, progress: bool = False) -> torch.Tensor:
     """Multistep DPM-Solver(++) of `order` (DPM-Solver++ section 4.2): the prediction's Taylor terms come
     from the previous evaluations (warm-up with lower orders); one network call per grid interval.
 
-    Variable steps: a previous evaluation is used only while the lambda-span back to it is at most
-    `max_step_ratio` times the current step per point (extrapolating from far points is unstable, as for
-    any variable-step multistep method). With `lower_order_final` the order is also capped by the number
-    of steps left."""
+    Variable steps: the order of each step comes from `multistep_order` (a previous evaluation is used
+    only while the spacing back to it is within `max_step_ratio` of the current step, either way). With
+    `lower_order_final` the order is also capped by the number of steps left."""
     _check(algorithm, order)
     history: list[tuple[float, torch.Tensor]] = []
     num_steps = len(grid) - 1
@@ -169,9 +190,7 @@ def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor
         lam_t = float(schedule.lambda_(t))
         h = float(schedule.lambda_(s)) - lam_t
         history = [(lam_t, _prediction(schedule, x, x0, t, algorithm))] + history[:order - 1]
-        k = 1
-        while k < len(history) and lam_t - history[k][0] <= max_step_ratio * k * h:
-            k += 1
+        k = multistep_order([lam for lam, _ in history], h, order, max_step_ratio)
         k = min(k, num_steps - i) if lower_order_final else k
         x = exponential_step(schedule, x, t, s, _taylor_coeffs(history[:k]), algorithm)
     return x
