@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .noise_schedule import DiscreteSchedule, make_grid
+from .noise_schedule import DiscreteSchedule, lambda_range, make_grid
 
 ALGORITHMS = ("dpmsolver", "dpmsolver++")
 _STAGES = {1: [], 2: [0.5], 3: [1 / 3, 2 / 3]}  # intermediate lambda fractions r of singlestep DPM-Solver-k
@@ -250,25 +250,36 @@ def singlestep_orders(budget: int, order: int, fixed: bool) -> list[int]:
 
 def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str = "dpmsolver++",
                       method_type: str = "multistep", order: int = 3, skip_type: str = "logSNR",
-                      lambda_min: float | None = -3.0, denoise_to_zero: bool = True,
+                      lambda_min: float | str | None = "auto", denoise_to_zero: bool = True,
                       lower_order_final: bool = False, atol: float = 0.0078, rtol: float = 0.05,
-                      progress: bool = False) -> torch.Tensor:
+                      progress: bool = False, lambda_max: float | str | None = "auto") -> torch.Tensor:
     """Solve the probability-flow ODE from x at time T-1 with `steps` network calls (the adaptive method
     chooses its own number). `denoiser` needs a `.schedule` (a `Denoiser`). With `denoise_to_zero` the
-    last call maps the state at index 0 to clean data; otherwise the output is the state at index 0."""
+    last call maps the state at the end of the grid (index 0, or lambda_max) to clean data; otherwise the
+    output is the state at index 0. lambda_min / lambda_max: the lambda range of the grid spacing
+    (`make_grid`); "auto" takes `lambda_range(steps)`, None the whole chain (lambda_max applies only
+    with denoise_to_zero)."""
     if method_type not in METHODS:
         raise ValueError(f"method_type must be one of {METHODS}, got {method_type!r}")
     _check(algorithm_type, order)
     if steps < 1:
         raise ValueError(f"sample_steps must be >= 1, got {steps}")
+    for name, value in (("lambda_min", lambda_min), ("lambda_max", lambda_max)):
+        if isinstance(value, str) and value != "auto":
+            raise ValueError(f"{name} must be a number, None or 'auto', got {value!r}")
+    auto_min, auto_max = lambda_range(steps)
+    lambda_min = auto_min if lambda_min == "auto" else lambda_min
+    lambda_max = None if not denoise_to_zero else auto_max if lambda_max == "auto" else lambda_max
     schedule, final = denoiser.schedule, int(denoise_to_zero)
     if method_type == "adaptive":
         return sample_dpm_adaptive(denoiser, x, schedule, order, algorithm_type, to_clean=denoise_to_zero,
                                    atol=atol, rtol=rtol)
     if method_type == "multistep":
-        grid = make_grid(schedule, skip_type, steps - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+        grid = make_grid(schedule, skip_type, steps - final, to_clean=denoise_to_zero, lambda_min=lambda_min,
+                         lambda_max=lambda_max)
         return sample_dpm_multistep(denoiser, x, grid, schedule, order, algorithm_type, lower_order_final,
                                     progress=progress)
     orders = singlestep_orders(steps - final, order, method_type == "singlestep_fixed") + [1] * final
-    grid = make_grid(schedule, skip_type, len(orders) - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+    grid = make_grid(schedule, skip_type, len(orders) - final, to_clean=denoise_to_zero, lambda_min=lambda_min,
+                     lambda_max=lambda_max)
     return sample_dpm_singlestep(denoiser, x, grid, orders, schedule, algorithm_type, progress=progress)
