@@ -132,11 +132,12 @@ def make_grid(schedule: DiscreteSchedule, skip_type: str, num_intervals: int, t_
 # (largest number of network calls, lambda_min, lambda_max) of `lambda_range`, chosen on the exact-ODE
 # oracles of bench/sampler_oracle.py (DPM-Solver++(3M), logSNR spacing; bench/RESULTS.md): the fewer the
 # steps, the narrower the lambda range worth spending them on.
-LAMBDA_RANGES = ((7, -2.25, 3.5), (14, -2.5, 3.75), (29, -3.0, 4.25), (math.inf, -4.0, 4.5))
+LAMBDA_RANGES = ((7, -2.0, 2.5), (14, -2.25, 3.5), (29, -2.75, None), (math.inf, -4.0, None))
 
 
-def lambda_range(steps: int) -> tuple[float, float]:
-    """Default (lambda_min, lambda_max) of `make_grid` for a sampler with `steps` network calls."""
+def lambda_range(steps: int) -> tuple[float, float | None]:
+    """Default (lambda_min, lambda_max) of `make_grid` for a sampler with `steps` network calls
+    (lambda_max None: the spacing runs to index 0)."""
     return next((lo, hi) for most, lo, hi in LAMBDA_RANGES if steps <= most)
 
 

@@ -6,8 +6,9 @@ in index units (see `noise_schedule`), x0_hat the data prediction with x's dtype
 ``denoiser.predict(x, t) -> (x0_hat, v)`` with v the learned-variance fraction in [0, 1] or None.
 
 A *grid* is a decreasing float64 tensor of times; a last entry of -1 (`CLEAN`) means the final
-step lands on clean data (alpha = 1, sigma = 0): that step is always first order and returns the
-denoiser's prediction, so it costs one network evaluation like every other step.
+step lands on clean data (alpha = 1, sigma = 0): that step returns the denoiser's prediction
+(first order; multistep solvers of order >= 2 add `clean_step`'s second-order term), so it costs one
+network evaluation like every other step.
 The trajectory keeps x's dtype (pass float64 to integrate in float64).
 """
 import math
@@ -171,6 +172,23 @@ def multistep_order(lambdas: Sequence[float], h: float, order: int, max_step_rat
     return k
 
 
+def clean_step(x0: torch.Tensor, u: float, eps: torch.Tensor, previous: tuple[float, torch.Tensor] | None,
+               max_step_ratio: float = 3.0) -> torch.Tensor:
+    """The step to clean data from noise-to-signal ratio u = sigma / alpha, where the evaluation gave x0
+    and eps = (x - alpha x0) / sigma; `previous` = (u_p, eps_p) of the evaluation before (u_p > u), or None.
+
+    In y = x / alpha = x0_hat + u eps the ODE is dy/du = eps (DPM-Solver eq. (3.4) in u = e^(-lambda)),
+    so clean data is y(0) = y - int_0^u eps du. Constant eps gives the denoiser's x0 (first order);
+    eps linear in u through (u_p, eps_p) and (u, eps) gives x0 + u^2 / 2 (eps - eps_p) / (u - u_p)
+    (second order, used while u is within `max_step_ratio` of u_p - u, as `multistep_order` decides).
+    Near the data eps is nearly linear in u (eps ~ u (y - mode) / s^2 for a mode of width s), where the
+    polynomials in lambda of the other steps cannot reach lambda = infinity. Shapes as x0."""
+    if previous is None or multistep_order([-u, -previous[0]], u, 2, max_step_ratio) < 2:
+        return x0
+    u_p, eps_p = previous
+    return x0 + (0.5 * u * u / (u - u_p)) * (eps - eps_p)
+
+
 def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
                          order: int = 2, algorithm: str = "dpmsolver++", lower_order_final: bool = False,
                          max_step_ratio: float = 3.0, progress: bool = False) -> torch.Tensor:
@@ -179,14 +197,18 @@ def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor
 
     Variable steps: the order of each step comes from `multistep_order` (a previous evaluation is used
     only while the spacing back to it is within `max_step_ratio` of the current step, either way). With
-    `lower_order_final` the order is also capped by the number of steps left."""
+    `lower_order_final` the order is also capped by the number of steps left. For order >= 2 the step to
+    clean data is `clean_step`'s second-order step in sigma / alpha (first order with `lower_order_final`)."""
     _check(algorithm, order)
     history: list[tuple[float, torch.Tensor]] = []
-    num_steps = len(grid) - 1
+    num_steps, previous = len(grid) - 1, None
     for i, (t, s) in enumerate(_steps(grid, progress, f"{algorithm} multistep")):
         x0 = denoiser(x, t)
+        u_t, eps = float(schedule.sigma(t) / schedule.alpha(t)), _prediction(schedule, x, x0, t, "dpmsolver")
         if _is_clean(schedule, s):
-            return x0
+            second = order > 1 and not lower_order_final and previous is not None
+            return clean_step(x0, u_t, eps, previous if second else None, max_step_ratio)
+        previous = (u_t, eps)
         lam_t = float(schedule.lambda_(t))
         h = float(schedule.lambda_(s)) - lam_t
         history = [(lam_t, _prediction(schedule, x, x0, t, algorithm))] + history[:order - 1]

@@ -11,6 +11,7 @@ from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.gaussian_diffusion import get_named_beta_schedule
 from improved_diffusion.noise_schedule import CLEAN, GRIDS, DiscreteSchedule, grid_from_indices, make_grid
 from improved_diffusion.samplers import (
+    clean_step,
     dpm_solver_sample,
     dynamic_threshold,
     multistep_order,
@@ -255,3 +256,15 @@ def test_gmm_exact_solution_integrator():
 
     below = 0.35 * normal_cdf((-0.05 + 0.5) / 0.15) + 0.65 * normal_cdf((-0.05 - 0.4) / 0.3)  # P(x0 < -0.05)
     assert abs(float((x0 < -0.05).double().mean()) - below) < 0.03
+
+
+def test_clean_step_is_exact_for_eps_linear_in_u():
+    """With eps(u) = a + b u (u = sigma / alpha) the clean end point y - int_0^u eps = y - a u - b u^2 / 2
+    (y = x / alpha); the denoiser's x0 = y - u eps(u) misses b u^2 / 2. A previous point too far away
+    (u_p - u < u / 3) falls back to x0."""
+    a, b, u, u_p, y = torch.tensor([0.2, -1.0]), torch.tensor([3.0, 0.5]), 0.05, 0.12, torch.tensor([0.7, -0.4])
+    x0 = y - u * (a + b * u)
+    out = clean_step(x0, u, a + b * u, (u_p, a + b * u_p))
+    assert torch.allclose(out, y - a * u - b * u * u / 2, atol=1e-15)
+    assert torch.equal(clean_step(x0, u, a + b * u, (0.06, a + b * 0.06)), x0)
+    assert torch.equal(clean_step(x0, u, a + b * u, None), x0)
