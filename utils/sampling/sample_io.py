@@ -23,6 +23,16 @@ def npz_name(num_samples: int, image_size: int, channels: int) -> str:
     return f"samples_{num_samples}x{image_size}x{image_size}x{channels}.npz"
 
 
+def _differences(tag: Path, config: dict) -> str:
+    """Which keys of `config` differ from the run recorded in the shard folder's `tag` file."""
+    try:
+        recorded = json.loads(tag.read_text())
+    except (ValueError, OSError):
+        return f"{tag} is unreadable"
+    keys = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
+    if "checkpoint_sha256" in keys:
+        return "they were made from other weights: checkpoint_sha256 differs"
+    return "differing keys: " + ", ".join(keys)
 
 
 class ShardStore:
@@ -36,7 +46,7 @@ class ShardStore:
         text = json.dumps(config, sort_keys=True, indent=1)
         if tag.exists() and tag.read_text() != text:
             if not overwrite:
-                raise ValueError(f"{self.folder} holds shards of a different run (see {tag}); "
+                raise ValueError(f"{self.folder} holds shards of a different run ({_differences(tag, config)}); "
                                  "pass overwrite=True to discard them or choose another url_save_path")
             self.clear()
         atomic_write(tag, lambda tmp: Path(tmp).write_text(text))
