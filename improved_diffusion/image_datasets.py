@@ -108,19 +108,20 @@ def image_bit_depth(path: str) -> str:
 
 
 def check_image_files(files: list[str]) -> str:
-    """The common bit depth of `files` (see image_bit_depth), every file checked before training writes
-    anything. A folder mixing bit depths (e.g. 8-bit and 16-bit PNGs) is refused: one dataset-wide
-    normalisation would squash the lower-depth files into a sliver of [-1, 1]."""
+    """"8" when every file of `files` is 8-bit, else "range" (16/32-bit and float files, which share one
+    dataset-wide value range); every file is checked (image_bit_depth) before training writes anything. A
+    folder mixing 8-bit with other files (e.g. 8-bit and 16-bit PNGs) is refused: one dataset-wide range would
+    squash the 8-bit files into a sliver of [-1, 1], and 8-bit files have their own 0..255 convention."""
     by_depth: dict[str, list[str]] = {}
     for f in tqdm(files, desc="checking image files", disable=len(files) < 2000):
         by_depth.setdefault(image_bit_depth(f), []).append(f)
-    if len(by_depth) > 1:
+    if "8" in by_depth and len(by_depth) > 1:
         parts = [f"{d}{'-bit' if d != 'float' else ''} ({len(fs)} files, e.g. {os.path.basename(fs[0])!r})"
                  for d, fs in sorted(by_depth.items())]
         raise ValueError(f"the image folder {os.path.dirname(files[0])!r} mixes bit depths: {' and '.join(parts)}; "
-                         "expected one bit depth per folder (convert the files, e.g. 8-bit values x 257 for "
+                         "expected 8-bit files only or none (convert the files, e.g. 8-bit values x 257 for "
                          "16-bit, or split the folder): refused rather than normalised together")
-    return next(iter(by_depth))
+    return "8" if "8" in by_depth else "range"
 
 
 def file_channels(path: str) -> int:
