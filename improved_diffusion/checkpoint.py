@@ -327,6 +327,7 @@ def safe_torch_load(path: str | os.PathLike, device: str | torch.device = "cpu")
                              "(code or custom classes); expected tensors and plain containers as "
                              "torch.save(model.state_dict()) writes") from None
         first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+        first = first.split(". ")[0].rstrip(".")  # torch's explanation after the first sentence is generic
         raise ValueError(f"{path}: not a readable torch file ({first}); expected a complete file written by "
                          "torch.save (is it corrupt or truncated?)") from None
 

@@ -15,8 +15,8 @@ def _count(text: str, spec) -> int:
     except ValueError:
         count = 0
     if count < 1:
-        raise ValueError(f"timestep respacing must be 'ddimN', 'trailingN' or comma-separated integers "
-                         f"(N and the integers >= 1), got {spec!r}")
+        raise ValueError(f"timestep respacing: got {spec!r}; expected 'ddimN', 'trailingN' or comma-separated "
+                         "section counts 'a,b,c' (N and the counts integers >= 1)")
     return count
 
 

@@ -171,8 +171,7 @@ def check_respacing(num_timesteps: int, spec: str, key: str = "timestep_respacin
     try:
         return space_timesteps(num_timesteps, spec)
     except ValueError as err:
-        raise ValueError(f"{key}={spec!r}: {err}; accepted forms: 'ddimN', 'trailingN' (1 <= N <= {num_timesteps}) "
-                         "or comma-separated positive section counts 'a,b,c'") from None
+        raise ValueError(f"{key}={spec!r} (chain of {num_timesteps} steps): {err}") from None
 
 
 def check_image_sizes(image_size: int, image_size_hr: int | None, image_size_lr: int | None) -> None:

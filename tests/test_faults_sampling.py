@@ -151,7 +151,7 @@ def test_bad_sampling_steps_names_key_and_range(steps):
 
 
 def test_bad_respacing_in_metadata_names_the_key():
-    with pytest.raises(ValueError, match=r"^timestep_respacing='ddimX': .*accepted forms"):
+    with pytest.raises(ValueError, match=r"^timestep_respacing='ddimX' .*expected 'ddimN', 'trailingN'"):
         validate_args({"timestep_respacing": "ddimX"})
 
 
@@ -331,3 +331,15 @@ def test_corrupt_png_names_the_file(tmp_path):
     (data / "a_9.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(ValueError, match=r"a_9.png.*cannot be read"):
         create_dataloader(str(data), image_size=32, num_channels=1, batch_size=1)
+
+
+def test_corrupt_hdf5_names_the_file(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "part0.hdf5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    run = tmp_path / "run"
+    code, err = cli(train.main, ["--type_dataset", "hdf5", "--data_train_dir", data, "--url_folder_experiment", run,
+                                 "--image_size", "32", "--num_input_channels", "1", "--num_model_channels", "32",
+                                 "--num_res_blocks", "1", "--attention_resolutions", "8", "--num_epochs", "1"], capsys)
+    assert code == 2 and "part0.hdf5" in err and "cannot be opened" in err
+    assert not run.exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,18 +79,7 @@ def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> 
     if url_lr_data is None:
         raise ValueError("url_lr_data: this is a super-resolution model (metadata has image_size_lr); give the "
                          ".npz of low-resolution images (arr_0 NHWC) to condition on")
-    if not Path(url_lr_data).is_file():
-        raise FileNotFoundError(f"url_lr_data: no file at {url_lr_data}")
-    try:
-        with np.load(url_lr_data) as data:
-            if "arr_0" not in data:
-                raise ValueError(f"url_lr_data: {url_lr_data} has no array arr_0 (found {sorted(data.files)}); "
-                                 "expected the low-res images as arr_0 (NHWC), as sample.py writes them")
-            images = data["arr_0"]
-            labels = data["arr_1"].astype(np.int64) if "arr_1" in data else None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"url_lr_data: {url_lr_data} is not a readable .npz ({err}); expected np.savez output "
-                         "with arr_0 NHWC") from None
+    images, labels = sample_io.read_samples_npz(url_lr_data, "url_lr_data")
     expected = (image_size_lr, image_size_lr, channels)
     if images.ndim != 4 or images.shape[1:] != expected:
         raise ValueError(f"url_lr_data: arr_0 has shape {images.shape}; expected (N, {image_size_lr}, "
