@@ -352,8 +352,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model_path: no checkpoint file at {path}")
+    source = "args_dic"
     if args_dic is None:
-        args_dic = read_metadata(find_metadata(path.parent))
+        source = find_metadata(path.parent)
+        args_dic = read_metadata(source)
     state_dict = load_state_dict(path, device)
     bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
@@ -369,7 +371,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args
         overrides["diffusion_steps"] = int(diffusion_steps)
     if timestep_respacing is not None:
         overrides["timestep_respacing"] = timestep_respacing
-    model, diffusion = create_model_and_diffusion({**args_dic, **overrides})
+    try:
+        model, diffusion = create_model_and_diffusion({**args_dic, **overrides})
+    except ValueError as err:
+        raise ValueError(f"metadata of {path.name} ({source}): {err}") from None
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError:

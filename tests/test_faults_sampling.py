@@ -296,6 +296,11 @@ def test_error_line_is_not_glued_to_a_progress_bar(capsys):
 
 # --- image data (checked before training writes anything) --------------------------------------------------------
 
+TRAIN = ["--image_size", "32", "--num_input_channels", "1", "--num_model_channels", "32", "--num_res_blocks", "1",
+         "--attention_resolutions", "8", "--diffusion_steps", "10", "--noise_schedule", "cosine", "--num_epochs", "1",
+         "--batch_size", "2"]
+
+
 def _pngs(folder, arrays):
     folder.mkdir(parents=True, exist_ok=True)
     for i, a in enumerate(arrays):
@@ -309,10 +314,7 @@ def test_truncated_png_stops_training_before_any_file(tmp_path, capsys):
     good = (data / "a_1.png").read_bytes()
     (data / "a_1.png").write_bytes(good[:len(good) // 2])
     run = tmp_path / "run"
-    code, err = cli(train.main, ["--data_train_dir", data, "--url_folder_experiment", run, "--image_size", "32",
-                                 "--num_input_channels", "1", "--num_model_channels", "32", "--num_res_blocks", "1",
-                                 "--attention_resolutions", "8", "--diffusion_steps", "10", "--noise_schedule", "cosine",
-                                 "--num_epochs", "1", "--batch_size", "2"], capsys)
+    code, err = cli(train.main, ["--data_train_dir", data, "--url_folder_experiment", run, *TRAIN], capsys)
     assert code == 2 and "a_1.png" in err and "cannot be read" in err
     assert not run.exists()
 
@@ -339,7 +341,6 @@ def test_corrupt_hdf5_names_the_file(tmp_path, capsys):
     (data / "part0.hdf5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
     run = tmp_path / "run"
     code, err = cli(train.main, ["--type_dataset", "hdf5", "--data_train_dir", data, "--url_folder_experiment", run,
-                                 "--image_size", "32", "--num_input_channels", "1", "--num_model_channels", "32",
-                                 "--num_res_blocks", "1", "--attention_resolutions", "8", "--num_epochs", "1"], capsys)
+                                 *TRAIN], capsys)
     assert code == 2 and "part0.hdf5" in err and "cannot be opened" in err
     assert not run.exists()
