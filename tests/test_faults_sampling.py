@@ -15,12 +15,12 @@ from tqdm import tqdm
 
 import train
 import utils.sampling.run as sampling_run
-from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.dataloaders import create_dataloader
 from improved_diffusion.sampler_choice import sampling_grid
-from improved_diffusion.script_util import create_sr_model_and_diffusion, validate_args
+from improved_diffusion.script_util import validate_args
 from sample import main_sample
 from sample_DPM import sample_from_ODE
+from tests.test_sampling_scripts import superres_dir  # noqa: F401 (a fixture: 64 px super-res, T = 20)
 from tests.test_train_loop import folder_hashes
 from utils.cli import TRACEBACK_ENV, run_cli
 
@@ -244,21 +244,8 @@ def test_full_disk_is_one_line_naming_the_file(ckpt, tmp_path, capsys, monkeypat
 
 # --- super-resolution input -------------------------------------------------------------------------------------
 
-@pytest.fixture
-def superres(tmp_path):
-    folder = tmp_path / "sr"
-    folder.mkdir()
-    args = {"image_size": 64, "image_size_lr": 32, "num_input_channels": 1, "num_model_channels": 32,
-            "num_res_blocks": 1, "attention_resolutions": "8", "diffusion_steps": 20, "learn_sigma": True,
-            "class_cond": False, "rescale_timesteps": True, "noise_schedule": "cosine"}
-    model, _ = create_sr_model_and_diffusion(args)
-    torch.save(model.state_dict(), folder / CKPT)
-    write_metadata(folder, args)
-    return folder
-
-
 @pytest.mark.parametrize("case", ["nan", "no arr_0", "corrupt"])
-def test_bad_low_res_input_names_url_lr_data(superres, tmp_path, capsys, case):
+def test_bad_low_res_input_names_url_lr_data(superres_dir, tmp_path, capsys, case):  # noqa: F811
     lr = tmp_path / "lr.npz"
     images = np.zeros((2, 32, 32, 1), np.float32)
     if case == "nan":
@@ -268,7 +255,7 @@ def test_bad_low_res_input_names_url_lr_data(superres, tmp_path, capsys, case):
         np.savez(lr, images=images)
     else:
         lr.write_bytes(b"PK\x03\x04 broken zip")
-    code, err = cli(main_sample, sample_args(superres, tmp_path / "out", "--url_lr_data", lr), capsys)
+    code, err = cli(main_sample, sample_args(superres_dir, tmp_path / "out", "--url_lr_data", lr), capsys)
     assert code == 2 and "url_lr_data" in err and {"nan": "non-finite", "no arr_0": "arr_0",
                                                    "corrupt": "readable"}[case] in err
     assert not (tmp_path / "out").exists()
