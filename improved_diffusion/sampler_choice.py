@@ -5,6 +5,7 @@ grid all pick their sampler here, so one option spelling means the same sampler 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -59,6 +60,14 @@ def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBa
     `dpm_solver_sample(denoiser, x_T, sample_steps, **solver)` (the generator is unused). The options are
     checked here (ValueError), before any checkpoint is loaded."""
     check_solver_options(steps=sample_steps, **{k: solver[k] for k in _CHECKED if k in solver})
+    for key in ("lambda_min", "atol", "rtol"):
+        value = solver.get(key)
+        if value is None and key == "lambda_min":
+            continue
+        if key in solver and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                              or (key != "lambda_min" and value <= 0)):
+            expected = "a finite half-log-SNR or None" if key == "lambda_min" else "a finite number > 0"
+            raise ValueError(f"{key}: got {value!r}; expected {expected}")
 
     def sample_batch(denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)

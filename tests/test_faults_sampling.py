@@ -159,6 +159,8 @@ def test_bad_respacing_in_metadata_names_the_key():
     (["--dynamic_threshold_ratio", "1.5"], "dynamic_threshold_ratio"),
     (["--max_clip_val", "nan"], "max_clip_val"),
     (["--max_clip_val", "0"], "max_clip_val"),
+    (["--lambda_min", "nan"], "lambda_min"),
+    (["--method_type", "adaptive", "--rtol", "-1"], "rtol"),
 ])
 def test_invalid_options_leave_no_folder(ckpt, tmp_path, capsys, flags, key):
     code, err = cli(sample_from_ODE, sample_args(ckpt, tmp_path / "out", *flags), capsys)
