@@ -60,13 +60,15 @@ def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBa
     `dpm_solver_sample(denoiser, x_T, sample_steps, **solver)` (the generator is unused). The options are
     checked here (ValueError), before any checkpoint is loaded."""
     check_solver_options(steps=sample_steps, **{k: solver[k] for k in _CHECKED if k in solver})
-    for key in ("lambda_min", "atol", "rtol"):
-        value = solver.get(key)
-        if value is None and key == "lambda_min":
+    for key in ("lambda_min", "lambda_max", "atol", "rtol"):
+        if key not in solver:
             continue
-        if key in solver and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                              or (key != "lambda_min" and value <= 0)):
-            expected = "a finite half-log-SNR or None" if key == "lambda_min" else "a finite number > 0"
+        value, is_lambda = solver[key], key.startswith("lambda")
+        if is_lambda and (value is None or value == "auto"):
+            continue
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or (not is_lambda and value <= 0)):
+            expected = "a finite half-log-SNR, 'auto' or None" if is_lambda else "a finite number > 0"
             raise ValueError(f"{key}: got {value!r}; expected {expected}")
 
     def sample_batch(denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
