@@ -42,8 +42,8 @@ def main_sample(
     progress: bool = True,  # progress bars
 ) -> Path:
     """Sample from a checkpoint; returns the path of the written `.npz`."""
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    if not 0 <= eta < float("inf"):
+        raise ValueError(f"eta: got {eta!r}; expected a finite number >= 0")
     if eta > 0 and not use_ddim:
         raise ValueError(f"eta={eta} only applies to DDIM; pass use_ddim=True")
 

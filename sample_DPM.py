@@ -31,7 +31,7 @@ def sample_from_ODE(
     skip_type: str = "logSNR",  # time grid: "logSNR", "time-uniform" or "time-quadratic"
     order: int = 3,  # solver order 1-3
     plot: bool = True,  # save a PNG grid of the first 64 samples
-    lambda_min: float | None = -3.0,  # grid spacing starts at this half-log-SNR (first step jumps there); None = T-1
+    lambda_min: float | str | None = "auto",  # spacing starts at this half-log-SNR; "auto": by sample_steps; None: T-1
     denoise_to_zero: bool = True,  # last evaluation maps index 0 to clean data (else output the state at index 0)
     lower_order_final: bool = False,  # multistep: cap the order by the number of steps left
     dynamic_threshold_ratio: float | None = None,  # dynamic thresholding quantile (e.g. 0.995) instead of clipping

@@ -30,6 +30,7 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datasets.png_folders import prepare_folders  # noqa: E402
+from improved_diffusion.checkpoint import check_free  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -180,8 +181,7 @@ def main(
     files = list_sources(list(inputs or []))
     scenes = list(_scenes(files, hdf5_key))
     out = Path(out_dir)
-    if (out / "tiles.json").exists() and not overwrite:
-        raise ValueError(f"out_dir={out_dir!r} already holds tiles.json; expected a fresh folder or overwrite=True")
+    check_free([out / "tiles.json"], overwrite, key="out_dir")
     prepare_folders([out / s for s in SPLITS], overwrite)
     (out / "tiles.json").unlink(missing_ok=True)
     splits = assign_splits(len(scenes), frac_val, frac_test, split_seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import subprocess
 import tempfile
@@ -198,11 +199,15 @@ def write_metadata(folder: str | os.PathLike, args_dic: dict) -> Path:
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    with open(path) as f:
+    """The JSON object of a metadata file; ValueError naming the file when it is not UTF-8 JSON holding an object."""
+    with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"metadata file {path} is not valid JSON: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"metadata file {path} is not UTF-8 text (byte {err.start}: "
+                             f"{err.object[err.start:err.start + 1]!r}); expected a UTF-8 JSON file") from None
     if not isinstance(data, dict):
         raise ValueError(f"metadata file {path} must hold a JSON object, got {type(data).__name__}")
     return data
@@ -308,9 +313,28 @@ def _mismatch_message(model: torch.nn.Module, state_dict: dict, path: Path) -> s
     return ". ".join(parts)
 
 
+def safe_torch_load(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """torch.load(path, weights_only=True); a corrupt or truncated file, or one whose pickle holds objects
+    that safe loading refuses, raises a one-line ValueError naming the file."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # zip / pickle errors of a corrupt, truncated or unsafe file (RuntimeError, EOFError, ...)
+        text = str(err)
+        if isinstance(err, pickle.UnpicklingError) and "weights" in text.lower() and "only" in text.lower():
+            raise ValueError(f"{path}: its pickle holds objects that safe loading (weights_only=True) refuses "
+                             "(code or custom classes); expected tensors and plain containers as "
+                             "torch.save(model.state_dict()) writes") from None
+        first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+        first = first.split(". ")[0].rstrip(".")  # torch's explanation after the first sentence is generic
+        raise ValueError(f"{path}: not a readable torch file ({first}); expected a complete file written by "
+                         "torch.save (is it corrupt or truncated?)") from None
+
+
 def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
     """A plain UNet state_dict from `path` (safe loading only: weights_only=True)."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = safe_torch_load(path, device)
     if not isinstance(state, dict) or "time_embed.0.weight" not in state:
         raise ValueError(f"{path} is not a UNet state_dict (expected a mapping with keys like 'time_embed.0.weight')")
     return {k: v.detach() if isinstance(v, torch.nn.Parameter) else v for k, v in state.items()}
@@ -328,9 +352,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model_path: no checkpoint file at {path}")
+    source = "args_dic"
     if args_dic is None:
-        args_dic = read_metadata(find_metadata(path.parent))
+        source = find_metadata(path.parent)
+        args_dic = read_metadata(source)
     state_dict = load_state_dict(path, device)
+    bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"checkpoint {path} has non-finite weights (NaN/Inf in {bad!r}); expected finite values "
+                         "(use the last checkpoint saved before the loss diverged)")
     args_dic, filled = complete_metadata(dict(args_dic), state_dict)
     if filled and verbose:
         print(f"[load_model] metadata lacks {len(filled)} keys; assumed: "
@@ -341,7 +371,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args
         overrides["diffusion_steps"] = int(diffusion_steps)
     if timestep_respacing is not None:
         overrides["timestep_respacing"] = timestep_respacing
-    model, diffusion = create_model_and_diffusion({**args_dic, **overrides})
+    try:
+        model, diffusion = create_model_and_diffusion({**args_dic, **overrides})
+    except ValueError as err:
+        raise ValueError(f"metadata of {path.name} ({source}): {err}") from None
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError:
@@ -381,5 +414,6 @@ __all__ = [
     "CheckpointName", "set_name", "check_free", "file_sha256", "code_version", "parse_checkpoint_name",
     "model_checkpoint_name", "ema_checkpoint_name", "opt_checkpoint_name",
     "atomic_write", "atomic_torch_save", "write_metadata", "read_metadata", "find_metadata", "infer_architecture",
-    "complete_metadata", "load_state_dict", "load_model", "args_from_improved_diffusion", "is_super_res",
+    "complete_metadata", "safe_torch_load", "load_state_dict", "load_model", "args_from_improved_diffusion",
+    "is_super_res",
 ]

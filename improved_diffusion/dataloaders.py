@@ -15,6 +15,7 @@ from improved_diffusion.data_normalization import check_normalization, denormali
 from improved_diffusion.hdf5_datasets import Hdf5Dataset, hdf5_normalization, inspect_hdf5_folder
 from improved_diffusion.image_datasets import (
     ImageDataset,
+    check_image_files,
     image_normalization,
     list_image_files_recursively,
     resolve_class_labels,
@@ -85,7 +86,9 @@ def _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, cla
     labels = None
     if class_cond:
         class_names, labels = resolve_class_labels(files, class_names, num_class)
-    norm = check_normalization(norm_stats) if norm_stats is not None else image_normalization(files, num_channels, db)
+    depth = check_image_files(files)  # unreadable, truncated or mixed-depth files: refused before training writes
+    norm = (check_normalization(norm_stats) if norm_stats is not None
+            else image_normalization(files, num_channels, db, depth=depth))
     dataset = ImageDataset(files, norm, read_size, num_channels, labels=labels, crop=crop, seed=seed)
     return dataset, {"class_names": class_names if class_cond else None, "data_normalization": norm}
 

@@ -73,6 +73,15 @@ def _check_file(path: str, f: h5py.File, keys: tuple[str, ...] | None, key_data:
     return n, 1 if data.ndim == 3 else data.shape[1]
 
 
+def open_hdf5(path: str) -> h5py.File:
+    """h5py.File(path, "r"); a corrupt, truncated or non-HDF5 file raises a ValueError naming it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"HDF5 file {path!r} cannot be opened ({' '.join(str(err).split())}); expected a complete "
+                         "HDF5 file") from None
+
+
 def inspect_hdf5_folder(folder: str | os.PathLike, image_size: int,
                         list_keys_hdf5_original: tuple[str, ...] | None, key_data: str, key_other: str | None = None,
                         key_class: str | None = None) -> Hdf5Inventory:
@@ -85,7 +94,7 @@ def inspect_hdf5_folder(folder: str | os.PathLike, image_size: int,
             raise ValueError(f"{role}={key!r} is not in list_keys_hdf5_original={list(keys)}")
     files, counts, channels, labels = list_hdf5_files(folder), [], set(), []
     for path in files:
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path) as f:
             n, c = _check_file(path, f, keys, key_data, key_other, key_class, image_size)
             if key_class is not None:
                 lab = f[key_class][()]

@@ -80,12 +80,48 @@ def _fit_channels(a: np.ndarray, num_channels: int, path: str) -> np.ndarray:
     return a[:, :, :num_channels]
 
 
-def _is_8bit(path: str) -> bool:
-    if path.lower().endswith(TIFF_EXTENSIONS):
-        with tifffile.TiffFile(path) as tif:
-            return tif.pages[0].dtype == np.uint8
-    with Image.open(path) as img:
-        return img.mode in ("1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+# bit depth of a PIL mode ("8": 8 bits per channel, "16" / "32": integer, "float": 32-bit float)
+_MODE_DEPTH = {"1": "8", "L": "8", "P": "8", "RGB": "8", "RGBA": "8", "LA": "8", "CMYK": "8", "YCbCr": "8",
+               "I;16": "16", "I;16B": "16", "I;16L": "16", "I;16N": "16", "I": "32", "F": "float"}
+
+
+def image_bit_depth(path: str) -> str:
+    """Bit depth of an image file's values ("8", "16", "32" or "float"), checking cheaply that the file is
+    complete (PNG/JPEG chunks read through, TIFF strips inside the file); ValueError naming the file otherwise."""
+    try:
+        if path.lower().endswith(TIFF_EXTENSIONS):
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
+                if end > os.path.getsize(path):
+                    raise OSError(f"truncated: its image data ends at byte {end}, the file has "
+                                  f"{os.path.getsize(path)}")
+                dtype = np.dtype(page.dtype)
+            return "float" if dtype.kind == "f" else str(8 * dtype.itemsize)
+        with Image.open(path) as img:
+            mode = img.mode
+            img.verify()
+        return _MODE_DEPTH.get(mode, mode)
+    except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as err:
+        raise ValueError(f"image {path!r} cannot be read ({err}); expected a complete image file "
+                         f"({', '.join(IMAGE_EXTENSIONS)})") from None
+
+
+def check_image_files(files: list[str]) -> str:
+    """"8" when every file of `files` is 8-bit, else "range" (16/32-bit and float files, which share one
+    dataset-wide value range); every file is checked (image_bit_depth) before training writes anything. A
+    folder mixing 8-bit with other files (e.g. 8-bit and 16-bit PNGs) is refused: one dataset-wide range would
+    squash the 8-bit files into a sliver of [-1, 1], and 8-bit files have their own 0..255 convention."""
+    by_depth: dict[str, list[str]] = {}
+    for f in tqdm(files, desc="checking image files", disable=len(files) < 2000):
+        by_depth.setdefault(image_bit_depth(f), []).append(f)
+    if "8" in by_depth and len(by_depth) > 1:
+        parts = [f"{d}{'-bit' if d != 'float' else ''} ({len(fs)} files, e.g. {os.path.basename(fs[0])!r})"
+                 for d, fs in sorted(by_depth.items())]
+        raise ValueError(f"the image folder {os.path.dirname(files[0])!r} mixes bit depths: {' and '.join(parts)}; "
+                         "expected 8-bit files only or none (convert the files, e.g. 8-bit values x 257 for "
+                         "16-bit, or split the folder): refused rather than normalised together")
+    return "8" if "8" in by_depth else "range"
 
 
 def file_channels(path: str) -> int:
@@ -100,23 +136,27 @@ def file_channels(path: str) -> int:
 
 def read_image(path: str, num_channels: int) -> np.ndarray:
     """Stored pixel values of one image as (H, W, num_channels) float32 (no scaling)."""
-    if path.lower().endswith(TIFF_EXTENSIONS):
-        a = tifffile.imread(path)
-    else:
-        with Image.open(path) as img:
-            if img.mode in ("1", "P", "RGBA", "LA", "CMYK", "YCbCr"):
-                img = img.convert("RGB")
-            a = np.asarray(img)
+    try:
+        if path.lower().endswith(TIFF_EXTENSIONS):
+            a = tifffile.imread(path)
+        else:
+            with Image.open(path) as img:
+                if img.mode in ("1", "P", "RGBA", "LA", "CMYK", "YCbCr"):
+                    img = img.convert("RGB")
+                a = np.asarray(img)
+    except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as err:
+        raise ValueError(f"image {path!r} cannot be read ({err}); expected a complete image file") from None
     a = _fit_channels(a, num_channels, path)
     if np.isnan(a).any():
         raise ValueError(f"image {path!r} contains NaN values; expected finite pixels")
     return a
 
 
-def image_normalization(files: list[str], num_channels: int, db: bool = False) -> dict:
+def image_normalization(files: list[str], num_channels: int, db: bool = False, depth: str | None = None) -> dict:
     """Dataset-wide ``data_normalization`` of an image list: 0..255 if all 8-bit and not dB,
-    else the finite min/max of all files (after dB conversion), read once with a progress bar."""
-    if not db and all(_is_8bit(f) for f in files):
+    else the finite min/max of all files (after dB conversion), read once with a progress bar.
+    ``depth``: the files' common bit depth when already known (``check_image_files``, which runs otherwise)."""
+    if (depth or check_image_files(files)) == "8" and not db:
         return make_normalization("image_8bit", 0.0, 255.0)
     low, high, total, clipped = np.inf, -np.inf, 0, 0
     for f in tqdm(files, desc="image value range", disable=len(files) < 200):

@@ -70,11 +70,14 @@ def grid_time_uniform(schedule: DiscreteSchedule, num_intervals: int, t_start: f
 
 
 def grid_time_quadratic(schedule: DiscreteSchedule, num_intervals: int, t_start: float, t_end: float) -> torch.Tensor:
-    """Uniform in sqrt of DPM-Solver's continuous time (tau + 1) / T (denser near the data)."""
+    """Uniform in sqrt of DPM-Solver's continuous time (tau + 1) / T (denser near the data); the end
+    points are exactly t_start and t_end (squaring the root leaves them off by an ulp, e.g. -2.2e-16 for 0)."""
     T = schedule.num_timesteps
     root = torch.linspace(math.sqrt((t_start + 1) / T), math.sqrt((t_end + 1) / T), num_intervals + 1,
                           dtype=torch.float64)
-    return root ** 2 * T - 1
+    times = root ** 2 * T - 1
+    times[0], times[-1] = t_start, t_end
+    return times
 
 
 def grid_logsnr(schedule: DiscreteSchedule, num_intervals: int, t_start: float, t_end: float) -> torch.Tensor:
@@ -90,30 +93,52 @@ GRIDS = {"time-uniform": grid_time_uniform, "time-quadratic": grid_time_quadrati
 
 
 def make_grid(schedule: DiscreteSchedule, skip_type: str, num_intervals: int, t_start: float | None = None,
-              t_end: float = 0.0, to_clean: bool = True, lambda_min: float | None = None) -> torch.Tensor:
+              t_end: float = 0.0, to_clean: bool = True, lambda_min: float | None = None,
+              lambda_max: float | None = None) -> torch.Tensor:
     """Decreasing times (float64) for a sampler: num_intervals spaced steps from t_start (default T-1)
     to t_end, then, when `to_clean`, one more step to clean data (time -1).
 
     With `lambda_min`, the spacing runs from the time where lambda = lambda_min (when later than
-    t_start) and the first step jumps from t_start onto it: below lambda ~ -3 the data is invisible
+    t_start) and the first step jumps from t_start onto the grid: below lambda ~ -3 the data is invisible
     under the noise (SNR < 0.25 % for data of std 0.5) and the ODE is nearly the identity, so steps
     spent there are wasted (cf. DPM-Solver's clipping of discrete schedules at lambda = -5.1).
+    With `lambda_max` (only with `to_clean`), the spacing ends at the time where lambda = lambda_max
+    (when earlier than t_end) and the last step goes from there to clean data: above it the data
+    prediction hardly changes any more (noise std < 3 % of the signal at lambda = 3.5).
     The returned tensor has num_intervals + 1 (+ 1) entries.
     """
     if skip_type not in GRIDS:
         raise ValueError(f"skip_type must be one of {sorted(GRIDS)}, got {skip_type!r}")
     if num_intervals < 0 or (num_intervals == 0 and not to_clean):
         raise ValueError(f"the grid needs at least one step, got num_intervals={num_intervals}, to_clean={to_clean}")
+    if lambda_max is not None and not to_clean:
+        raise ValueError("lambda_max needs to_clean=True (the last step goes from lambda_max to clean data)")
     t_start = schedule.num_timesteps - 1 if t_start is None else t_start
     if not -1 < t_end < t_start <= schedule.num_timesteps - 1 and num_intervals > 0:
         raise ValueError(f"need -1 < t_end < t_start <= T-1, got t_start={t_start}, t_end={t_end}")
-    t_space = t_start
+    t_space, t_stop = t_start, t_end
     if lambda_min is not None and num_intervals > 1 and float(schedule.lambda_(t_start)) < lambda_min:
         t_space = min(float(schedule.inverse_lambda(torch.tensor(lambda_min, dtype=torch.float64))), t_start)
-    times = GRIDS[skip_type](schedule, num_intervals, t_space, t_end) if num_intervals else torch.tensor(
+    if lambda_max is not None and num_intervals > 1 and float(schedule.lambda_(t_end)) > lambda_max:
+        t_stop = max(float(schedule.inverse_lambda(torch.tensor(lambda_max, dtype=torch.float64))), t_end)
+    if t_stop >= t_space:
+        raise ValueError(f"lambda_min={lambda_min} must be below lambda_max={lambda_max}")
+    times = GRIDS[skip_type](schedule, num_intervals, t_space, t_stop) if num_intervals else torch.tensor(
         [float(t_start)], dtype=torch.float64)
     times[0] = t_start
     return torch.cat([times, torch.tensor([CLEAN], dtype=torch.float64)]) if to_clean else times
+
+
+# (largest number of network calls, lambda_min, lambda_max) of `lambda_range`, chosen on the exact-ODE
+# oracles of bench/sampler_oracle.py (DPM-Solver++(3M), logSNR spacing; bench/RESULTS.md): the fewer the
+# steps, the narrower the lambda range worth spending them on.
+LAMBDA_RANGES = ((7, -2.0, 2.5), (14, -2.25, 3.5), (29, -2.75, None), (math.inf, -4.0, None))
+
+
+def lambda_range(steps: int) -> tuple[float, float | None]:
+    """Default (lambda_min, lambda_max) of `make_grid` for a sampler with `steps` network calls
+    (lambda_max None: the spacing runs to index 0)."""
+    return next((lo, hi) for most, lo, hi in LAMBDA_RANGES if steps <= most)
 
 
 def grid_from_indices(indices) -> torch.Tensor:

@@ -8,6 +8,18 @@ import numpy as np
 from .gaussian_diffusion import GaussianDiffusion
 
 
+def _count(text: str, spec) -> int:
+    """A positive step count of a respacing spec; ValueError naming the spec and its accepted forms otherwise."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"timestep respacing: got {spec!r}; expected 'ddimN', 'trailingN' or comma-separated "
+                         "section counts 'a,b,c' (N and the counts integers >= 1)")
+    return count
+
+
 def space_timesteps(num_timesteps: int, section_counts: str | Sequence[int]) -> set[int]:
     """The training-chain indices to keep when using fewer steps.
 
@@ -21,22 +33,18 @@ def space_timesteps(num_timesteps: int, section_counts: str | Sequence[int]) -> 
     if isinstance(section_counts, str):
         spec = section_counts.strip()
         if spec.startswith("ddim"):
-            desired = int(spec[len("ddim"):])
+            desired = _count(spec[len("ddim"):], section_counts)
             for stride in range(1, num_timesteps):
                 if len(range(0, num_timesteps, stride)) == desired:
                     return set(range(0, num_timesteps, stride))
             raise ValueError(f"cannot take exactly {desired} steps with an integer stride from a {num_timesteps}-step "
                              f"chain (spec {section_counts!r}); use 'trailing{desired}' or a section list instead")
         if spec.startswith("trailing"):
-            desired = int(spec[len("trailing"):])
+            desired = _count(spec[len("trailing"):], section_counts)
             if not 1 <= desired <= num_timesteps:
                 raise ValueError(f"trailing grid: need 1 <= N <= {num_timesteps}, got {desired}")
             return {int(i) for i in np.round(np.arange(num_timesteps, 0, -num_timesteps / desired)).astype(int) - 1}
-        try:
-            section_counts = [int(x) for x in spec.split(",")]
-        except ValueError:
-            raise ValueError(f"timestep respacing must be 'ddimN', 'trailingN' or comma-separated integers, "
-                             f"got {section_counts!r}") from None
+        section_counts = [_count(x, section_counts) for x in spec.split(",")]
     size_per, extra = divmod(num_timesteps, len(section_counts))
     start, kept = 0, []
     for i, count in enumerate(section_counts):

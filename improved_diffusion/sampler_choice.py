@@ -5,6 +5,7 @@ grid all pick their sampler here, so one option spelling means the same sampler 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -13,6 +14,7 @@ from .denoiser import Denoiser
 from .noise_schedule import grid_from_indices
 from .respace import space_timesteps
 from .samplers import check_solver_options, dpm_solver_sample, sample_ancestral, sample_ddim
+from .script_util import check_respacing
 
 SampleBatch = Callable[[Denoiser, torch.Tensor, torch.Generator], torch.Tensor]
 # keywords of `dpm_solver_sample` that `check_solver_options` validates
@@ -22,14 +24,19 @@ _CHECKED = ("algorithm_type", "method_type", "order", "skip_type", "denoise_to_z
 def sampling_grid(num_timesteps: int, sampling_steps: int | None, timestep_respacing: str | None) -> torch.Tensor:
     """Decreasing float64 chain indices ending with the step to clean data (-1): the full chain by default,
     the trailing grid of `sampling_steps` steps, or an explicit respacing spec ("ddimN", "trailingN", "a,b,c")."""
+    if sampling_steps is not None and (isinstance(sampling_steps, bool) or not isinstance(sampling_steps, int)
+                                       or not 1 <= sampling_steps <= num_timesteps):
+        raise ValueError(f"sampling_steps: got {sampling_steps!r}; expected an integer in [1, {num_timesteps}] "
+                         "(network evaluations) or None (every step of the chain)")
+    if timestep_respacing is not None and not isinstance(timestep_respacing, str):
+        raise ValueError(f"timestep_respacing: got {timestep_respacing!r}; expected a string 'ddimN', 'trailingN' "
+                         "or 'a,b,c' (section counts), or None")
     if timestep_respacing:
-        indices = space_timesteps(num_timesteps, timestep_respacing)
+        indices = check_respacing(num_timesteps, timestep_respacing)
         if sampling_steps is not None and sampling_steps != len(indices):
             raise ValueError(f"sampling_steps={sampling_steps} disagrees with timestep_respacing="
                              f"{timestep_respacing!r} ({len(indices)} steps); give one of them")
     elif sampling_steps is not None:
-        if not 1 <= sampling_steps <= num_timesteps:
-            raise ValueError(f"sampling_steps must be in [1, {num_timesteps}], got {sampling_steps}")
         indices = space_timesteps(num_timesteps, f"trailing{sampling_steps}")
     else:
         indices = range(num_timesteps)
@@ -53,6 +60,16 @@ def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBa
     `dpm_solver_sample(denoiser, x_T, sample_steps, **solver)` (the generator is unused). The options are
     checked here (ValueError), before any checkpoint is loaded."""
     check_solver_options(steps=sample_steps, **{k: solver[k] for k in _CHECKED if k in solver})
+    for key in ("lambda_min", "lambda_max", "atol", "rtol"):
+        if key not in solver:
+            continue
+        value, is_lambda = solver[key], key.startswith("lambda")
+        if is_lambda and (value is None or value == "auto"):
+            continue
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or (not is_lambda and value <= 0)):
+            expected = "a finite half-log-SNR, 'auto' or None" if is_lambda else "a finite number > 0"
+            raise ValueError(f"{key}: got {value!r}; expected {expected}")
 
     def sample_batch(denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)

@@ -6,8 +6,9 @@ in index units (see `noise_schedule`), x0_hat the data prediction with x's dtype
 ``denoiser.predict(x, t) -> (x0_hat, v)`` with v the learned-variance fraction in [0, 1] or None.
 
 A *grid* is a decreasing float64 tensor of times; a last entry of -1 (`CLEAN`) means the final
-step lands on clean data (alpha = 1, sigma = 0): that step is always first order and returns the
-denoiser's prediction, so it costs one network evaluation like every other step.
+step lands on clean data (alpha = 1, sigma = 0): that step returns the denoiser's prediction
+(first order; multistep solvers of order >= 2 add `clean_step`'s second-order term), so it costs one
+network evaluation like every other step.
 The trajectory keeps x's dtype (pass float64 to integrate in float64).
 """
 import math
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .noise_schedule import GRIDS, DiscreteSchedule, make_grid
+from .noise_schedule import GRIDS, DiscreteSchedule, lambda_range, make_grid
 
 ALGORITHMS = ("dpmsolver", "dpmsolver++")
 _STAGES = {1: [], 2: [0.5], 3: [1 / 3, 2 / 3]}  # intermediate lambda fractions r of singlestep DPM-Solver-k
@@ -193,29 +194,69 @@ def sample_dpm_singlestep(denoiser: Callable, x: torch.Tensor, grid: torch.Tenso
     return x
 
 
+def multistep_order(lambdas: Sequence[float], h: float, order: int, max_step_ratio: float) -> int:
+    """Order (1 to `order`) of a multistep step of size h > 0 in lambda from lambdas[0], the current time,
+    with the previous evaluations at lambdas[1:] (newest first).
+
+    The k-th previous point is used (order k + 1) only while the mean spacing back to it,
+    (lambdas[0] - lambdas[k]) / k, is within a factor `max_step_ratio` of h either way. The multistep
+    Taylor terms are divided differences over the past steps (DPM-Solver++ eq. (14) and Algorithm 2 with
+    r_i = h_(i-1) / h_i); their error enters the update scaled by ~(h / spacing)^k, so a step much larger
+    than the past spacing (the typical last jump of a time-uniform grid towards index 0) extrapolates
+    wildly, and one much smaller builds the terms from points too far away. Lowering the order there is
+    what the reference solvers do at the end of the trajectory (DPM-Solver's and diffusers'
+    `lower_order_final`), decided here from the step sizes instead of the step count.
+    """
+    k = 1
+    while k < min(order, len(lambdas)):
+        spacing = (lambdas[0] - lambdas[k]) / k
+        if not (spacing <= max_step_ratio * h and h <= max_step_ratio * spacing):
+            break
+        k += 1
+    return k
+
+
+def clean_step(x0: torch.Tensor, u: float, eps: torch.Tensor, previous: tuple[float, torch.Tensor] | None,
+               max_step_ratio: float = 3.0) -> torch.Tensor:
+    """The step to clean data from noise-to-signal ratio u = sigma / alpha, where the evaluation gave x0
+    and eps = (x - alpha x0) / sigma; `previous` = (u_p, eps_p) of the evaluation before (u_p > u), or None.
+
+    In y = x / alpha = x0_hat + u eps the ODE is dy/du = eps (DPM-Solver eq. (3.4) in u = e^(-lambda)),
+    so clean data is y(0) = y - int_0^u eps du. Constant eps gives the denoiser's x0 (first order);
+    eps linear in u through (u_p, eps_p) and (u, eps) gives x0 + u^2 / 2 (eps - eps_p) / (u - u_p)
+    (second order, used while u is within `max_step_ratio` of u_p - u, as `multistep_order` decides).
+    Near the data eps is nearly linear in u (eps ~ u (y - mode) / s^2 for a mode of width s), where the
+    polynomials in lambda of the other steps cannot reach lambda = infinity. Shapes as x0."""
+    if previous is None or multistep_order([-u, -previous[0]], u, 2, max_step_ratio) < 2:
+        return x0
+    u_p, eps_p = previous
+    return x0 + (0.5 * u * u / (u - u_p)) * (eps - eps_p)
+
+
 def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule,
                          order: int = 2, algorithm: str = "dpmsolver++", lower_order_final: bool = False,
                          max_step_ratio: float = 3.0, progress: bool = False) -> torch.Tensor:
     """Multistep DPM-Solver(++) of `order` (DPM-Solver++ section 4.2): the prediction's Taylor terms come
     from the previous evaluations (warm-up with lower orders); one network call per grid interval.
 
-    Variable steps: a previous evaluation is used only while the lambda-span back to it is at most
-    `max_step_ratio` times the current step per point (extrapolating from far points is unstable, as for
-    any variable-step multistep method). With `lower_order_final` the order is also capped by the number
-    of steps left."""
+    Variable steps: the order of each step comes from `multistep_order` (a previous evaluation is used
+    only while the spacing back to it is within `max_step_ratio` of the current step, either way). With
+    `lower_order_final` the order is also capped by the number of steps left. For order >= 2 the step to
+    clean data is `clean_step`'s second-order step in sigma / alpha (first order with `lower_order_final`)."""
     check_solver_options(algorithm, "multistep", order)
     history: list[tuple[float, torch.Tensor]] = []
-    num_steps = len(grid) - 1
+    num_steps, previous = len(grid) - 1, None
     for i, (t, s) in enumerate(_steps(grid, progress, f"{algorithm} multistep")):
         x0 = denoiser(x, t)
+        u_t, eps = float(schedule.sigma(t) / schedule.alpha(t)), _prediction(schedule, x, x0, t, "dpmsolver")
         if _is_clean(schedule, s):
-            return x0
+            second = order > 1 and not lower_order_final and previous is not None
+            return clean_step(x0, u_t, eps, previous if second else None, max_step_ratio)
+        previous = (u_t, eps)
         lam_t = float(schedule.lambda_(t))
         h = float(schedule.lambda_(s)) - lam_t
         history = [(lam_t, _prediction(schedule, x, x0, t, algorithm))] + history[:order - 1]
-        k = 1
-        while k < len(history) and lam_t - history[k][0] <= max_step_ratio * k * h:
-            k += 1
+        k = multistep_order([lam for lam, _ in history], h, order, max_step_ratio)
         k = min(k, num_steps - i) if lower_order_final else k
         x = exponential_step(schedule, x, t, s, _taylor_coeffs(history[:k]), algorithm)
     return x
@@ -282,21 +323,32 @@ def check_solver_options(algorithm_type: str = "dpmsolver++", method_type: str =
 
 def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str = "dpmsolver++",
                       method_type: str = "multistep", order: int = 3, skip_type: str = "logSNR",
-                      lambda_min: float | None = -3.0, denoise_to_zero: bool = True,
+                      lambda_min: float | str | None = "auto", denoise_to_zero: bool = True,
                       lower_order_final: bool = False, atol: float = 0.0078, rtol: float = 0.05,
-                      progress: bool = False) -> torch.Tensor:
+                      progress: bool = False, lambda_max: float | str | None = "auto") -> torch.Tensor:
     """Solve the probability-flow ODE from x at time T-1 with `steps` network calls (the adaptive method
     chooses its own number). `denoiser` needs a `.schedule` (a `Denoiser`). With `denoise_to_zero` the
-    last call maps the state at index 0 to clean data; otherwise the output is the state at index 0."""
+    last call maps the state at the end of the grid (index 0, or lambda_max) to clean data; otherwise the
+    output is the state at index 0. lambda_min / lambda_max: the lambda range of the grid spacing
+    (`make_grid`); "auto" takes `lambda_range(steps)`, None the whole chain (lambda_max applies only
+    with denoise_to_zero)."""
     check_solver_options(algorithm_type, method_type, order, skip_type, steps, denoise_to_zero)
+    for name, value in (("lambda_min", lambda_min), ("lambda_max", lambda_max)):
+        if isinstance(value, str) and value != "auto":
+            raise ValueError(f"{name} must be a number, None or 'auto', got {value!r}")
+    auto_min, auto_max = lambda_range(steps)
+    lambda_min = auto_min if lambda_min == "auto" else lambda_min
+    lambda_max = None if not denoise_to_zero else auto_max if lambda_max == "auto" else lambda_max
     schedule, final = denoiser.schedule, int(denoise_to_zero)
     if method_type == "adaptive":
         return sample_dpm_adaptive(denoiser, x, schedule, order, algorithm_type, to_clean=denoise_to_zero,
                                    atol=atol, rtol=rtol)
     if method_type == "multistep":
-        grid = make_grid(schedule, skip_type, steps - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+        grid = make_grid(schedule, skip_type, steps - final, to_clean=denoise_to_zero, lambda_min=lambda_min,
+                         lambda_max=lambda_max)
         return sample_dpm_multistep(denoiser, x, grid, schedule, order, algorithm_type, lower_order_final,
                                     progress=progress)
     orders = singlestep_orders(steps - final, order, method_type == "singlestep_fixed") + [1] * final
-    grid = make_grid(schedule, skip_type, len(orders) - final, to_clean=denoise_to_zero, lambda_min=lambda_min)
+    grid = make_grid(schedule, skip_type, len(orders) - final, to_clean=denoise_to_zero, lambda_min=lambda_min,
+                     lambda_max=lambda_max)
     return sample_dpm_singlestep(denoiser, x, grid, orders, schedule, algorithm_type, progress=progress)

@@ -5,6 +5,8 @@ take the original `train.py` defaults (`ORIGINAL_DEFAULTS`).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .gaussian_diffusion import NOISE_SCHEDULES, LossType, ModelMeanType, ModelVarType, get_named_beta_schedule
 from .respace import SpacedDiffusion, space_timesteps
 from .unet import SuperResModel, UNetModel, attention_downsample_factors
@@ -84,9 +86,44 @@ def _fail(key: str, value, expected: str):
     raise ValueError(f"{key}: got {value!r}, expected {expected}")
 
 
+# JSON types of the keys validate_args checks (metadata.json is hand-edited at times: "false" or 32.0 must not pass)
+INT_KEYS = ("image_size", "num_input_channels", "num_model_channels", "num_res_blocks", "num_heads",
+            "num_heads_upsample", "diffusion_steps")
+BOOL_KEYS = ("learn_sigma", "sigma_small", "class_cond", "use_checkpoint", "use_scale_shift_norm", "rescale_timesteps")
+FLOAT_KEYS = ("dropout", "weight_decay")
+STR_KEYS = ("noise_schedule", "loss_name", "output_type", "timestep_respacing")
+
+
+def _type_name(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_types(a: dict) -> None:
+    """ValueError naming the first key of INT_KEYS / BOOL_KEYS / FLOAT_KEYS / STR_KEYS (and `num_class`) whose
+    value has the wrong type, e.g. `class_cond: "false"` (a string, which Python reads as true) or `32.0`."""
+    def fail(key: str, expected: str):
+        raise ValueError(f"{key}: got {a[key]!r} ({_type_name(a[key])}), expected {expected}")
+    for key in BOOL_KEYS:
+        if key in a and not isinstance(a[key], (bool, np.bool_)):
+            fail(key, "a boolean (JSON true/false, not a string or number)")
+    for key in INT_KEYS + ("num_class",) * ("num_class" in a and a["num_class"] is not None):
+        if key in a and (isinstance(a[key], (bool, np.bool_)) or not isinstance(a[key], (int, np.integer))):
+            fail(key, "an integer (e.g. 32, not 32.0 or \"32\")")
+    for key in FLOAT_KEYS:
+        value = a.get(key)
+        if key in a and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))
+                         or not np.isfinite(value)):
+            fail(key, "a finite number (e.g. 0.1, not a string or null)")
+    for key in STR_KEYS:
+        if key in a and not isinstance(a[key], str):
+            fail(key, "a string")
+
+
 def validate_args(args_dic: dict) -> None:
-    """Check the architecture and diffusion keys of `args_dic`; raise ValueError naming key, value, expectation."""
+    """Check the types and values of the architecture and diffusion keys of `args_dic`; raise ValueError naming
+    key, value and expectation."""
     a = with_defaults(args_dic)
+    check_types(a)
     size = a["image_size"]
     if size not in CHANNEL_MULT:
         _fail("image_size", size, f"one of {sorted(CHANNEL_MULT)}")
@@ -125,8 +162,16 @@ def validate_args(args_dic: dict) -> None:
     if a["output_type"] not in OUTPUT_TYPES:
         _fail("output_type", a["output_type"], f"one of {list(OUTPUT_TYPES)}")
     if a["timestep_respacing"]:
-        space_timesteps(a["diffusion_steps"], a["timestep_respacing"])
+        check_respacing(a["diffusion_steps"], a["timestep_respacing"])
     check_image_sizes(size, a.get("image_size_hr"), a.get("image_size_lr"))
+
+
+def check_respacing(num_timesteps: int, spec: str, key: str = "timestep_respacing") -> set[int]:
+    """`space_timesteps(num_timesteps, spec)` with a ValueError that names `key`, the value and the accepted forms."""
+    try:
+        return space_timesteps(num_timesteps, spec)
+    except ValueError as err:
+        raise ValueError(f"{key}={spec!r} (chain of {num_timesteps} steps): {err}") from None
 
 
 def check_image_sizes(image_size: int, image_size_hr: int | None, image_size_lr: int | None) -> None:

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .checkpoint import CHECKPOINT_PATTERNS, CheckpointName, atomic_torch_save, parse_checkpoint_name
+from .checkpoint import CHECKPOINT_PATTERNS, CheckpointName, atomic_torch_save, parse_checkpoint_name, safe_torch_load
 
 STATE_FORMAT = 1
 RESUMABLE_PATTERNS = [p for p in CHECKPOINT_PATTERNS if p.startswith("model_epoch=")]
@@ -94,7 +93,7 @@ def find_set_files(model_path: str | os.PathLike, ema_rates: list[float]) -> Res
 
 
 def load_train_state(path: str | os.PathLike) -> TrainState:
-    return TrainState.from_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return TrainState.from_dict(safe_torch_load(path))
 
 
 def list_sets(folder: str | os.PathLike) -> list[CheckpointName]:

@@ -93,7 +93,7 @@ def test_hdf5_stack_and_npy_split_by_scene_with_nodata(tmp_path):
             np.testing.assert_array_equal(patch, rasters[k][r0:r0 + P, c0:c0 + P])
     with h5py.File(tmp_path / "out" / "val" / "val_000.hdf5", "r") as f:
         assert json.loads(f.attrs["scenes_json"])[1] == {"source": str(tmp_path / "stack.h5"), "index": 0}
-    with pytest.raises(ValueError, match="already holds tiles.json"):
+    with pytest.raises(FileExistsError, match="tiles.json. already exists"):
         tile_interferograms.main(inputs=[str(tmp_path / "extra.npy")], out_dir=str(tmp_path / "out"), patch_size=P)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 import typing
@@ -116,15 +117,44 @@ def build_parser(func: Callable) -> argparse.ArgumentParser:
     return parser
 
 
+TRACEBACK_ENV = "PDM_RADAR_TRACEBACK"  # set to 1 to see the full traceback of an error instead of one line
+
+
+def error_line(err: BaseException) -> str:
+    """One line describing `err`: its message (newlines folded) and, for an unexpected kind of error, its type;
+    an OSError also names its file (e.g. ENOSPC while writing `path`)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    if not isinstance(err, (ValueError, FileNotFoundError, FileExistsError)) or not text:
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text
+
+
+def _close_progress_bars() -> None:
+    """Close every open tqdm bar so that an error line starts on a line of its own."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def run_cli(func: Callable, argv: Sequence[str] | None = None) -> Any:
     """Parse `argv` (default sys.argv[1:]) into keywords of `func` and call it.
 
-    A ValueError / FileNotFoundError / FileExistsError raised by `func` (bad input) prints one line
-    `error: ...` on stderr and exits with status 2.
+    Any error raised by `func` prints one line `error: ...` on stderr (after closing open progress bars)
+    and exits with status 2 for bad input (ValueError / FileNotFoundError / FileExistsError), 1 otherwise.
+    With the environment variable PDM_RADAR_TRACEBACK=1 the error propagates with its traceback.
+    KeyboardInterrupt and SystemExit pass through.
     """
     args = build_parser(func).parse_args(argv)
     try:
         return func(**vars(args))
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except Exception as err:
+        if os.environ.get(TRACEBACK_ENV, "").strip().lower() in {"1", "true", "yes"}:
+            raise
+        _close_progress_bars()
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(err, (ValueError, FileNotFoundError, FileExistsError)) else 1) from None

@@ -40,6 +40,7 @@ from improved_diffusion.image_datasets import (
     list_image_files_recursively,
     resolve_class_labels,
 )
+from utils.sampling.sample_io import read_samples_npz
 
 
 @dataclass
@@ -117,11 +118,7 @@ def _load_hdf5(folder: Path, key_data, key_class, key_other, keys, num_samples, 
 
 
 def _load_npz(path: Path, num_samples, seed, norm) -> ImageSet:
-    with np.load(path) as npz:
-        if "arr_0" not in npz:
-            raise ValueError(f"source={str(path)!r}: no 'arr_0' array (keys {list(npz.keys())})")
-        arr = npz["arr_0"]
-        labels = npz["arr_1"].astype(np.int64) if "arr_1" in npz else None
+    arr, labels = read_samples_npz(path, "source")
     if arr.ndim != 4:
         raise ValueError(f"source={str(path)!r}: arr_0 has shape {arr.shape}, expected NHWC (4 dims)")
     idx = _subset_indices(arr.shape[0], num_samples, seed)

@@ -31,7 +31,7 @@ from torch import nn
 from torchvision.models import inception_v3, vgg16
 from tqdm import tqdm
 
-from improved_diffusion.checkpoint import file_sha256
+from improved_diffusion.checkpoint import file_sha256, safe_torch_load
 
 ARCHS = ("inception", "vgg16", "domain_cnn")
 INCEPTION_BLOCK_ENDS = {64: "maxpool1", 192: "maxpool2", 768: "Mixed_6e", 2048: "Mixed_7c"}
@@ -134,7 +134,7 @@ def load_classifier(path: str | Path, arch: str | None = None) -> tuple[nn.Modul
     if not path.is_file():
         raise FileNotFoundError(f"extractor_path={str(path)!r}: no such file (train one with "
                                 "example_fine_tuning.py or give a local torchvision weights file)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = safe_torch_load(path)
     if isinstance(saved, dict) and "state_dict" in saved:
         meta = {k: v for k, v in saved.items() if k != "state_dict"}
         state = saved["state_dict"]

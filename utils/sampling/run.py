@@ -2,6 +2,7 @@
 seeded batches streamed to resumable shards, then the `.npz`, PNG grid, HDF5 and provenance JSON."""
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +20,11 @@ from improved_diffusion.checkpoint import (
     load_model,
     read_metadata,
 )
-from improved_diffusion.data_normalization import default_clip, from_uint8
+from improved_diffusion.data_normalization import default_clip, from_uint8, to_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
 from improved_diffusion.sampler_choice import SampleBatch
+from improved_diffusion.script_util import check_types
 from improved_diffusion.train_state import derive_seed
 from utils.changed_defaults import notice_changed_default
 from utils.sampling import sample_io
@@ -32,7 +34,12 @@ def read_run_metadata(model_path: str, diffusion_steps: int | None) -> dict:
     """The checkpoint's metadata, with `diffusion_steps` checked (None keeps the checkpoint's own T)."""
     if model_path is None or not Path(model_path).is_file():
         raise FileNotFoundError(f"model_path: no checkpoint file at {model_path}")
-    args_dic = read_metadata(find_metadata(Path(model_path).parent))
+    meta_path = find_metadata(Path(model_path).parent)
+    args_dic = read_metadata(meta_path)
+    try:
+        check_types(args_dic)
+    except ValueError as err:
+        raise ValueError(f"metadata file {meta_path}: {err}") from None
     if diffusion_steps is not None:
         if not args_dic.get("rescale_timesteps", True):
             raise ValueError(f"diffusion_steps={diffusion_steps}: this model was trained with rescale_timesteps=False, "
@@ -73,22 +80,38 @@ def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> 
     if url_lr_data is None:
         raise ValueError("url_lr_data: this is a super-resolution model (metadata has image_size_lr); give the "
                          ".npz of low-resolution images (arr_0 NHWC) to condition on")
-    if not Path(url_lr_data).is_file():
-        raise FileNotFoundError(f"url_lr_data: no file at {url_lr_data}")
-    with np.load(url_lr_data) as data:
-        images = data["arr_0"]
-        labels = data["arr_1"].astype(np.int64) if "arr_1" in data else None
+    images, labels = sample_io.read_samples_npz(url_lr_data, "url_lr_data")
     expected = (image_size_lr, image_size_lr, channels)
     if images.ndim != 4 or images.shape[1:] != expected:
         raise ValueError(f"url_lr_data: arr_0 has shape {images.shape}; expected (N, {image_size_lr}, "
                          f"{image_size_lr}, {channels}) (NHWC at the model's image_size_lr)")
     if images.dtype == np.uint8:
         images = from_uint8(images)
+    elif not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"url_lr_data: arr_0 has dtype {images.dtype}; expected uint8 or float in [-1, 1]")
+    elif not np.isfinite(images).all():
+        raise ValueError(f"url_lr_data: arr_0 holds {int(np.sum(~np.isfinite(images)))} non-finite values "
+                         "(NaN/Inf); expected finite low-res images in [-1, 1]")
     elif np.abs(images).max() > 1 + 1e-3:
         raise ValueError(f"url_lr_data: float images must be in [-1, 1], got values up to {np.abs(images).max():.3g}")
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"url_lr_data: {len(labels)} labels for {len(images)} images")
     return np.ascontiguousarray(np.moveaxis(images.astype(np.float32), -1, 1)), labels
+
+
+def check_run_options(num_samples: int, batch_size: int, max_clip_val: float, threshold_ratio: float | None) -> None:
+    """ValueError naming the option when a count is not a positive int, max_clip_val not a finite number > 0
+    or dynamic_threshold_ratio not in (0, 1] (checked before any file or folder is written)."""
+    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: got {value!r}; expected a positive integer")
+    if isinstance(max_clip_val, bool) or not isinstance(max_clip_val, (int, float)) or not (
+            math.isfinite(max_clip_val) and max_clip_val > 0):
+        raise ValueError(f"max_clip_val: got {max_clip_val!r}; expected a finite number > 0 (the clamp bound of x0)")
+    if threshold_ratio is not None and (isinstance(threshold_ratio, bool) or not isinstance(
+            threshold_ratio, (int, float)) or not 0 < threshold_ratio <= 1):
+        raise ValueError(f"dynamic_threshold_ratio: got {threshold_ratio!r}; expected a quantile in (0, 1] "
+                         "(e.g. 0.995) or None")
 
 
 def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: str, num_samples: int,
@@ -103,16 +126,18 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps.
     `clip_denoised=None` takes the clamp from the model's data normalisation (`default_clip`); the provenance
     records the clamp applied and why."""
-    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if max_clip_val <= 0:
-        raise ValueError(f"max_clip_val must be > 0, got {max_clip_val}")
+    check_run_options(num_samples, batch_size, max_clip_val, threshold_ratio)
     device = resolve_device(device)
     amp = resolve_amp(amp, device)
     args_dic = read_run_metadata(model_path, diffusion_steps)
     if check is not None:
         check(int(diffusion_steps or args_dic.get("diffusion_steps", 1000)))
+    out_dir = Path(url_save_path)
+    if out_dir.resolve() == Path(model_path).resolve().parent:
+        raise ValueError(f"url_save_path: {url_save_path} is the folder of the checkpoint {model_path}; expected "
+                         "a results folder elsewhere (a JSON written beside a checkpoint makes it unloadable)")
+    # the metadata completed from the weights (image_size, num_input_channels, ... of older JSONs)
+    model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
     size, channels = args_dic["image_size"], args_dic["num_input_channels"]
     clip_reason = "set by the caller"
     if clip_denoised is None:
@@ -131,16 +156,15 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
             sample_class, num_samples, args_dic.get("num_class"), seed)
         if labels.min() < 0 or labels.max() >= args_dic["num_class"]:
             raise ValueError(f"labels must lie in [0, {args_dic['num_class'] - 1}], got {labels.min()}..{labels.max()}")
-    out_dir = Path(url_save_path)
     npz_path = out_dir / sample_io.npz_name(num_samples, size, channels)
     outputs = [npz_path, npz_path.with_suffix(".json")] + [npz_path.with_suffix(".png")] * plot + [
         npz_path.with_suffix(".hdf5")] * save_hdf5
     check_free(outputs, overwrite)
 
-    model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
     model.to(memory_format=memory_format(channels_last))
     network = compile_model(model, "sample") if compile else model
-    config = {"model_path": str(Path(model_path).resolve()), "sampler": sampler_info, "seed": seed,
+    config = {"model_path": str(Path(model_path).resolve()), "checkpoint_sha256": file_sha256(model_path),
+              "sampler": sampler_info, "seed": seed,
               "batch_size": batch_size, "num_samples": num_samples, "to_0_255": to_0_255,
               "clip_denoised": clip_denoised, "clip_denoised_reason": clip_reason, "max_clip_val": max_clip_val,
               "threshold_ratio": threshold_ratio,
@@ -164,10 +188,14 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         # trajectory dtype.
         with torch.inference_mode(), autocast(device, amp):
             x = sample_batch(denoiser, x_T, generator).float()
+        if not torch.isfinite(x).all():
+            raise FloatingPointError(f"batch {b} of {model_path} gave {int((~torch.isfinite(x)).sum())} non-finite "
+                                     f"sample values (NaN/Inf); nothing was merged into {npz_path} (try amp='none', "
+                                     "clip_denoised=True or another checkpoint)")
         if shift_to_lr_mean and lr is not None:  # original's bias removal (docs/original.md#superres-sampling)
             x = x - x.mean(dim=(1, 2, 3), keepdim=True) + lr.mean(dim=(1, 2, 3), keepdim=True)
         images = x.permute(0, 2, 3, 1).cpu().numpy()
-        store.write(b, sample_io.to_uint8(images) if to_0_255 else images.astype(np.float32),
+        store.write(b, to_uint8(images) if to_0_255 else images.astype(np.float32),
                     None if labels is None else labels[lo:hi])
     sample_io.merge_shards(store, num_batches, num_samples, npz_path)
     if plot:
@@ -177,7 +205,7 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
     store.remove()
     sample_io.write_provenance(npz_path.with_suffix(".json"), {
-        **config, "checkpoint_sha256": file_sha256(model_path), "code_version": code_version(),
+        **config, "code_version": code_version(),
         "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
         "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
         "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",

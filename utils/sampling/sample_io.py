@@ -23,6 +23,36 @@ def npz_name(num_samples: int, image_size: int, channels: int) -> str:
     return f"samples_{num_samples}x{image_size}x{image_size}x{channels}.npz"
 
 
+def read_samples_npz(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(arr_0, arr_1 as int64 or None) of a samples `.npz`; a missing, unreadable or pickled file, or one
+    without arr_0, raises a one-line error naming the option `key` that gave the path."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{key}: no file at {path}")
+    try:
+        with np.load(path) as data:
+            if "arr_0" not in data:
+                raise ValueError(f"{key}: {path} has no array arr_0 (found {sorted(data.files)}); expected the "
+                                 "images as arr_0 (NHWC), as sample.py writes them")
+            return data["arr_0"], data["arr_1"].astype(np.int64) if "arr_1" in data else None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{key}: {path} is not a readable .npz ({err}); expected np.savez output with arr_0 "
+                         "NHWC") from None
+    except ValueError as err:
+        if str(err).startswith(f"{key}:"):
+            raise
+        raise ValueError(f"{key}: {path} cannot be read without pickle ({err}); expected plain arrays") from None
+
+
+def _differences(tag: Path, config: dict) -> str:
+    """Which keys of `config` differ from the run recorded in the shard folder's `tag` file."""
+    try:
+        recorded = json.loads(tag.read_text())
+    except (ValueError, OSError):
+        return f"{tag} is unreadable"
+    keys = sorted(k for k in set(recorded) | set(config) if recorded.get(k) != config.get(k))
+    if "checkpoint_sha256" in keys:
+        return "they were made from other weights: checkpoint_sha256 differs"
+    return "differing keys: " + ", ".join(keys)
 
 
 class ShardStore:
@@ -36,7 +66,7 @@ class ShardStore:
         text = json.dumps(config, sort_keys=True, indent=1)
         if tag.exists() and tag.read_text() != text:
             if not overwrite:
-                raise ValueError(f"{self.folder} holds shards of a different run (see {tag}); "
+                raise ValueError(f"{self.folder} holds shards of a different run ({_differences(tag, config)}); "
                                  "pass overwrite=True to discard them or choose another url_save_path")
             self.clear()
         atomic_write(tag, lambda tmp: Path(tmp).write_text(text))
