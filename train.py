@@ -7,6 +7,7 @@ Command line: `python train.py --data_train_dir data/train --num_epochs 2 --clas
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -73,7 +74,7 @@ def main(
         image_size_hr: int | None = None,  # low-res mode: read at this size, area-downscale to image_size
         image_size_lr: int | None = None,  # super-res mode: condition on the image area-downscaled to this
         key_class: str | None = None,  # HDF5 key of integer class labels (class_cond with HDF5)
-        normalization: str = "none",  # HDF5 value mapping to model units (see the data loaders)
+        normalization: Literal["none", "minmax", "range"] = "none",  # HDF5 values -> model units (range: norm_range)
         norm_range: list[float] | None = None,  # HDF5 value range mapped to [-1, 1] ('range' normalization)
         nan_policy: str = "error",  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
         phase_as_cos_sin: bool = False,  # HDF5 wrapped phase as (cos, sin) channels
