@@ -26,7 +26,7 @@ def main_sample(
     use_ddim: bool = False,  # DDIM instead of the ancestral sampler
     url_save_path: str = "images/",  # output folder (created)
     to_0_255: bool = False,  # save arr_0 as uint8 ((x + 1) * 127.5) instead of float32 in model units
-    plot: bool = True,  # save a PNG grid of the first 64 samples
+    plot: bool = True,  # PNG of the first 64 samples of the run, colorbar in the data units
     seed: int = 0,  # random seed: the same seed gives the same samples, labels included
     device: str = "auto",  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     eta: float = 0.0,  # DDIM noise scale (0 = deterministic ODE, 1 = ancestral-like)

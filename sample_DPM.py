@@ -30,7 +30,7 @@ def sample_from_ODE(
     method_type: str = "multistep",  # "singlestep", "singlestep_fixed", "multistep" or "adaptive"
     skip_type: str = "logSNR",  # time grid: "logSNR", "time-uniform" or "time-quadratic"
     order: int = 3,  # solver order 1-3
-    plot: bool = True,  # save a PNG grid of the first 64 samples
+    plot: bool = True,  # PNG of the first 64 samples of the run, colorbar in the data units
     lambda_min: float | None = -3.0,  # grid spacing starts at this half-log-SNR (first step jumps there); None = T-1
     denoise_to_zero: bool = True,  # last evaluation maps index 0 to clean data (else output the state at index 0)
     lower_order_final: bool = False,  # multistep: cap the order by the number of steps left
