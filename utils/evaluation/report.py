@@ -135,7 +135,7 @@ def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_di
                header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se")
     plot_mean_curves({k: (r.frequency, r.psd, r.psd_se) for k, r in res.items()}, results_dir / "spectrum.png",
                      xlabel="frequency (cycles / px)", ylabel=f"PSD ({unit}²)",
-                     title="Radially averaged PSD: real vs generated fields (mean ± 1.96 SE)",
+                     title="Radial PSD: real vs generated (mean ± 1.96 SE)",
                      log_x=True, log_y=True, overwrite=overwrite)
     log_ratio = np.log10(res["generated"].psd / res["real"].psd)
     return {"frequency": res["real"].frequency.tolist(), "mean_abs_log10_ratio": float(np.mean(np.abs(log_ratio)))}
