@@ -45,7 +45,7 @@ def _raw_and_ema(run: Path, tmp: Path, **kw) -> tuple[np.ndarray, np.ndarray]:
     raw = next(run.glob(f"model_epoch={epoch}_iter=*.pt"))
     out = []
     for name, path in (("raw", raw), ("ema", ema)):
-        npz = main_sample(model_path=str(path), url_save_path=str(tmp / name), plot=False, **QUICK, **kw)
+        npz = main_sample(model_path=str(path), url_save_path=str(tmp / name), plot=False, **{**QUICK, **kw})
         out.append(np.load(npz)["arr_0"][..., 0].astype(np.float64))
     return out[0], out[1]
 
@@ -88,10 +88,10 @@ def test_superres_pair_examples_and_the_chain_hint(tmp_path, monkeypatch):
     _assert_structured_like_raw(*_raw_and_ema(lowres_run, tmp_path / "lowres", sample_class=1))
     with pytest.raises(FileNotFoundError, match="--sample_class 1"):
         example_sample_superres.main()
-    chain_flags = ["--sampling_steps", "8", "--num_samples", "8", "--batch_size", "8", "--device", "cpu"]
+    chain_flags = ["--sampling_steps", "4", "--num_samples", "4", "--batch_size", "4", "--device", "cpu"]
     superres = _run_hint(example_sample_superres.main, example_sample_superres.HINT, chain_flags)
     superres_run = tmp_path / example_train.output_folder("sar_synthetic",
                                                                    example_train_superres.FOLDER_SUFFIX)
-    raw, ema = _raw_and_ema(superres_run, tmp_path / "superres",
+    raw, ema = _raw_and_ema(superres_run, tmp_path / "superres", num_samples=4, batch_size=4, sampling_steps=4,
                             url_lr_data=str(next((superres.parent.parent / "lowres").glob("*.npz"))))
     _assert_structured_like_raw(raw, ema)
