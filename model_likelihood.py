@@ -113,7 +113,7 @@ def calc_model_loss(
                       "256 levels (clipped to [-1, 1])", stacklevel=2)
     x_all = torch.from_numpy(grid.astype(np.float32)).permute(0, 3, 1, 2)
     parts = {"vb": [], "prior_bpd": [], "xstart_mse": []}
-    for start in tqdm(range(0, len(x_all), batch_size), desc="bits/dim", disable=not progress):
+    for start in tqdm(range(0, len(x_all), batch_size), desc="batches", disable=not progress):
         idx = np.arange(start, min(start + batch_size, len(x_all)))
         kwargs = {} if labels is None else {"y": torch.from_numpy(labels[idx]).to(device)}
         generators = [torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i)) for i in idx]
