@@ -9,7 +9,7 @@ from utils.cli import run_cli
 TARGETS: dict[str, dict] = {
     "sar": apply_preset("sar_lowres_128", data_train_dir="sar_tengeop/train", data_val_dir="sar_tengeop/val"),
     # built-in data: 64 px synthetic SAR read, area-downscaled to 32 px
-    "sar_synthetic": sar_synthetic_target(3, "--target_data sar (128 px from 256 px TenGeoP-SARwv reads, "
+    "sar_synthetic": sar_synthetic_target(5, "--target_data sar (128 px from 256 px TenGeoP-SARwv reads, "
                                              "datasets/README.md)", image_size=32, image_size_hr=64),
 }
 
