@@ -110,8 +110,8 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
     print("[evaluate] semivariogram, power spectrum, memorisation")
     report = evaluate_samples(real=str(data / "test"), samples=str(npz), results_dir=str(results),
                               metrics="semivariogram,spectrum,memorisation", key_data="unwrap",
-                              metadata_json=str(run / "metadata.json"), train_data=str(data / "train"),
-                              num_samples=num_samples, seed=seed)
+                              metadata_json=str(run / "metadata.json"), units="physical",
+                              train_data=str(data / "train"), num_samples=num_samples, seed=seed)
     metadata = json.loads((run / "metadata.json").read_text())
     report["analytic"] = analytic_comparison(npz, data / "test", truth, metadata["data_normalization"], results)
     real_vs_generated_figure(npz, data / "test", metadata["data_normalization"], results / "real_vs_generated.png")

@@ -7,6 +7,7 @@ Command line: `python train.py --data_train_dir data/train --num_epochs 2 --clas
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -38,6 +39,7 @@ def main(
         batch_size: int = 4,  # batch size per process
         microbatch: int = -1,  # -1: whole batch at once; else micro-batch size (gradients averaged)
         ema_rate: str = "0.9999",  # EMA rate(s) of the weights, comma-separated
+        ema_warmup: bool = True,  # EMA decay ramps up to ema_rate: min(rate, (1 + step) / (10 + step))
         save_interval: int | None = None,  # also save a checkpoint every N steps within an epoch
         resume_checkpoint: str | None = None,  # model_epoch=E_iter=I.pt (or _step=S.pt) to continue from
         use_fp16: bool = False,  # original fp16 switch: amp='fp16' (CUDA only; use amp='bf16' on CPU)
@@ -72,7 +74,7 @@ def main(
         image_size_hr: int | None = None,  # low-res mode: read at this size, area-downscale to image_size
         image_size_lr: int | None = None,  # super-res mode: condition on the image area-downscaled to this
         key_class: str | None = None,  # HDF5 key of integer class labels (class_cond with HDF5)
-        normalization: str = "none",  # HDF5 value mapping to model units (see the data loaders)
+        normalization: Literal["none", "minmax", "range"] = "none",  # HDF5 values -> model units (range: norm_range)
         norm_range: list[float] | None = None,  # HDF5 value range mapped to [-1, 1] ('range' normalization)
         nan_policy: str = "error",  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
         phase_as_cos_sin: bool = False,  # HDF5 wrapped phase as (cos, sin) channels
@@ -150,7 +152,7 @@ def _train(call: dict, device: torch.device) -> dict:
         keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=args["amp"],
         fp16_scale_growth=args["fp16_scale_growth"], subset_timesteps=args["subset_timesteps"], seed=args["seed"],
         grid_interval=args["grid_interval"], compile=args["compile"],
-        channels_last=args["channels_last"], device=device, options_resolved=True)
+        channels_last=args["channels_last"], device=device, options_resolved=True, ema_warmup=args["ema_warmup"])
     notes = loop.resume(args["resume_checkpoint"]) if resuming else []
 
     # 3. Write: rank 0 prepares the folder and the metadata, then every process trains.

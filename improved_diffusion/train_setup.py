@@ -27,6 +27,9 @@ RESUME_CHANGEABLE = {
 # Keywords about this process only: not written to metadata.json.
 NOT_STORED = {"device", "num_workers", "overwrite", "compile", "channels_last",
               "log_interval", "grid_interval", "keep_checkpoints"}
+# Keywords added by this code whose default differs from the original trainer's behaviour: a resumed run whose
+# metadata.json lacks one (a run of the original trainer) keeps the original behaviour, given here.
+ORIGINAL_BEHAVIOUR = {"ema_warmup": False}
 HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
@@ -68,6 +71,8 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     if mb is not None and mb != -1 and (not isinstance(mb, int) or not 1 <= mb <= call["batch_size"]):
         _fail("microbatch", mb, f"-1 (no split) or an integer in 1..batch_size={call['batch_size']}")
     ema_rates = parse_ema_rates(call["ema_rate"])
+    if not isinstance(call.get("ema_warmup", False), bool):
+        _fail("ema_warmup", call["ema_warmup"], "True or False")
     for key in ("save_interval", "keep_checkpoints", "subset_timesteps"):
         _check_optional_int(call, key, 1)
     if call["grad_clip"] is not None and not call["grad_clip"] > 0:
@@ -93,8 +98,9 @@ def _comparable(key: str, value):
 def merge_resume(call: dict, defaults: dict) -> tuple[dict, Path]:
     """(call merged with the checkpoint folder's metadata, folder) for `call["resume_checkpoint"]`.
 
-    Keys outside RESUME_CHANGEABLE take the stored values; a key the call sets to a non-default
-    value that disagrees with the stored one is an error listing every disagreement.
+    Keys outside RESUME_CHANGEABLE take the stored values (ORIGINAL_BEHAVIOUR's where metadata.json lacks
+    them); a key the call sets to a non-default value that disagrees with the stored one
+    is an error listing every disagreement.
     """
     path = Path(call["resume_checkpoint"])
     parse_resume_name(path)
@@ -103,6 +109,7 @@ def merge_resume(call: dict, defaults: dict) -> tuple[dict, Path]:
     folder = path.parent
     stored = read_metadata(find_metadata(folder))
     stored.update({k: v for k, v in (stored.pop("hdf5_keys", None) or {}).items() if k in HDF5_KEYS})
+    stored = {**{k: v for k, v in ORIGINAL_BEHAVIOUR.items() if k in call}, **stored}
     merged, disagree = dict(call), []
     for key, value in stored.items():
         if key not in call:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .acceleration import autocast, compile_model, memory_format, resolve_amp
 from .checkpoint import CheckpointName, load_state_dict, set_name
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
-from .nn import update_ema
+from .nn import ema_decay, update_ema
 from .resample import LossSecondMomentResampler, UniformSampler
 from .train_logging import Logger, MetricAccumulator, ema_samples
 from .train_state import (
@@ -60,6 +60,8 @@ class TrainLoop:
     `amp` ('none', 'bf16', 'fp16', 'auto') and `ema_rate` (float, comma string or list) are resolved here,
     unless `options_resolved`: then they are the values `train_setup.validate_call` resolved for the run
     (`amp` a mode of `acceleration.AMP_DTYPES`, `ema_rate` a list of floats) and are used as given.
+    `ema_warmup`: each EMA's decay ramps up to its rate with the step count (`nn.ema_decay`); off keeps the
+    original constant decay.
     """
 
     def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, num_epochs: int,
@@ -70,7 +72,7 @@ class TrainLoop:
                  fp16_scale_growth: float = 1e-3,
                  val_data: EpochData | None = None, subset_timesteps: int | None = None, seed: int = 0,
                  grid_interval: int = 1, compile: bool = False, channels_last: bool = False,
-                 device: torch.device | str = "cpu", options_resolved: bool = False):
+                 device: torch.device | str = "cpu", options_resolved: bool = False, ema_warmup: bool = False):
         self.device = torch.device(device)
         self.amp = amp if options_resolved else resolve_amp(amp, self.device)
         # channels_last before the EMA copies and the optimizer state are made, so all share one layout
@@ -88,6 +90,7 @@ class TrainLoop:
         self.scaler = (torch.amp.GradScaler("cuda", growth_interval=max(1, round(1 / fp16_scale_growth)))
                        if self.amp == "fp16" else None)
         self.ema_rates = list(ema_rate) if options_resolved else parse_ema_rates(ema_rate)
+        self.ema_warmup = ema_warmup  # decay ramps up to each rate with the step count (nn.ema_decay)
         self.params = list(self.model.parameters())
         self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.ema_rates]
         # foreach: one multi-tensor update instead of a Python loop over parameters (torch only
@@ -244,7 +247,7 @@ class TrainLoop:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         for ema, rate in zip(self.ema_params, self.ema_rates):
-            update_ema(ema, self.params, rate)
+            update_ema(ema, self.params, ema_decay(rate, self.step_total, self.ema_warmup))
         self.step_total += 1
 
     # ------------------------------------------------------------------ checks, logging, saving

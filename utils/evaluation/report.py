@@ -7,11 +7,13 @@ CLI: ``python -m utils.report --real ... --samples ... --results_dir ...``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from improved_diffusion.checkpoint import check_free, read_metadata
+from improved_diffusion.data_normalization import value_unit
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
 from utils.evaluation.fid import fid_from_features
@@ -72,6 +74,32 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
     return out
 
 
+def _is_hdf5(source: str) -> bool:
+    return Path(source).is_dir() and any(Path(source).glob("*.hdf5"))
+
+
+def summary_lines(report: dict, results_dir: str) -> list[str]:
+    """A few printable lines: each metric's headline number and where the files are."""
+    lines = [f"{report['n_generated']} samples vs {report['n_real']} real images ({report['real']})"]
+    if "fid" in report:
+        lines.append(f"FID {report['fid']['fid']:.3g}")
+    if "precision_recall" in report:
+        pr = report["precision_recall"]
+        lines.append(f"precision {pr['precision']:.3f}, recall {pr['recall']:.3f}")
+    if "semivariogram" in report:
+        gap = 100 * report["semivariogram"]["max_relative_difference"]
+        lines.append(f"semivariogram: largest relative gap generated vs real {gap:.1f} % over the lags "
+                     f"({report['field_unit']})")
+    if "spectrum" in report:
+        lines.append(f"spectrum: mean |log10 PSD ratio| {report['spectrum']['mean_abs_log10_ratio']:.3f}")
+    if "memorisation" in report:
+        mem = report["memorisation"]
+        lines.append("memorisation vs " + mem["train_data"] + ": " + ", ".join(
+            f"{k} {v}" for k, v in mem.items() if k != "train_data" and not isinstance(v, (list, dict))))
+    lines.append(f"written: {Path(results_dir) / 'metrics.json'} and its figures")
+    return lines
+
+
 def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
     if results_dir.is_dir():
         if (results_dir / "metadata.json").exists() or any(results_dir.glob("*.pt")):
@@ -81,23 +109,23 @@ def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
 
 
 def semivariogram_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
-                          max_lag: float | None, rescale: bool, overwrite: bool) -> dict:
-    """Semivariograms of (N, H, W) real and generated fields: CSVs, PNG and a summary dict."""
+                          max_lag: float | None, rescale: bool, overwrite: bool, unit: str = "model units") -> dict:
+    """Semivariograms of (N, H, W) real and generated fields (values in `unit`): CSVs, PNG and a summary dict."""
     res = {k: empirical_semivariogram(f, max_lag=max_lag, rescale=rescale)
            for k, f in (("real", real_fields), ("generated", gen_fields))}
     for k, r in res.items():
         write_semivariogram_csv(r, results_dir / f"semivariogram_{k}.csv", overwrite=overwrite)
     plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()},
-                     results_dir / "semivariogram.png", xlabel="lag (px)", ylabel="semivariance",
-                     title="Semivariogram (mean ± 1.96 SE)", overwrite=overwrite)
+                     results_dir / "semivariogram.png", xlabel="lag (px)", ylabel=f"semivariance ({unit}²)",
+                     title="Semivariogram: real vs generated fields (mean ± 1.96 SE)", overwrite=overwrite)
     gap = np.abs(res["generated"].gamma - res["real"].gamma) / np.abs(res["real"].gamma)
     return {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
             "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
 
 
 def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
-                     rescale: bool, overwrite: bool) -> dict:
-    """Radially averaged PSDs of (N, H, W) real and generated fields: CSV, PNG and a summary dict."""
+                     rescale: bool, overwrite: bool, unit: str = "model units") -> dict:
+    """Radially averaged PSDs of (N, H, W) real and generated fields (values in `unit`): CSV, PNG and a summary."""
     res = {k: radial_psd(f, rescale=rescale) for k, f in (("real", real_fields), ("generated", gen_fields))}
     path = results_dir / "spectrum.csv"
     check_free([path], overwrite)
@@ -106,7 +134,8 @@ def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_di
     np.savetxt(path, table, delimiter=",", comments="", fmt="%.10g",
                header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se")
     plot_mean_curves({k: (r.frequency, r.psd, r.psd_se) for k, r in res.items()}, results_dir / "spectrum.png",
-                     xlabel="frequency (cycles / px)", ylabel="PSD", title="Radially averaged PSD",
+                     xlabel="frequency (cycles / px)", ylabel=f"PSD ({unit}²)",
+                     title="Radial PSD: real vs generated (mean ± 1.96 SE)",
                      log_x=True, log_y=True, overwrite=overwrite)
     log_ratio = np.log10(res["generated"].psd / res["real"].psd)
     return {"frequency": res["real"].frequency.tolist(), "mean_abs_log10_ratio": float(np.mean(np.abs(log_ratio)))}
@@ -157,6 +186,10 @@ def evaluate_samples(
                          "feature extractor file (train one with example_fine_tuning.py)")
     ext = load_extractor(extractor, extractor_path, layer, resize_to) if extractor_path is not None else None
     norm = normalization_from(metadata_json)
+    if metadata_json is None and real_scale == 1.0 and real_offset == 0.0 and _is_hdf5(real):
+        warnings.warn(f"real={real!r}: HDF5 values are read as stored (e.g. rad) while samples are in model units; "
+                      "pass metadata_json=<training metadata.json> (or real_scale / real_offset) so both match",
+                      stacklevel=2)
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
                                   data_normalization=norm)
@@ -174,11 +207,14 @@ def evaluate_samples(
     if units == "physical":
         report["field_units"] = "physical"
     real_fields, gen_fields = real_values[..., channel], gen_values[..., channel]
+    unit = "min-max scaled to [-1, 1]" if rescale else value_unit(norm, units == "physical", key_data)
+    report["field_unit"] = unit
     if "semivariogram" in names:
         report["semivariogram"] = semivariogram_section(real_fields, gen_fields, out, max_lag=max_lag,
-                                                        rescale=rescale, overwrite=overwrite)
+                                                        rescale=rescale, overwrite=overwrite, unit=unit)
     if "spectrum" in names:
-        report["spectrum"] = spectrum_section(real_fields, gen_fields, out, rescale=rescale, overwrite=overwrite)
+        report["spectrum"] = spectrum_section(real_fields, gen_fields, out, rescale=rescale, overwrite=overwrite,
+                                              unit=unit)
     if "memorisation" in names:
         train = real_set if train_data is None else load_image_set(
             train_data, key_data=key_data, num_channels=gen_set.num_channels, image_size=image_size,
