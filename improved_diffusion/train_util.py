@@ -110,6 +110,7 @@ class TrainLoop:
         self.logger = Logger(None, enabled=False)  # opened by run(), so nothing is written before it
         self._bad_loss = torch.zeros((), device=self.device)
         self._batch, self._grid_shape, self._grid_cond = 0, None, {}
+        self._bar = None  # the open progress bar: closed by run() also when training fails
 
     # ------------------------------------------------------------------ resume
     def resume(self, model_path: str | Path) -> list[str]:
@@ -349,6 +350,7 @@ class TrainLoop:
         total = len(self.data.loader) if hasattr(self.data.loader, "__len__") else None
         bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.num_epochs}", disable=not self.is_main,
                    initial=self.skip_steps, dynamic_ncols=True)
+        self._bar = bar
         step = 0
         for step, (x, cond) in enumerate(batches, start=1):
             if step <= self.skip_steps:
@@ -407,5 +409,7 @@ class TrainLoop:
                 if self.grid_interval and (epoch + 1) % self.grid_interval == 0:
                     self.sample_grid(epoch)
         finally:
+            if self._bar is not None:
+                self._bar.close()  # an error message then starts on a line of its own
             self.logger.close()
         return {"checkpoint": self.last_checkpoint, "step_total": self.step_total, "epochs": epoch + 1}
