@@ -141,9 +141,9 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
     try:
         options = validate_call(args, device)  # amp and EMA rates, resolved once for the run
     except ValueError as err:
-        if plan is None:
+        if plan is None or str(err).split(":", 1)[0] in given:
             raise
-        raise ValueError(f"{err} (keywords not given come from {plan.metadata_path})") from None
+        raise ValueError(f"{err} (read from {plan.metadata_path})") from None
     args["amp"] = options["amp"]
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():

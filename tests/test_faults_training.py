@@ -20,7 +20,7 @@ from improved_diffusion.checkpoint import load_model, load_state_dict
 from improved_diffusion.train_state import leftover_files, list_sets
 from tests.conftest import REPO_ROOT
 from tests.test_train_loop import folder_hashes
-from tests.test_train_script import image_folder
+from tests.test_train_script import image_folder, original_layout_folder
 from utils.cli import run_cli
 
 # 4 images, batch 2: 2 steps per epoch; a set every step and at each epoch end (6 sets in 2 epochs).
@@ -251,6 +251,19 @@ def test_readme_resume_command_equals_the_straight_run(tmp_path, capsys, data, s
                                 "overrides": {"num_epochs": {"from": 1, "to": 2}},
                                 "code_version": meta["code_version"]}]
     assert sorted(p.name for p in folder.glob("*.json")) == ["metadata.json"]
+
+
+def test_resume_of_an_original_folder_keeps_its_metadata_keys(tmp_path):
+    folder, _ = original_layout_folder(tmp_path)
+    original = json.loads((folder / "metadata.json").read_text())
+    data = image_folder(tmp_path / "digits", n=10, classes="0123456789")  # batch 8 (metadata): 2 steps
+    train.main(resume_checkpoint=str(folder / "model_epoch=3_iter=120.pt"), data_train_dir=data, num_epochs=5,
+               grid_interval=0)  # one more epoch (the original metadata says 10)
+    meta = json.loads((folder / "metadata.json").read_text())
+    changed = {"data_train_dir": data, "num_epochs": 5}
+    assert {k: meta[k] for k in original} == {**original, **{k: v for k, v in changed.items() if k in original}}
+    assert meta["resumes"][0]["overrides"]["num_epochs"] == {"from": original["num_epochs"], "to": 5}
+    assert meta["resumes"][0]["overrides"]["data_train_dir"]["from"] == original["data_train_dir"]
 
 
 def test_branch_keeps_the_source_and_pruning_keeps_the_set_resumed_from(tmp_path, straight):
