@@ -183,8 +183,12 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
     except BaseException:
         # A new run that fails before its first checkpoint set (bad data found mid-epoch, NaN, Ctrl-C)
         # leaves no trace, so the corrected rerun needs no overwrite=True.
-        if plan is None and loop.last_checkpoint is None and is_main_process():
-            undo_failed_start(folder, created)
+        if plan is None and is_main_process():
+            if loop.last_checkpoint is None:
+                undo_failed_start(folder, created)
+            else:
+                print(f"[train] stopped; {loop.last_checkpoint} is complete: resume from it once the cause is "
+                      "fixed, or pass overwrite=True to start again")
         raise
 
 

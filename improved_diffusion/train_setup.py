@@ -122,6 +122,12 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
         _check_optional_int(call, key, 1)
     _check_float(call, "grad_clip", 0.0, optional=True)  # max global gradient norm
     _check_float(call, "fp16_scale_growth", 0.0, 1.0)  # log2 loss-scale growth per step
+    bounds = call["norm_range"]
+    if bounds is not None and not (
+            isinstance(bounds, (list, tuple)) and len(bounds) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+            and bounds[0] < bounds[1]):
+        _fail("norm_range", bounds, "None or two finite numbers low < high (the stored values mapped to -1 and 1)")
     if call["compute_val"] and not call["data_val_dir"]:
         _fail("data_val_dir", call["data_val_dir"], "a validation folder when compute_val is true")
     device = resolve_device(call["device"]) if device is None else device

@@ -100,6 +100,14 @@ def test_float_option_out_of_range_is_rejected_before_any_write(tmp_path, capsys
     assert not out.exists()
 
 
+@pytest.mark.parametrize("bounds", ["1,nan", "2,1", "5"])
+def test_norm_range_must_be_two_finite_increasing_numbers(tmp_path, capsys, data, bounds):
+    argv = _argv(type_dataset="hdf5", data_train_dir=data, url_folder_experiment=tmp_path / "run",
+                 normalization="range", norm_range=bounds, **RUN)
+    _rejected(capsys, argv, ["norm_range: got", "finite numbers low < high"], tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
 def test_non_empty_folder_needs_overwrite(tmp_path, capsys, data):
     out = tmp_path / "run"
     out.mkdir()
