@@ -144,7 +144,6 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
         if plan is None or str(err).split(":", 1)[0] in given:
             raise
         raise ValueError(f"{err} (read from {plan.metadata_path})") from None
-    args["amp"] = options["amp"]
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():
             raise FileNotFoundError(f"{key}: got {args[key]!r}, expected an existing data folder")
@@ -159,7 +158,7 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
         schedule_sampler=create_named_schedule_sampler(args["schedule_sampler"], diffusion),
         weight_decay=args["weight_decay"], lr_anneal_steps=args["lr_anneal_steps"],
         warmup_steps=args["warmup_steps"], grad_clip=args["grad_clip"], save_interval=args["save_interval"],
-        keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=args["amp"],
+        keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=options["amp"],
         fp16_scale_growth=args["fp16_scale_growth"], subset_timesteps=args["subset_timesteps"], seed=args["seed"],
         grid_interval=args["grid_interval"], compile=args["compile"],
         channels_last=args["channels_last"], device=device, options_resolved=True)

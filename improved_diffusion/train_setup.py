@@ -3,6 +3,7 @@ merge with `metadata.json`, the output-folder rule and the metadata written for 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import shutil
 from collections.abc import Callable
@@ -222,24 +223,6 @@ def start_resumed_run(plan: ResumePlan, data_info: dict, step_total: int) -> lis
     """Write what a resume changes on disk (after every check passed): delete the later sets
     (overwrite) or copy the resumed-from set into the branch folder, delete leftovers of interrupted
     saves, and write metadata.json with this resume appended to its `resumes` list. Returns the lines to print."""
-    lines = []
-    if plan.branch:
-        if plan.folder.exists():
-            clear_run_files(plan.folder)
-        plan.folder.mkdir(parents=True, exist_ok=True)
-        for path in set_files(plan.source, plan.name):
-            atomic_write(plan.folder / path.name, lambda tmp, src=path: shutil.copyfile(src, tmp))
-        lines.append(f"branch: {plan.folder} starts from {plan.checkpoint} (the source folder is left as it is)")
-    for later in plan.later:
-        remove_set(plan.source, later)
-    if plan.later:
-        lines.append(f"overwrite=True: deleted {len(plan.later)} later set(s) of the abandoned timeline "
-                     f"({plan.later[0].model()} ... {plan.later[-1].model()})")
-    for path in leftover_files(plan.folder):
-        path.unlink()
-        lines.append(f"deleted {path.name}, left by an interrupted save")
-    for key, (before, after) in plan.overrides.items():
-        lines.append(f"{key}: {before!r} -> {after!r} (given in the call; metadata.json records it)")
     meta = dict(plan.metadata)
     for key, (_, after) in plan.overrides.items():
         if key in HDF5_KEYS and isinstance(meta.get("hdf5_keys"), dict):
@@ -252,6 +235,25 @@ def start_resumed_run(plan: ResumePlan, data_info: dict, step_total: int) -> lis
         "checkpoint": str(plan.checkpoint), "step_total": step_total,
         "overrides": {k: {"from": a, "to": b} for k, (a, b) in plan.overrides.items()},
         "code_version": code_version()}]
+    json.dumps(meta)  # TypeError now, before any file changes, if a value cannot be stored
+    lines = []
+    if plan.branch:
+        if plan.folder.exists():
+            clear_run_files(plan.folder)
+        plan.folder.mkdir(parents=True, exist_ok=True)
+        for path in reversed(set_files(plan.source, plan.name)):  # the model file last, as a save writes it
+            atomic_write(plan.folder / path.name, lambda tmp, src=path: shutil.copyfile(src, tmp))
+        lines.append(f"branch: {plan.folder} starts from {plan.checkpoint} (the source folder is left as it is)")
+    for later in plan.later:
+        remove_set(plan.source, later)
+    if plan.later:
+        lines.append(f"overwrite=True: deleted {len(plan.later)} later set(s) of the abandoned timeline "
+                     f"({plan.later[0].model()} ... {plan.later[-1].model()})")
+    for path in leftover_files(plan.folder):
+        path.unlink()
+        lines.append(f"deleted {path.name}, left by an interrupted save")
+    for key, (before, after) in plan.overrides.items():
+        lines.append(f"{key}: {before!r} -> {after!r} (given in the call; metadata.json records it)")
     write_metadata(plan.folder, meta, METADATA_NAME if plan.branch else plan.metadata_path.name)
     return lines
 
