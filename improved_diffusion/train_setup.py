@@ -1,5 +1,6 @@
-"""Checks and bookkeeping of `train.main` before any heavy work: argument validation, the resume
-merge with `metadata.json`, the output-folder rule and the metadata written for the run."""
+"""Checks and bookkeeping of `train.main` before any heavy work: argument validation, the resume plan
+(keywords from `metadata.json` unless given, the timeline rule: refuse, branch or overwrite later sets), the
+output-folder rule, the metadata written for a run and its `resumes` history (docs/training.md#resume)."""
 from __future__ import annotations
 
 import inspect
