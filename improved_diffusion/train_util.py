@@ -41,6 +41,10 @@ from .train_state import (
 GRID_SAMPLES = 16
 
 
+class TrainingDiverged(FloatingPointError, ValueError):
+    """A NaN or inf loss or weight stopped training (also a ValueError: the command line prints one line)."""
+
+
 def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
     """A contiguous CPU copy (checkpoints keep the standard layout whatever the training memory format)."""
     return tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
@@ -103,10 +107,13 @@ class TrainLoop:
         self.best_score: float | None = None
         self.pending_rng: dict | None = None
         self.last_checkpoint: Path | None = None
+        self.resumed_from: CheckpointName | None = None  # the set resume() loaded: never pruned
+        self.resumed_path: Path | None = None
         self.metrics = MetricAccumulator(diffusion.num_timesteps, self.device)
         self.logger = Logger(None, enabled=False)  # opened by run(), so nothing is written before it
         self._bad_loss = torch.zeros((), device=self.device)
         self._batch, self._grid_shape, self._grid_cond = 0, None, {}
+        self._bar = None  # the open progress bar: closed by run() also when training fails
 
     # ------------------------------------------------------------------ resume
     def resume(self, model_path: str | Path) -> list[str]:
@@ -136,6 +143,7 @@ class TrainLoop:
             except (ValueError, KeyError) as err:
                 notes.append(f"optimizer file {files.opt.name} does not fit this model ({err}); AdamW restarts")
         name = files.name
+        self.resumed_from, self.resumed_path = name, files.model
         if files.state is not None:
             state = load_train_state(files.state)
             self.step_total, self.best_score = state.step_total, state.best_score
@@ -251,11 +259,18 @@ class TrainLoop:
         self.step_total += 1
 
     # ------------------------------------------------------------------ checks, logging, saving
-    def _check_finite(self, last_step: int) -> None:
-        if all_reduce_sum(self._bad_loss.clone()).item() > 0:
-            raise FloatingPointError(
-                f"training loss became NaN or inf at or before step {last_step}; training stopped. Last good "
-                f"checkpoint: {self.last_checkpoint or 'none written yet'} (untouched). Try a lower lr, "
+    def _check_finite(self, last_step: int, weights: bool = False) -> None:
+        """TrainingDiverged if a loss since the start (or, with `weights`, a model or EMA weight) is not finite,
+        naming the last checkpoint set saved, which was checked the same way before it was written."""
+        bad = self._bad_loss.clone()
+        if weights:
+            tensors = self.params + [p for ema in self.ema_params for p in ema]
+            bad += (~torch.stack([t.detach().isfinite().all() for t in tensors])).sum()
+        if all_reduce_sum(bad).item() > 0:
+            good = self.last_checkpoint or self.resumed_path
+            raise TrainingDiverged(
+                f"training loss or weights became NaN or inf at or before step {last_step}; training stopped. "
+                f"Last good checkpoint: {good or 'none written yet'} (untouched). Try a lower lr, "
                 "grad_clip, or amp='none'")
 
     def _log(self, epoch: int, bar) -> None:
@@ -275,7 +290,7 @@ class TrainLoop:
         return model_state, ema_states
 
     def _save(self, name: CheckpointName, epoch: int, step_in_epoch: int | None) -> None:
-        self._check_finite(self.step_total)
+        self._check_finite(self.step_total, weights=True)
         state = TrainState(epoch=epoch, step_total=self.step_total, step_in_epoch=step_in_epoch,
                            world_size=self.world_size, seed=self.seed, best_score=self.best_score,
                            rng=self._rng_state(), sampler=self.sampler.state_dict(),
@@ -285,7 +300,7 @@ class TrainLoop:
             self.last_checkpoint = save_checkpoint_set(self.folder, name, model_state, ema_states,
                                                        self.opt.state_dict(), state)
             if self.keep_checkpoints:
-                prune_sets(self.folder, self.keep_checkpoints, self.ema_rates)
+                prune_sets(self.folder, self.keep_checkpoints, protect=self.resumed_from)
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict:
@@ -338,6 +353,7 @@ class TrainLoop:
         total = len(self.data.loader) if hasattr(self.data.loader, "__len__") else None
         bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.num_epochs}", disable=not self.is_main,
                    initial=self.skip_steps, dynamic_ncols=True)
+        self._bar = bar
         step = 0
         for step, (x, cond) in enumerate(batches, start=1):
             if step <= self.skip_steps:
@@ -396,5 +412,7 @@ class TrainLoop:
                 if self.grid_interval and (epoch + 1) % self.grid_interval == 0:
                     self.sample_grid(epoch)
         finally:
+            if self._bar is not None:
+                self._bar.close()  # an error message then starts on a line of its own
             self.logger.close()
         return {"checkpoint": self.last_checkpoint, "step_total": self.step_total, "epochs": epoch + 1}
