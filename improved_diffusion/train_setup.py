@@ -181,8 +181,8 @@ def plan_resume(values: dict, given: set, defaults: dict) -> ResumePlan:
 
     A keyword the call did not give takes the metadata.json value (where an older file lacks it: the
     original code's behaviour, i.e. ORIGINAL_BEHAVIOUR's value or else the default); a given keyword
-    overrides it, except those of FIXED_ON_RESUME (ValueError naming them). A `url_folder_experiment` other than the checkpoint's folder
-    starts a branch there. A checkpoint with later sets in its folder is refused (FileExistsError naming
+    overrides it, except those of FIXED_ON_RESUME (ValueError naming them). A `url_folder_experiment` other
+    than the checkpoint's folder starts a branch there. A checkpoint with later sets in its folder is refused (FileExistsError naming
     them) unless it is a branch or `overwrite`. Reads only."""
     path = Path(values["resume_checkpoint"])
     name = parse_resume_name(path)
@@ -237,6 +237,8 @@ def start_resumed_run(plan: ResumePlan, data_info: dict, step_total: int) -> lis
             meta[key] = after
     for key, value in data_info.items():
         meta.setdefault(key, value)
+    for key in ORIGINAL_BEHAVIOUR:  # record the behaviour an older metadata.json implied
+        meta.setdefault(key, plan.args[key])
     meta["resumes"] = list(meta.get("resumes") or []) + [{
         "checkpoint": str(plan.checkpoint), "step_total": step_total,
         "overrides": {k: {"from": a, "to": b} for k, (a, b) in plan.overrides.items()},
