@@ -139,7 +139,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
                      "sample_steps": sample_steps, "seconds": round(time.time() - start, 1)}
     (results / "metrics.json").write_text(json.dumps(report, indent=1))
     worst = report["analytic"]["max_abs_rel_error_samples"]
-    print(f"[done] semivariogram of the samples within {100 * worst:.1f} % of the analytic one at lags "
+    print(f"[done] semivariogram of the samples within {100 * worst:.1f} % of the truth at lags "
           f"{report['analytic']['lags_checked_px'][0]:g}-{report['analytic']['lags_checked_px'][-1]:g} px")
     card = report["scorecard"]["summary"]
     print(f"[done] scorecard: {card['within_noise_of_real']}/{card['checked_against_real']} statistics within noise "
