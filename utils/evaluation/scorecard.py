@@ -9,7 +9,9 @@ SE_t where it has one) likewise. A per-lag curve passes when max_lag |z| <= Phi^
 L lags (Bonferroni), so a whole curve fails by chance in <= 5 % of sets, as a single number does.
 The Wasserstein-1 distance between the value distributions has a permutation null instead: fields of both
 sets pooled and split at random (sizes kept) ``num_bootstrap`` times; within noise when the observed
-distance is at most the null's 95th percentile.
+distance is at most the null's 95th percentile. With heavy tails (a few fields holding most of the fourth
+moment) the bootstrap bands of the kurtosis and of the top per-field quantiles are approximate: they
+under-cover when single fields dominate, so read those flags with care.
 
 Statistics: per-lag axis semivariogram (mean over fields, truth from ``ground_truth.json``; and the median
 of the per-field semivariograms, robust to a few extreme fields), log-log slope of the radially averaged
