@@ -182,8 +182,8 @@ def plan_resume(values: dict, given: set, defaults: dict) -> ResumePlan:
     A keyword the call did not give takes the metadata.json value (where an older file lacks it: the
     original code's behaviour, i.e. ORIGINAL_BEHAVIOUR's value or else the default); a given keyword
     overrides it, except those of FIXED_ON_RESUME (ValueError naming them). A `url_folder_experiment` other
-    than the checkpoint's folder starts a branch there. A checkpoint with later sets in its folder is refused (FileExistsError naming
-    them) unless it is a branch or `overwrite`. Reads only."""
+    than the checkpoint's folder starts a branch there. A checkpoint with later sets in its folder is
+    refused (FileExistsError naming them) unless it is a branch or `overwrite`. Reads only."""
     path = Path(values["resume_checkpoint"])
     name = parse_resume_name(path)
     if not path.is_file():

@@ -1,7 +1,8 @@
 """One-call evaluation of generated samples against a real dataset.
 
 :func:`evaluate_samples` writes ``metrics.json`` and comparison plots (semivariogram, power
-spectrum, closest memorisation pairs) into a results folder, never into a checkpoint folder.
+spectrum, closest memorisation pairs, the scorecard against truth of ``utils.evaluation.scorecard``)
+into a results folder, never into a checkpoint folder.
 CLI: ``python -m utils.report --real ... --samples ... --results_dir ...``.
 """
 from __future__ import annotations
@@ -20,10 +21,11 @@ from utils.evaluation.fid import fid_from_features
 from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
 from utils.evaluation.plots import plot_mean_curves
 from utils.evaluation.precision_recall import precision_recall
+from utils.evaluation.scorecard import format_table, plot_scorecard, scorecard
 from utils.evaluation.semivariogram import empirical_semivariogram, write_semivariogram_csv
 from utils.evaluation.spectrum import radial_psd
 
-METRICS = ("fid", "precision_recall", "semivariogram", "spectrum", "memorisation")
+METRICS = ("fid", "precision_recall", "semivariogram", "spectrum", "memorisation", "scorecard")
 FEATURE_METRICS = ("fid", "precision_recall")
 UNITS = ("model", "physical")  # units of the semivariogram / spectrum fields
 
@@ -141,6 +143,22 @@ def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_di
     return {"frequency": res["real"].frequency.tolist(), "mean_abs_log10_ratio": float(np.mean(np.abs(log_ratio)))}
 
 
+def scorecard_section(real: str, gen_set: ImageSet, results_dir: Path, *, truth_json: str | None,
+                      num_samples: int | None, key_data: str | None, channel: int, seed: int, overwrite: bool) -> dict:
+    """Scorecard (``utils.evaluation.scorecard``) of the samples against the real folder in physical units, with
+    the truth and, when the generator wrote them, the real data's labels from ``truth_json``; prints the table."""
+    truth = None if truth_json is None else json.loads(Path(truth_json).read_text())
+    key_class = None if truth is None else truth["loader_kwargs"].get("key_class")
+    real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, key_class=key_class,
+                              data_normalization=gen_set.data_normalization)
+    units = "rad" if truth is not None else "physical units"
+    samples, real_fields = gen_set.physical()[..., channel], real_set.physical()[..., channel]
+    card = scorecard(samples, real_fields, truth=truth, real_labels=real_set.labels, units=units, seed=seed)
+    plot_scorecard(card, samples, real_fields, results_dir, overwrite=overwrite)
+    print(format_table(card))
+    return card
+
+
 def evaluate_samples(
     real: str,                            # real data: image folder, HDF5 folder or .npz
     samples: str,                         # generated samples .npz (or folder)
@@ -168,6 +186,7 @@ def evaluate_samples(
     feature_threshold: float | None = None,  # memorisation: feature distance counted as a copy
     batch_size: int = 64,                 # feature extraction batch size
     cache_dir: str | None = None,         # cache of real features (None: no cache)
+    truth_json: str | None = None,        # scorecard: the generator's ground_truth.json (truth column, labels)
     seed: int = 0,                        # subset and bootstrap seed
     device: str = "cpu",                  # torch device of the extractor
     overwrite: bool = False,              # replace existing report files
@@ -178,6 +197,9 @@ def evaluate_samples(
         raise ValueError(f"units={units!r}; expected one of {UNITS}")
     if units == "physical" and metadata_json is None:
         raise ValueError("units='physical' needs metadata_json (the training metadata.json with data_normalization)")
+    if "scorecard" in names and metadata_json is None:
+        raise ValueError("metrics 'scorecard' needs metadata_json (the training metadata.json): it compares fields in "
+                         "physical units")
     out = Path(results_dir)
     _check_results_dir(out, overwrite)
     needs_features = any(m in FEATURE_METRICS for m in names)
@@ -224,5 +246,8 @@ def evaluate_samples(
         plot_closest_pairs(gen_set.images, train.images, mem["pixel_distance"], mem["pixel_index"],
                            out / "memorisation_pairs.png", overwrite=overwrite)
         report["memorisation"] = {"train_data": train.source, **mem["summary"]}
+    if "scorecard" in names:
+        report["scorecard"] = scorecard_section(real, gen_set, out, truth_json=truth_json, num_samples=num_samples,
+                                                key_data=key_data, channel=channel, seed=seed, overwrite=overwrite)
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     return report
