@@ -33,7 +33,7 @@ def _start_run(out: Path, options: dict) -> None:
 
 
 def main(
-    out_folder: str,                    # folder for classifier_best.pt, logs and options (created)
+    out_folder: str = "models_data/feature_cnn",  # folder for classifier_best.pt, logs and options (created)
     data_train_dir: str | None = None,  # class-labelled image folder (class = name up to first "_")
     data_val_dir: str | None = None,    # validation image folder, same classes
     arch: str = "domain_cnn",           # "domain_cnn", "vgg16" or "inception"
@@ -93,7 +93,15 @@ def main(
     return {"options": options, **result}
 
 
+def summary_line(result: dict) -> str:
+    """One printable line: what was written and, after training, the best validation accuracy."""
+    if "best_val_accuracy" not in result:
+        return f"[fine_tuning] random-init {result['options']['arch']} written to {result['best_path']}"
+    return (f"[fine_tuning] best validation accuracy {result['best_val_accuracy']:.3f} at epoch "
+            f"{result['best_epoch']}; classifier written to {result['best_path']} (use it as --extractor_path)")
+
+
 if __name__ == "__main__":
     from utils.cli import run_cli
 
-    run_cli(main)
+    print(summary_line(run_cli(main)))

@@ -3,14 +3,20 @@ sample low-res images, then condition the super-res model on them. Labels of the
 passed on (saved as arr_1 of the low-res .npz) when the super-res model is class-conditional."""
 from pathlib import Path
 
-from example_sample import require_checkpoint
+import example_train_lowres
+import example_train_superres
+from example_sample import require_checkpoint, samples_folder
+from example_train import default_ema_checkpoint
 from sample import main_sample
 from utils.cli import run_cli
 
+BUILTIN_LOWRES = default_ema_checkpoint(example_train_lowres.TARGETS, "sar_synthetic",
+                                        example_train_lowres.FOLDER_SUFFIX)
+BUILTIN_SUPERRES = default_ema_checkpoint(example_train_superres.TARGETS, "sar_synthetic",
+                                          example_train_superres.FOLDER_SUFFIX)
 HINT = ("put the published models there (README), or train the built-in pair (python example_train_lowres.py; "
-        "python example_train_superres.py) and pass --lowres_model_path "
-        "models_data/sar_synthetic_lowres/ema_rate=0.9999_4.pt --superres_model_path "
-        "models_data/sar_synthetic_superres/ema_rate=0.9999_4.pt")
+        f"python example_train_superres.py; about 5 min each) and pass --lowres_model_path {BUILTIN_LOWRES} "
+        f"--superres_model_path {BUILTIN_SUPERRES} --sample_class 1 (built-in data: 4 classes, 0-3)")
 
 
 def main(
@@ -22,7 +28,7 @@ def main(
     sampling_steps: int = 100,  # network evaluations of each stage
     use_ddim: bool = True,  # DDIM (True) or ancestral sampling
     shift_to_lr_mean: bool = False,  # shift each super-res sample to its low-res image's mean (original post-hoc step)
-    url_save_path: str = "./images/samples_SAR_cond_superres/",  # output folder (lowres/ and superres/ inside)
+    url_save_path: str | None = None,  # output folder, lowres/ and superres/ inside (None: ./samples/<run>/<ckpt>/)
     seed: int = 0,  # random seed of both stages
     device: str = "auto",  # "auto", "cpu", "cuda", ...
     overwrite: bool = False,  # replace existing outputs
@@ -30,6 +36,7 @@ def main(
     """Returns the super-res .npz path (samples_{N}x256x256x1.npz under url_save_path/superres/)."""
     require_checkpoint(lowres_model_path, "lowres_model_path", HINT)
     require_checkpoint(superres_model_path, "superres_model_path", HINT)
+    url_save_path = url_save_path or str(samples_folder(superres_model_path))
     common = dict(batch_size=batch_size, sampling_steps=sampling_steps, use_ddim=use_ddim, seed=seed,
                   device=device, overwrite=overwrite)
     lowres = main_sample(model_path=lowres_model_path, num_samples=num_samples, sample_class=sample_class,

@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import train
 from datasets import insar_synthetic, sar_synthetic
+from improved_diffusion.checkpoint import ema_checkpoint_name
 from improved_diffusion.script_util import apply_preset
 from utils.cli import run_cli
+
+
+@dataclass(frozen=True)
+class BuiltinData:
+    """How a target makes its data when the folder is missing, and its short default run on that data."""
+    make: Callable[[str], None]  # writes train/ and val/ into the folder given
+    num_epochs: int  # default epochs on the built-in data (about 5 min on 2 CPU cores)
+    full_size: str  # what a full-size run uses instead (printed)
+
 
 # target -> train.main keywords (data folders relative to data_root)
 TARGETS: dict[str, dict] = {
@@ -28,7 +40,10 @@ TARGETS: dict[str, dict] = {
     "demo": apply_preset("demo", list_keys_hdf5_original=["unwrap", "wrap", "label"], key_data="unwrap",
                          normalization="range", norm_range=[-3.0, 3.0], data_train_dir="insar_synthetic/train",
                          data_val_dir="insar_synthetic/val",
-                         builtin_data=lambda folder: insar_synthetic.main(out_dir=folder, deformation_fraction=0.0)),
+                         builtin_data=BuiltinData(lambda folder: insar_synthetic.main(out_dir=folder,
+                                                                                      deformation_fraction=0.0),
+                                                  3, "--num_epochs 10 (or `make demo`: 7 epochs, sampled and "
+                                                     "evaluated)")),
 }
 
 
@@ -37,11 +52,12 @@ def synthetic_sar(folder: str) -> None:
     sar_synthetic.main(out_dir=folder, image_size=64, n_train_per_class=250)
 
 
-# A small class-conditional model on the built-in synthetic SAR textures (4 classes).
-# Its lr and EMA rate are these examples' own (the demo preset's are tuned for main_job.py's short run).
-SAR_SYNTHETIC = apply_preset("demo", lr=2e-4, ema_rate="0.9999", type_dataset="image", class_cond=True, num_class=4,
-                             data_train_dir="sar_synthetic/train", data_val_dir="sar_synthetic/val",
-                             builtin_data=synthetic_sar)
+def sar_synthetic_target(num_epochs: int, full_size: str, **overrides) -> dict:
+    """A small class-conditional model on the built-in synthetic SAR textures (4 classes), trained `num_epochs`
+    by default. Its lr and EMA rate are these examples' own (the demo preset's are tuned for main_job.py)."""
+    return apply_preset("demo", lr=2e-4, ema_rate="0.9999", type_dataset="image", class_cond=True, num_class=4,
+                        data_train_dir="sar_synthetic/train", data_val_dir="sar_synthetic/val",
+                        builtin_data=BuiltinData(synthetic_sar, num_epochs, full_size), **overrides)
 
 
 def example_main(targets: dict[str, dict], default_target: str, default_epochs: int, folder_suffix: str,
@@ -50,10 +66,10 @@ def example_main(targets: dict[str, dict], default_target: str, default_epochs: 
     data folders under `data_root` and output in ./models_data/<target_data><folder_suffix>/ by default."""
 
     def main(
-            target_data: str = default_target,  # which configuration (see the script's TARGETS)
+            target_data: str = default_target,  # configuration (demo, sar_synthetic: built-in data, no download)
             data_root: str = "./data",  # folder holding the dataset folders
             url_folder_experiment: str | None = None,  # output folder (default ./models_data/<target_data>.../)
-            num_epochs: int = default_epochs,  # total epochs of the run
+            num_epochs: int | None = None,  # total epochs of the run (None: the target's; short on built-in data)
             resume_checkpoint: str | None = None,  # model_epoch=E_iter=I.pt to continue from
             compute_val: bool = False,  # validation bits/dim each epoch (best-only checkpoints)
             device: str = "auto",  # 'auto', 'cpu', 'cuda', ...
@@ -64,26 +80,47 @@ def example_main(targets: dict[str, dict], default_target: str, default_epochs: 
         if target_data not in targets:
             raise ValueError(f"target_data: got {target_data!r}, expected one of {sorted(targets)}")
         settings = dict(targets[target_data])
-        make_builtin = settings.pop("builtin_data", None)
+        builtin = settings.pop("builtin_data", None)
         for key in ("data_train_dir", "data_val_dir"):
             settings[key] = os.path.join(data_root, settings[key])
         if not os.path.isdir(settings["data_train_dir"]):
-            if make_builtin is None:
+            if builtin is None:
                 raise FileNotFoundError(
                     f"data_train_dir: {settings['data_train_dir']!r} does not exist; prepare the {target_data} "
                     f"dataset with its script in datasets/ (datasets/README.md), or train on built-in data with "
                     f"--target_data {', '.join(sorted(k for k, v in targets.items() if 'builtin_data' in v))}")
-            make_builtin(os.path.dirname(settings["data_train_dir"]))
-        settings["url_folder_experiment"] = url_folder_experiment or f"./models_data/{target_data}{folder_suffix}/"
+            builtin.make(os.path.dirname(settings["data_train_dir"]))
+        if num_epochs is None:
+            num_epochs = builtin.num_epochs if builtin is not None else default_epochs
+        if builtin is not None:
+            print(f"[example] {target_data}: built-in data, {num_epochs} epochs by default (about 5 min on 2 CPU "
+                  f"cores); a full-size run: {builtin.full_size}")
+        settings["url_folder_experiment"] = url_folder_experiment or output_folder(target_data, folder_suffix)
         return train.main(**settings, num_epochs=num_epochs, resume_checkpoint=resume_checkpoint,
                           compute_val=compute_val, device=device, num_workers=num_workers, amp=amp, seed=seed)
 
     main.__doc__ = doc
+    main.__annotations__["target_data"] = Literal[tuple(targets)]  # choices listed in --help
     return main
 
 
-main = example_main(TARGETS, "demo", 10, "", "Train the model of the original example_train.py for target_data "
-                    "(mnist, cifar10, sar, insar_interfero, insar_noise, or demo: built-in synthetic InSAR).")
+def output_folder(target_data: str, folder_suffix: str) -> str:
+    """The default run folder of an example: ./models_data/<target_data><folder_suffix>/."""
+    return f"./models_data/{target_data}{folder_suffix}/"
+
+
+def default_ema_checkpoint(targets: dict[str, dict], target_data: str, folder_suffix: str) -> str:
+    """The final EMA checkpoint a default run of `target_data` writes (first EMA rate, last default epoch)."""
+    settings = targets[target_data]
+    rate = str(settings["ema_rate"]).split(",")[0]
+    epoch = settings["builtin_data"].num_epochs - 1
+    return os.path.join(output_folder(target_data, folder_suffix).removeprefix("./"), ema_checkpoint_name(rate, epoch))
+
+
+FOLDER_SUFFIX = ""
+main = example_main(TARGETS, "demo", 10, FOLDER_SUFFIX,
+                    "Train the model of the original example_train.py for target_data (mnist, cifar10, sar, "
+                    "insar_interfero, insar_noise, or demo: built-in synthetic InSAR).")
 
 if __name__ == "__main__":
     run_cli(main)

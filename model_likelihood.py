@@ -119,13 +119,14 @@ def calc_model_loss(
                       "256 levels (clipped to [-1, 1])", stacklevel=2)
     x_all = torch.from_numpy(grid.astype(np.float32)).permute(0, 3, 1, 2)
     parts = {"vb": [], "prior_bpd": [], "xstart_mse": []}
-    for start in tqdm(range(0, len(x_all), batch_size), desc="bits/dim", disable=not progress):
+    for start in tqdm(range(0, len(x_all), batch_size), desc="batches", disable=not progress):
         idx = np.arange(start, min(start + batch_size, len(x_all)))
         kwargs = {} if labels is None else {"y": torch.from_numpy(labels[idx]).to(device)}
         generators = [torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i)) for i in idx]
         with torch.no_grad():
             out = diffusion.calc_bpd_loop(model, x_all[idx].to(device), clip_denoised=clip_denoised,
-                                          subset_timesteps=subset_timesteps, model_kwargs=kwargs, generator=generators)
+                                          subset_timesteps=subset_timesteps, model_kwargs=kwargs, generator=generators,
+                                          progress=progress)
         for k in parts:
             parts[k].append(out[k].cpu().double())
     vb, prior, xstart_mse = (torch.cat(parts[k]).numpy() for k in ("vb", "prior_bpd", "xstart_mse"))
@@ -144,12 +145,22 @@ def calc_model_loss(
         report.update(partial_bpd_k_lowest_noise_terms=float(total.mean()), subset_timesteps=subset_timesteps)
     report["per_example_bpd"] = total.tolist()
     if out_json is not None:
+        report["out_json"] = str(out_json)
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
         Path(out_json).write_text(json.dumps(report, indent=1))
     return report
 
 
+def summary_line(report: dict) -> str:
+    """One printable line of a report: the bound, its standard error and where it was written."""
+    value = report.get("bpd_mean", report.get("partial_bpd_k_lowest_noise_terms"))
+    se = f" ± {report['bpd_se']:.3f} (SE)" if report.get("bpd_se") is not None else ""
+    where = f"; written to {report['out_json']}" if report.get("out_json") else " (pass --out_json to keep it)"
+    return (f"[likelihood] {value:.4f}{se} {report['quantity']} over {report['n_examples']} examples, "
+            f"T={report['diffusion_steps']}{where}")
+
+
 if __name__ == "__main__":
     from utils.cli import run_cli
 
-    run_cli(calc_model_loss)
+    print(summary_line(run_cli(calc_model_loss)))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from improved_diffusion.sampler_choice import chain_sampler, sampling_grid
 from utils.changed_defaults import notice_changed_default
-from utils.cli import run_cli
+from utils.cli import pick_alias, run_cli
 from utils.sampling.run import run_sampling
 
 
@@ -22,11 +22,12 @@ def main_sample(
     diffusion_steps: int | None = None,  # re-discretise the schedule with this T (original); None = the checkpoint's T
     num_samples: int = 10000,  # samples written (super-res: at most the number of low-res images)
     sample_class=None,  # int (one class), list of ints (cycled), "balanced", or None/"random" (uniform per sample)
+    sampled_class=None,  # the same as sample_class (sample_DPM.py's spelling)
     batch_size: int = 16,  # samples per network call
     use_ddim: bool = False,  # DDIM instead of the ancestral sampler
     url_save_path: str = "images/",  # output folder (created)
     to_0_255: bool = False,  # save arr_0 as uint8 ((x + 1) * 127.5) instead of float32 in model units
-    plot: bool = True,  # save a PNG grid of the first 64 samples
+    plot: bool = True,  # PNG of the first 64 samples of the run, colorbar in the data units
     seed: int = 0,  # random seed: the same seed gives the same samples, labels included
     device: str = "auto",  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     eta: float = 0.0,  # DDIM noise scale (0 = deterministic ODE, 1 = ancestral-like)
@@ -47,6 +48,7 @@ def main_sample(
     if eta > 0 and not use_ddim:
         raise ValueError(f"eta={eta} only applies to DDIM; pass use_ddim=True")
 
+    sample_class = pick_alias("sample_class", sample_class, "sampled_class", sampled_class)
     sample_batch = chain_sampler(use_ddim, eta, sampling_steps, timestep_respacing, progress)
 
     def check(T: int) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from improved_diffusion.sampler_choice import ode_sampler
 from utils.changed_defaults import notice_changed_default
-from utils.cli import run_cli
+from utils.cli import pick_alias, run_cli
 from utils.sampling.run import run_sampling
 
 
@@ -23,14 +23,15 @@ def sample_from_ODE(
     max_clip_val: float = 1,  # clamp bound (> 0)
     sample_steps: int = 10,  # network evaluations per sample (ignored by method_type="adaptive")
     num_samples: int = 16,  # samples written
-    batch_size: int = 1,  # samples per network call
+    batch_size: int = 16,  # samples per network call (as sample.py; the original's default was 1)
     sampled_class=None,  # int (one class), list of ints (cycled), "balanced", or None/"random" (uniform per sample)
+    sample_class=None,  # the same as sampled_class (sample.py's spelling)
     url_save_path: str = "images/",  # output folder (created)
     algorithm_type: str = "dpmsolver++",  # "dpmsolver" (noise prediction) or "dpmsolver++" (data prediction)
     method_type: str = "multistep",  # "singlestep", "singlestep_fixed", "multistep" or "adaptive"
     skip_type: str = "logSNR",  # time grid: "logSNR", "time-uniform" or "time-quadratic"
     order: int = 3,  # solver order 1-3
-    plot: bool = True,  # save a PNG grid of the first 64 samples
+    plot: bool = True,  # PNG of the first 64 samples of the run, colorbar in the data units
     lambda_min: float | str | None = "auto",  # spacing starts at this half-log-SNR; "auto": by sample_steps; None: T-1
     denoise_to_zero: bool = True,  # last evaluation maps index 0 to clean data (else output the state at index 0)
     lower_order_final: bool = False,  # multistep: cap the order by the number of steps left
@@ -51,6 +52,7 @@ def sample_from_ODE(
     progress: bool = True,  # progress bars
 ) -> Path:
     """Sample from a checkpoint by solving the probability-flow ODE; returns the path of the `.npz`."""
+    sampled_class = pick_alias("sampled_class", sampled_class, "sample_class", sample_class)
     solver = dict(algorithm_type=algorithm_type, method_type=method_type, order=order, skip_type=skip_type,
                   lambda_min=lambda_min, denoise_to_zero=denoise_to_zero, lower_order_final=lower_order_final,
                   atol=atol, rtol=rtol)

@@ -2,11 +2,14 @@
 super-res (`image_size_lr`), on an image or HDF5 folder; one process or `torchrun --nproc_per_node=N`.
 
 Every keyword of the original `train.py main()` keeps its name, meaning and default (docs/original.md#train-defaults).
-Command line: `python train.py --data_train_dir data/train --num_epochs 2 --class_cond ...`.
+Command line: `python train.py --data_train_dir data/train --num_epochs 2 --class_cond ...`; resume with
+`python train.py --resume_checkpoint F/model_epoch=0_iter=4.pt --num_epochs 2`: every keyword not given takes the
+value in F/metadata.json (docs/training.md#resume).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -15,11 +18,15 @@ from improved_diffusion.dist_util import barrier, cleanup_dist, is_distributed, 
 from improved_diffusion.resample import create_named_schedule_sampler
 from improved_diffusion.script_util import create_model_and_diffusion
 from improved_diffusion.train_setup import (
+    NotGiven,
     check_output_folder,
     clear_run_files,
     keyword_defaults,
-    merge_resume,
+    plan_resume,
     run_metadata,
+    split_call,
+    start_resumed_run,
+    undo_failed_start,
     validate_call,
 )
 from improved_diffusion.train_util import EpochData, TrainLoop
@@ -27,77 +34,78 @@ from utils.cli import run_cli
 
 
 def main(
-        type_dataset: str = "image",  # 'image' (PNG/JPG/TIFF folder) or 'hdf5' (folder of .hdf5 files)
-        data_train_dir: str | None = None,  # training data folder
-        data_val_dir: str | None = None,  # validation folder (read only when compute_val is true)
-        num_epochs: int = 1000,  # total epochs of the run, also when resuming
-        schedule_sampler: str = "uniform",  # timestep sampling: 'uniform' or 'loss-second-moment'
-        lr: float = 1e-4,  # AdamW learning rate
-        weight_decay: float = 0.0,  # AdamW weight decay
-        lr_anneal_steps: int = 0,  # > 0: lr decays linearly to 0 at this total step, where training stops
-        batch_size: int = 4,  # batch size per process
-        microbatch: int = -1,  # -1: whole batch at once; else micro-batch size (gradients averaged)
-        ema_rate: str = "0.9999",  # EMA rate(s) of the weights, comma-separated
-        save_interval: int | None = None,  # also save a checkpoint every N steps within an epoch
-        resume_checkpoint: str | None = None,  # model_epoch=E_iter=I.pt (or _step=S.pt) to continue from
-        use_fp16: bool = False,  # original fp16 switch: amp='fp16' (CUDA only; use amp='bf16' on CPU)
-        fp16_scale_growth: float = 1e-3,  # fp16 loss scale grows by 2**this per good step
-        image_size: int = 64,  # H = W of the model's images, 32/64/128/256/512
-        num_input_channels: int = 3,  # image channels
-        num_model_channels: int = 128,  # UNet base width (multiple of 32)
-        num_res_blocks: int = 2,  # residual blocks per resolution
-        num_heads: int = 4,  # attention heads
-        num_heads_upsample: int = -1,  # attention heads in the decoder (-1: num_heads)
-        attention_resolutions: str = "16,8",  # feature-map sizes with self-attention, comma-separated
-        dropout: float = 0.0,  # dropout in residual blocks
-        learn_sigma: bool = False,  # learn the reverse-process variance (IDDPM)
-        sigma_small: bool = False,  # fixed variance: posterior (True) or beta (False)
-        class_cond: bool = False,  # class-conditional model
-        num_class: int | None = None,  # number of classes (class_cond)
-        diffusion_steps: int = 1000,  # T, steps of the diffusion chain
-        noise_schedule: str = "linear",  # 'linear' or 'cosine'
-        timestep_respacing: str = "",  # train on a respaced chain ('' = all steps)
-        loss_name: str = "mse",  # 'mse', 'rescaled_mse', 'kl' or 'rescaled_kl'
-        output_type: str = "epsilon",  # network predicts 'epsilon', 'x_start' or 'x_previous'
-        rescale_timesteps: bool = True,  # network sees t * 1000 / T
-        use_checkpoint: bool = False,  # gradient checkpointing (less memory, more compute)
-        use_scale_shift_norm: bool = True,  # FiLM-style time conditioning after GroupNorm
-        url_folder_experiment: str = "./models_data/first_try/",  # output folder: metadata, checkpoints, tensorboard
-        list_keys_hdf5_original: list[str] = ("wrap", "unwrap"),  # keys allowed in the HDF5 files
-        key_data: str = "unwrap",  # HDF5 key of the data to model
-        key_other: str | None = None,  # HDF5 key used to count examples cheaply
-        compute_val: bool = False,  # validation bits/dim each epoch; then only improving epochs are saved
-        subset_timesteps: int | None = None,  # validation bound over the k lowest-noise steps only
-        crop: bool = False,  # random crop instead of resize (image folders)
-        image_size_hr: int | None = None,  # low-res mode: read at this size, area-downscale to image_size
-        image_size_lr: int | None = None,  # super-res mode: condition on the image area-downscaled to this
-        key_class: str | None = None,  # HDF5 key of integer class labels (class_cond with HDF5)
-        normalization: str = "none",  # HDF5 value mapping to model units (see the data loaders)
-        norm_range: list[float] | None = None,  # HDF5 value range mapped to [-1, 1] ('range' normalization)
-        nan_policy: str = "error",  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
-        phase_as_cos_sin: bool = False,  # HDF5 wrapped phase as (cos, sin) channels
-        db: bool = False,  # SAR amplitude to decibels before normalisation
-        seed: int = 0,  # seed of weights, data order, timesteps and noise
-        device: str = "auto",  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
-        num_workers: int = 0,  # data-loading worker processes
-        amp: str = "none",  # mixed precision: 'none', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where the hardware has it)
-        grad_clip: float | None = None,  # max global gradient norm (None: no clipping)
-        warmup_steps: int = 0,  # linear lr warm-up over this many steps
-        keep_checkpoints: int | None = None,  # keep only the newest K checkpoint sets (None: all)
-        log_interval: int = 100,  # steps between tensorboard scalars
-        grid_interval: int = 1,  # epochs between tensorboard sample grids from the EMA model (0: never)
-        compile: bool = False,  # torch.compile the model (falls back to eager where it fails)
-        channels_last: bool = False,  # NHWC weights and batches (faster convolutions on some hardware)
-        overwrite: bool = False,  # start a new run in a non-empty url_folder_experiment
+        type_dataset: str = NotGiven("image"),  # 'image' (PNG/JPG/TIFF folder) or 'hdf5' (folder of .hdf5 files)
+        data_train_dir: str | None = NotGiven(None),  # training data folder
+        data_val_dir: str | None = NotGiven(None),  # validation folder (read only when compute_val is true)
+        num_epochs: int = NotGiven(1000),  # total epochs of the run, also when resuming
+        schedule_sampler: str = NotGiven("uniform"),  # timestep sampling: 'uniform' or 'loss-second-moment'
+        lr: float = NotGiven(1e-4),  # AdamW learning rate
+        weight_decay: float = NotGiven(0.0),  # AdamW weight decay
+        lr_anneal_steps: int = NotGiven(0),  # > 0: lr decays linearly to 0 at this total step, where training stops
+        batch_size: int = NotGiven(4),  # batch size per process
+        microbatch: int = NotGiven(-1),  # -1: whole batch at once; else micro-batch size (gradients averaged)
+        ema_rate: str = NotGiven("0.9999"),  # EMA rate(s) of the weights, comma-separated
+        ema_warmup: bool = NotGiven(True),  # EMA decay ramps up to ema_rate: min(rate, (1 + step) / (10 + step))
+        save_interval: int | None = NotGiven(None),  # also save a checkpoint every N steps within an epoch
+        resume_checkpoint: str | None = NotGiven(None),  # model_epoch=E_iter=I.pt or _step=S.pt to continue (see docs)
+        use_fp16: bool = NotGiven(False),  # original fp16 switch: amp='fp16' (CUDA only; use amp='bf16' on CPU)
+        fp16_scale_growth: float = NotGiven(1e-3),  # fp16 loss scale grows by 2**this per good step
+        image_size: int = NotGiven(64),  # H = W of the model's images, 32/64/128/256/512
+        num_input_channels: int = NotGiven(3),  # image channels
+        num_model_channels: int = NotGiven(128),  # UNet base width (multiple of 32)
+        num_res_blocks: int = NotGiven(2),  # residual blocks per resolution
+        num_heads: int = NotGiven(4),  # attention heads
+        num_heads_upsample: int = NotGiven(-1),  # attention heads in the decoder (-1: num_heads)
+        attention_resolutions: str = NotGiven("16,8"),  # feature-map sizes with self-attention, comma-separated
+        dropout: float = NotGiven(0.0),  # dropout in residual blocks
+        learn_sigma: bool = NotGiven(False),  # learn the reverse-process variance (IDDPM)
+        sigma_small: bool = NotGiven(False),  # fixed variance: posterior (True) or beta (False)
+        class_cond: bool = NotGiven(False),  # class-conditional model
+        num_class: int | None = NotGiven(None),  # number of classes (class_cond)
+        diffusion_steps: int = NotGiven(1000),  # T, steps of the diffusion chain
+        noise_schedule: str = NotGiven("linear"),  # 'linear' or 'cosine'
+        timestep_respacing: str = NotGiven(""),  # train on a respaced chain ('' = all steps)
+        loss_name: str = NotGiven("mse"),  # 'mse', 'rescaled_mse', 'kl' or 'rescaled_kl'
+        output_type: str = NotGiven("epsilon"),  # network predicts 'epsilon', 'x_start' or 'x_previous'
+        rescale_timesteps: bool = NotGiven(True),  # network sees t * 1000 / T
+        use_checkpoint: bool = NotGiven(False),  # gradient checkpointing (less memory, more compute)
+        use_scale_shift_norm: bool = NotGiven(True),  # FiLM-style time conditioning after GroupNorm
+        url_folder_experiment: str = NotGiven("./models_data/first_try/"),  # output folder (resume: another = branch)
+        list_keys_hdf5_original: list[str] = NotGiven(("wrap", "unwrap")),  # keys allowed in the HDF5 files
+        key_data: str = NotGiven("unwrap"),  # HDF5 key of the data to model
+        key_other: str | None = NotGiven(None),  # HDF5 key used to count examples cheaply
+        compute_val: bool = NotGiven(False),  # validation bits/dim each epoch; then only improving epochs are saved
+        subset_timesteps: int | None = NotGiven(None),  # validation bound over the k lowest-noise steps only
+        crop: bool = NotGiven(False),  # random crop instead of resize (image folders)
+        image_size_hr: int | None = NotGiven(None),  # low-res mode: read at this size, area-downscale to image_size
+        image_size_lr: int | None = NotGiven(None),  # super-res mode: condition on the image area-downscaled to this
+        key_class: str | None = NotGiven(None),  # HDF5 key of integer class labels (class_cond with HDF5)
+        normalization: Literal["none", "minmax", "range", "robust"] = NotGiven("none"),  # HDF5 values -> model units
+        norm_range: list[float] | None = NotGiven(None),  # HDF5 value range mapped to [-1, 1] ('range' normalization)
+        nan_policy: str = NotGiven("error"),  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
+        phase_as_cos_sin: bool = NotGiven(False),  # HDF5 wrapped phase as (cos, sin) channels
+        db: bool = NotGiven(False),  # SAR amplitude to decibels before normalisation
+        seed: int = NotGiven(0),  # seed of weights, data order, timesteps and noise
+        device: str = NotGiven("auto"),  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
+        num_workers: int = NotGiven(0),  # data-loading worker processes
+        amp: str = NotGiven("none"),  # mixed precision: 'none', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where supported)
+        grad_clip: float | None = NotGiven(None),  # max global gradient norm (None: no clipping)
+        warmup_steps: int = NotGiven(0),  # linear lr warm-up over this many steps
+        keep_checkpoints: int | None = NotGiven(None),  # keep only the newest K checkpoint sets (None: all)
+        log_interval: int = NotGiven(100),  # steps between tensorboard scalars
+        grid_interval: int = NotGiven(1),  # epochs between tensorboard sample grids from the EMA model (0: never)
+        compile: bool = NotGiven(False),  # torch.compile the model (falls back to eager where it fails)
+        channels_last: bool = NotGiven(False),  # NHWC weights and batches (faster convolutions on some hardware)
+        overwrite: bool = NotGiven(False),  # new run in a non-empty folder; resume: delete later sets
         ) -> dict:
     """Train a diffusion model and write checkpoints, metadata.json and tensorboard logs.
 
     Returns {"checkpoint": last model file written (or None), "step_total", "epochs"}.
     """
-    call = dict(locals())
-    device_ = setup_dist(device)
+    values, given = split_call(dict(locals()))
+    device_ = setup_dist(values["device"])
     try:
-        return _train(call, device_)
+        return _train(values, given, device_)
     finally:
         cleanup_dist()
 
@@ -123,16 +131,21 @@ def _loaders(args: dict, device: torch.device) -> tuple[EpochData, EpochData | N
     return EpochData(train, lambda epoch: set_loader_epoch(train, epoch)), val, info
 
 
-def _train(call: dict, device: torch.device) -> dict:
+def _train(values: dict, given: set, device: torch.device) -> dict:
     # 1. Validate everything before any file is read heavily or written.
-    resuming = call["resume_checkpoint"] is not None
-    if resuming:
-        args, folder = merge_resume(call, keyword_defaults(main))
+    plan = None
+    if values["resume_checkpoint"] is not None:
+        plan = plan_resume(values, given, keyword_defaults(main))
+        args, folder = plan.args, plan.folder
     else:
-        args, folder = dict(call), Path(call["url_folder_experiment"])
-    options = validate_call(args, device)  # amp and EMA rates, resolved once for the run
-    args["amp"] = options["amp"]
-    check_output_folder(folder, call["overwrite"], resuming)
+        args, folder = dict(values), Path(values["url_folder_experiment"])
+        check_output_folder(folder, args["overwrite"], resuming=False)
+    try:
+        options = validate_call(args, device)  # amp and EMA rates, resolved once for the run
+    except ValueError as err:
+        if plan is None or str(err).split(":", 1)[0] in given:
+            raise
+        raise ValueError(f"{err} (read from {plan.metadata_path})") from None
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():
             raise FileNotFoundError(f"{key}: got {args[key]!r}, expected an existing data folder")
@@ -147,23 +160,37 @@ def _train(call: dict, device: torch.device) -> dict:
         schedule_sampler=create_named_schedule_sampler(args["schedule_sampler"], diffusion),
         weight_decay=args["weight_decay"], lr_anneal_steps=args["lr_anneal_steps"],
         warmup_steps=args["warmup_steps"], grad_clip=args["grad_clip"], save_interval=args["save_interval"],
-        keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=args["amp"],
+        keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=options["amp"],
         fp16_scale_growth=args["fp16_scale_growth"], subset_timesteps=args["subset_timesteps"], seed=args["seed"],
         grid_interval=args["grid_interval"], compile=args["compile"],
-        channels_last=args["channels_last"], device=device, options_resolved=True)
-    notes = loop.resume(args["resume_checkpoint"]) if resuming else []
+        channels_last=args["channels_last"], device=device, options_resolved=True, ema_warmup=args["ema_warmup"])
+    notes = loop.resume(plan.checkpoint) if plan is not None else []
 
     # 3. Write: rank 0 prepares the folder and the metadata, then every process trains.
     barrier()
+    created = not folder.exists()
     if is_main_process():
-        for note in notes:
-            print(f"[train] resume: {note}")
-        if call["overwrite"] and not resuming and folder.exists():
-            clear_run_files(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_metadata(folder, run_metadata(args, data_info))
+        if plan is not None:
+            for line in notes + start_resumed_run(plan, data_info, loop.step_total):
+                print(f"[train] resume: {line}")
+        else:
+            if args["overwrite"] and folder.exists():
+                clear_run_files(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_metadata(folder, run_metadata(args, data_info))
     barrier()
-    return loop.run()
+    try:
+        return loop.run()
+    except BaseException:
+        # A new run that fails before its first checkpoint set (bad data found mid-epoch, NaN, Ctrl-C)
+        # leaves no trace, so the corrected rerun needs no overwrite=True.
+        if plan is None and is_main_process():
+            if loop.last_checkpoint is None:
+                undo_failed_start(folder, created)
+            else:
+                print(f"[train] stopped; {loop.last_checkpoint} is complete: resume from it once the cause is "
+                      "fixed, or pass overwrite=True to start again")
+        raise
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Few-step sampling quality on the built-in synthetic InSAR data: which sampler to use by default.
 
-For a checkpoint trained on `datasets/insar_synthetic.py` data (e.g. by `main_job.py`), sample with
-DDIM and DPM-Solver++(3M) at 10/20/50 network evaluations and with 1000-step ancestral sampling (the
+For a checkpoint trained on `datasets/insar_synthetic.py` data (e.g. by `main_job.py --data_preset gaussian`),
+sample with DDIM and DPM-Solver++(3M) at 10/20/50 network evaluations and with 1000-step ancestral sampling (the
 reference), then report per sampler: the worst relative error of the semivariogram against the
 analytic one (lags 2 px .. H/2), and the feature-space FID against the real test fields and against
 the ancestral samples (random-init domain CNN features: a texture statistic, see utils/evaluation/features.py).

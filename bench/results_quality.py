@@ -1,5 +1,6 @@
-"""Results quality of the demo: train the demo model from scratch, sample, and print the relative error
-of the samples' semivariogram against the analytic one at each lag (and the real data's, for scale).
+"""Results quality of the demo on the Gaussian case (`main_job.py --data_preset gaussian`): train the demo model
+from scratch, sample, and print the relative error of the samples' semivariogram against the analytic one at
+each lag (and the real data's, for scale). The radar-like mixture: `bench/radar_scorecard.py`.
 
     python bench/results_quality.py                      # about 5 minutes on 2 CPU cores
     python bench/results_quality.py --num_epochs 20 --num_samples 1024
@@ -24,8 +25,9 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (generated wh
          seed: int = 0):  # seed of data, training and sampling
     """Train -> sample -> compare with the analytic semivariogram; print a per-lag table and a JSON line."""
     work = Path(work_dir or tempfile.mkdtemp(prefix="results_quality_"))
-    results = main_job.main(data_dir=data_dir, run_dir=str(work / "run"), results_root=str(work / "results"),
-                            num_epochs=num_epochs, num_samples=num_samples, sample_steps=sample_steps, seed=seed)
+    results = main_job.main(data_preset="gaussian", data_dir=data_dir, run_dir=str(work / "run"),
+                            results_root=str(work / "results"), num_epochs=num_epochs, num_samples=num_samples,
+                            sample_steps=sample_steps, seed=seed)
     analytic = json.loads((results / "metrics.json").read_text())["analytic"]
     print(f"{'lag (px)':>9s} {'analytic':>9s} {'samples':>9s} {'error':>8s} {'real data error':>16s}")
     for lag, truth, gen, err, err_real in zip(analytic["lags_checked_px"], analytic["gamma_analytic_rad2"],

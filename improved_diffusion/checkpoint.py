@@ -187,9 +187,9 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def write_metadata(folder: str | os.PathLike, args_dic: dict) -> Path:
-    """Write `folder/metadata.json` atomically and return its path."""
-    path = Path(folder) / METADATA_NAME
+def write_metadata(folder: str | os.PathLike, args_dic: dict, name: str = METADATA_NAME) -> Path:
+    """Write `folder/metadata.json` (or `folder/name`, the one JSON a folder has) atomically; return its path."""
+    path = Path(folder) / name
 
     def dump(tmp):
         with open(tmp, "w") as f:

@@ -57,6 +57,25 @@ def make_normalization(kind: str, low: float = -1.0, high: float = 1.0, db: bool
     return norm
 
 
+PHASE_KEYS = ("unwrap", "wrap", "phase")  # HDF5 dataset names (key_data) holding a phase in radians
+
+
+def value_unit(norm: dict | None, physical: bool = True, key_data: str | None = None) -> str:
+    """The unit of values mapped back with `denormalize(x, norm)` (physical) or of model values: 'linear power'
+    (SAR trained in dB, mapped back to power), 'rad' (wrapped phase as cos/sin), '8-bit level' (image folders,
+    e.g. SAR amplitude PNGs), 'stored units' (HDF5 values as stored: rad for InSAR phase), or 'model units'
+    (the network's [-1, 1] scale, or `norm` unknown)."""
+    if not physical or norm is None:
+        return "model units"
+    if norm.get("db"):
+        return "linear power"
+    if norm.get("cos_sin") or (key_data or "").lower() in PHASE_KEYS:
+        return "rad"
+    if norm.get("kind") == "image_8bit":
+        return "8-bit level"
+    return "image value" if norm.get("kind") == "image_range" else "stored units"
+
+
 def check_normalization(norm: dict) -> dict:
     """Validate a ``data_normalization`` dict read back from metadata (returns a clean copy)."""
     missing = [k for k in ("kind", "low", "high", "db", "cos_sin") if k not in norm]

@@ -73,3 +73,16 @@ def update_ema(target_params: Iterable[torch.Tensor], source_params: Iterable[to
     targets, sources = list(target_params), list(source_params)
     torch._foreach_mul_(targets, rate)
     torch._foreach_add_(targets, sources, alpha=1.0 - rate)
+
+
+def ema_decay(rate: float, step: int, warmup: bool) -> float:
+    """The EMA decay used at the update after `step` optimizer steps (0-based count of earlier updates).
+
+    Without warm-up it is `rate` (the original). With warm-up it is min(rate, (1 + step) / (10 + step)), the
+    num_updates ramp of TensorFlow's `tf.train.ExponentialMovingAverage`: the averaging window (1 / (1 - decay))
+    is about step / 9 + 1 steps, so a short run's EMA follows the trained weights instead of the random
+    initialisation, and a long run reaches `rate` (0.9999 after about 90 000 steps).
+    """
+    if not warmup:
+        return rate
+    return min(rate, (1.0 + step) / (10.0 + step))

@@ -9,6 +9,7 @@ Every file is written atomically and the model file last, so a model file implie
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,13 +108,84 @@ def list_sets(folder: str | os.PathLike) -> list[CheckpointName]:
     return sorted(names, key=CheckpointName.order)
 
 
-def prune_sets(folder: str | os.PathLike, keep: int, ema_rates: list[float]) -> list[CheckpointName]:
-    """Delete all but the `keep` newest sets (model file first, so no model is left without its
-    companions); return the deleted sets."""
-    old = list_sets(folder)[:-keep] if keep > 0 else []
+def _companion_name(file_name: str) -> CheckpointName | None:
+    """The set an EMA / optimizer / train-state file name belongs to (as a set name); None for other names."""
+    if file_name.startswith("train_state_"):
+        file_name = "model_" + file_name[len("train_state_"):]
+    elif not file_name.startswith(("ema_rate=", "opt")):
+        return None
+    try:
+        parsed = parse_checkpoint_name(file_name)
+    except ValueError:
+        return None
+    if parsed.epoch is None:
+        return None
+    return CheckpointName("model", parsed.epoch, None, parsed.step, None, parsed.vb, parsed.mse)
+
+
+def _set_key(name: CheckpointName) -> tuple:
+    """What a model file and its companions share: (epoch, step, vb, mse) (EMA / optimizer names lack the iteration)."""
+    return name.epoch, name.step, name.vb, name.mse
+
+
+def set_files(folder: str | os.PathLike, name: CheckpointName) -> list[Path]:
+    """The files of set `name` in `folder`: its model file first (if present), then every companion
+    (EMA files of any rate, optimizer, train state)."""
+    folder = Path(folder)
+    companions = sorted(p for p in folder.iterdir() if (c := _companion_name(p.name)) is not None
+                        and _set_key(c) == _set_key(name))
+    model = folder / name.model()
+    return ([model] if model.is_file() else []) + companions
+
+
+def remove_set(folder: str | os.PathLike, name: CheckpointName) -> None:
+    """Delete a set, model file first (so no model file is ever left without its companions)."""
+    for path in set_files(folder, name):
+        path.unlink(missing_ok=True)
+
+
+# Temporary files of `checkpoint.atomic_write` (".<final name>.<random>.tmp") for the files of a run.
+_TMP_PATTERN = re.compile(r"^\.(model_epoch=|ema_rate=|opt\d|train_state_|metadata\.json).*\.tmp$")
+
+
+def leftover_files(folder: str | os.PathLike, older_than: CheckpointName | None = None) -> list[Path]:
+    """Files an interrupted save or prune left in `folder`: temporary files of atomic writes, and companion
+    files without their model file that are newer than the newest set (a save killed before its model file,
+    which is written last) or, with `older_than`, older than that set (a prune killed after the model file).
+    Companions without a model file between those (e.g. EMA files kept on purpose) are left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    sets = list_sets(folder)
+    present = {_set_key(s) for s in sets}
+    newest = sets[-1].order() if sets else None
+    found = []
+    for path in folder.iterdir():
+        if _TMP_PATTERN.match(path.name):
+            found.append(path)
+            continue
+        owner = _companion_name(path.name)
+        if owner is None or _set_key(owner) in present:
+            continue
+        if newest is None or owner.order() > newest or (
+                older_than is not None and owner.order() < older_than.order()):
+            found.append(path)
+    return sorted(found)
+
+
+def prune_sets(folder: str | os.PathLike, keep: int, protect: CheckpointName | None = None) -> list[CheckpointName]:
+    """Delete all but the `keep` newest sets, never `protect` (the set a run resumed from), and the
+    leftovers of interrupted saves and prunes; return the deleted sets.
+
+    Only sets of the current timeline are in the folder (`train_setup.plan_resume` refuses or removes
+    later sets of an abandoned one), so "newest" is chronological."""
+    sets = list_sets(folder)
+    old = [name for name in sets[:-keep] if name != protect] if keep > 0 else []
     for name in old:
-        for file_name in [name.model(), name.opt(), name.state()] + [name.ema(r) for r in ema_rates]:
-            (Path(folder) / file_name).unlink(missing_ok=True)
+        remove_set(folder, name)
+    kept = [name for name in sets if name not in old]
+    for path in leftover_files(folder, older_than=kept[0] if kept else None):
+        path.unlink(missing_ok=True)
     return old
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .acceleration import autocast, compile_model, memory_format, resolve_amp
 from .checkpoint import CheckpointName, load_state_dict, set_name
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
-from .nn import update_ema
+from .nn import ema_decay, update_ema
 from .resample import LossSecondMomentResampler, UniformSampler
 from .train_logging import Logger, MetricAccumulator, ema_samples
 from .train_state import (
@@ -39,6 +39,10 @@ from .train_state import (
 )
 
 GRID_SAMPLES = 16
+
+
+class TrainingDiverged(FloatingPointError, ValueError):
+    """A NaN or inf loss or weight stopped training (also a ValueError: the command line prints one line)."""
 
 
 def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
@@ -60,6 +64,8 @@ class TrainLoop:
     `amp` ('none', 'bf16', 'fp16', 'auto') and `ema_rate` (float, comma string or list) are resolved here,
     unless `options_resolved`: then they are the values `train_setup.validate_call` resolved for the run
     (`amp` a mode of `acceleration.AMP_DTYPES`, `ema_rate` a list of floats) and are used as given.
+    `ema_warmup`: each EMA's decay ramps up to its rate with the step count (`nn.ema_decay`); off keeps the
+    original constant decay.
     """
 
     def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, num_epochs: int,
@@ -70,7 +76,7 @@ class TrainLoop:
                  fp16_scale_growth: float = 1e-3,
                  val_data: EpochData | None = None, subset_timesteps: int | None = None, seed: int = 0,
                  grid_interval: int = 1, compile: bool = False, channels_last: bool = False,
-                 device: torch.device | str = "cpu", options_resolved: bool = False):
+                 device: torch.device | str = "cpu", options_resolved: bool = False, ema_warmup: bool = False):
         self.device = torch.device(device)
         self.amp = amp if options_resolved else resolve_amp(amp, self.device)
         # channels_last before the EMA copies and the optimizer state are made, so all share one layout
@@ -88,6 +94,7 @@ class TrainLoop:
         self.scaler = (torch.amp.GradScaler("cuda", growth_interval=max(1, round(1 / fp16_scale_growth)))
                        if self.amp == "fp16" else None)
         self.ema_rates = list(ema_rate) if options_resolved else parse_ema_rates(ema_rate)
+        self.ema_warmup = ema_warmup  # decay ramps up to each rate with the step count (nn.ema_decay)
         self.params = list(self.model.parameters())
         self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.ema_rates]
         # foreach: one multi-tensor update instead of a Python loop over parameters (torch only
@@ -100,10 +107,13 @@ class TrainLoop:
         self.best_score: float | None = None
         self.pending_rng: dict | None = None
         self.last_checkpoint: Path | None = None
+        self.resumed_from: CheckpointName | None = None  # the set resume() loaded: never pruned
+        self.resumed_path: Path | None = None
         self.metrics = MetricAccumulator(diffusion.num_timesteps, self.device)
         self.logger = Logger(None, enabled=False)  # opened by run(), so nothing is written before it
         self._bad_loss = torch.zeros((), device=self.device)
         self._batch, self._grid_shape, self._grid_cond = 0, None, {}
+        self._bar = None  # the open progress bar: closed by run() also when training fails
 
     # ------------------------------------------------------------------ resume
     def resume(self, model_path: str | Path) -> list[str]:
@@ -133,6 +143,7 @@ class TrainLoop:
             except (ValueError, KeyError) as err:
                 notes.append(f"optimizer file {files.opt.name} does not fit this model ({err}); AdamW restarts")
         name = files.name
+        self.resumed_from, self.resumed_path = name, files.model
         if files.state is not None:
             state = load_train_state(files.state)
             self.step_total, self.best_score = state.step_total, state.best_score
@@ -244,15 +255,22 @@ class TrainLoop:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         for ema, rate in zip(self.ema_params, self.ema_rates):
-            update_ema(ema, self.params, rate)
+            update_ema(ema, self.params, ema_decay(rate, self.step_total, self.ema_warmup))
         self.step_total += 1
 
     # ------------------------------------------------------------------ checks, logging, saving
-    def _check_finite(self, last_step: int) -> None:
-        if all_reduce_sum(self._bad_loss.clone()).item() > 0:
-            raise FloatingPointError(
-                f"training loss became NaN or inf at or before step {last_step}; training stopped. Last good "
-                f"checkpoint: {self.last_checkpoint or 'none written yet'} (untouched). Try a lower lr, "
+    def _check_finite(self, last_step: int, weights: bool = False) -> None:
+        """TrainingDiverged if a loss since the start (or, with `weights`, a model or EMA weight) is not finite,
+        naming the last checkpoint set saved, which was checked the same way before it was written."""
+        bad = self._bad_loss.clone()
+        if weights:
+            tensors = self.params + [p for ema in self.ema_params for p in ema]
+            bad += (~torch.stack([t.detach().isfinite().all() for t in tensors])).sum()
+        if all_reduce_sum(bad).item() > 0:
+            good = self.last_checkpoint or self.resumed_path
+            raise TrainingDiverged(
+                f"training loss or weights became NaN or inf at or before step {last_step}; training stopped. "
+                f"Last good checkpoint: {good or 'none written yet'} (untouched). Try a lower lr, "
                 "grad_clip, or amp='none'")
 
     def _log(self, epoch: int, bar) -> None:
@@ -272,7 +290,7 @@ class TrainLoop:
         return model_state, ema_states
 
     def _save(self, name: CheckpointName, epoch: int, step_in_epoch: int | None) -> None:
-        self._check_finite(self.step_total)
+        self._check_finite(self.step_total, weights=True)
         state = TrainState(epoch=epoch, step_total=self.step_total, step_in_epoch=step_in_epoch,
                            world_size=self.world_size, seed=self.seed, best_score=self.best_score,
                            rng=self._rng_state(), sampler=self.sampler.state_dict(),
@@ -282,7 +300,7 @@ class TrainLoop:
             self.last_checkpoint = save_checkpoint_set(self.folder, name, model_state, ema_states,
                                                        self.opt.state_dict(), state)
             if self.keep_checkpoints:
-                prune_sets(self.folder, self.keep_checkpoints, self.ema_rates)
+                prune_sets(self.folder, self.keep_checkpoints, protect=self.resumed_from)
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict:
@@ -335,6 +353,7 @@ class TrainLoop:
         total = len(self.data.loader) if hasattr(self.data.loader, "__len__") else None
         bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.num_epochs}", disable=not self.is_main,
                    initial=self.skip_steps, dynamic_ncols=True)
+        self._bar = bar
         step = 0
         for step, (x, cond) in enumerate(batches, start=1):
             if step <= self.skip_steps:
@@ -393,5 +412,7 @@ class TrainLoop:
                 if self.grid_interval and (epoch + 1) % self.grid_interval == 0:
                     self.sample_grid(epoch)
         finally:
+            if self._bar is not None:
+                self._bar.close()  # an error message then starts on a line of its own
             self.logger.close()
         return {"checkpoint": self.last_checkpoint, "step_total": self.step_total, "epochs": epoch + 1}

@@ -1,10 +1,11 @@
 """utils.cli: flags are the keyword names; booleans, lists, None and errors."""
 import subprocess
 import sys
+from typing import Literal
 
 import pytest
 
-from utils.cli import build_parser, run_cli
+from utils.cli import build_parser, pick_alias, run_cli
 
 
 def entry(data_dir: str | None = None,  # folder with the data
@@ -67,3 +68,32 @@ def test_none_word_is_none_only_where_none_is_allowed(capsys):
     assert run_cli(words, []) == ("none", None)
     build_parser(words).print_help()
     assert "a word option whose default" in capsys.readouterr().out  # comment on the def line
+
+
+def entry_more(name: str,  # a required keyword (its help text)
+               norm_range: list[float] | None = None,  # a list of floats
+               mode: Literal["none", "range"] = "none",  # a mode
+               offset: float = 0.0,  # a number
+               ):
+    """Second toy entry point."""
+    return dict(name=name, norm_range=norm_range, mode=mode, offset=offset)
+
+
+def test_leading_minus_values_choices_and_required_help(capsys):
+    got = run_cli(entry_more, ["--name", "x", "--norm_range", "-20,20", "--offset", "-0.5", "--mode", "range"])
+    assert got == dict(name="x", norm_range=[-20.0, 20.0], mode="range", offset=-0.5)
+    assert run_cli(entry_more, ["--norm_range", "-3,-1", "--name", "-a"])["norm_range"] == [-3.0, -1.0]
+    with pytest.raises(SystemExit):
+        run_cli(entry_more, ["--name", "x", "--mode", "minmax"])
+    assert "invalid choice" in capsys.readouterr().err
+    help_text = build_parser(entry_more).format_help()
+    assert "a required keyword (its help text) (required)" in " ".join(help_text.split())
+    assert "{none,range}" in help_text and "one of: none, range" in " ".join(help_text.split())
+
+
+def test_pick_alias_takes_the_set_spelling_and_refuses_two_values():
+    assert pick_alias("sample_class", 3, "sampled_class", None) == 3
+    assert pick_alias("sample_class", None, "sampled_class", 2) == 2
+    assert pick_alias("sample_class", 2, "sampled_class", 2) == 2
+    with pytest.raises(ValueError, match="sample_class=1 and sampled_class=2"):
+        pick_alias("sample_class", 1, "sampled_class", 2)

@@ -1,6 +1,7 @@
 """Classifier training: the domain CNN learns separable classes, best checkpoint by val accuracy,
 train/eval modes, random-init checkpoints for unlabelled data, option validation."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +67,10 @@ def test_bad_options(tmp_path):
         example_fine_tuning.main(str(tmp_path), "a", "b", arch="resnet")
     with pytest.raises(ValueError, match="data_train_dir"):
         example_fine_tuning.main(str(tmp_path / "x"), str(tmp_path / "empty"), str(tmp_path / "empty"))
+
+
+def test_default_out_folder_and_summary(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = example_fine_tuning.main(random_init=True, width=8)
+    assert Path(result["best_path"]).resolve() == (tmp_path / "models_data" / "feature_cnn" / "classifier_best.pt")
+    assert result["best_path"] in example_fine_tuning.summary_line(result)

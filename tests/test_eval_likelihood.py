@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+import model_likelihood
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.script_util import PRESETS, create_model_and_diffusion
 from model_likelihood import calc_model_loss, to_8bit_grid
@@ -84,3 +85,12 @@ def test_bad_inputs(tmp_path, image_folder, tiny_ckpt):
 def test_data_type_that_disagrees_with_the_dataset_is_an_error(image_folder, tiny_ckpt):
     with pytest.raises(ValueError, match="data_type='hdf5'.*holds image data"):
         calc_model_loss(tiny_ckpt, str(image_folder), data_type="hdf5", progress=False)
+
+
+def test_progress_runs_over_timesteps_and_summary_names_the_output(image_folder, tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "bpd.json"
+    report = calc_model_loss(tiny_ckpt, str(image_folder), batch_size=5, out_json=str(out), progress=True)
+    err = capsys.readouterr().err  # tqdm writes to stderr: a bar over batches and one over timesteps
+    assert "batches" in err and "bits/dim" in err
+    line = model_likelihood.summary_line(report)
+    assert f"{report['bpd_mean']:.4f}" in line and str(out) in line and f"{report['n_examples']} examples" in line

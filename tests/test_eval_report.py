@@ -1,6 +1,9 @@
 """End to end: utils_FID CLI function and the one-call report on small synthetic sets."""
 import json
+import subprocess
+import sys
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -71,3 +74,27 @@ def test_report_refuses_checkpoint_folder(data):
     (ckpt / "metadata.json").write_text("{}")
     with pytest.raises(ValueError, match="checkpoint folder"):
         evaluate_samples(data["real"], data["samples"], str(ckpt), metrics="semivariogram")
+
+
+def test_report_command_prints_a_summary_and_figures_state_units(data, repo_root):
+    out = data["tmp"] / "summary"
+    done = subprocess.run([sys.executable, "-m", "utils.report", "--real", data["real"], "--samples", data["samples"],
+                           "--results_dir", str(out), "--metrics", "semivariogram,spectrum,memorisation"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("[report]")]
+    assert any("30 samples vs 40 real" in line for line in lines) and str(out / "metrics.json") in lines[-1]
+    assert any("semivariogram" in line for line in lines) and any("memorisation" in line for line in lines)
+    assert json.loads((out / "metrics.json").read_text())["field_unit"] == "model units"
+
+
+def test_hdf5_real_data_without_metadata_warns(tmp_path):
+    folder = tmp_path / "real"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    with h5py.File(folder / "part0.hdf5", "w") as f:
+        f["unwrap"] = rng.normal(0, 2, (12, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "samples_12x16x16x1.npz", rng.uniform(-1, 1, (12, 16, 16, 1)).astype(np.float32))
+    with pytest.warns(UserWarning, match="metadata_json"):
+        evaluate_samples(str(folder), str(tmp_path / "samples_12x16x16x1.npz"), str(tmp_path / "out"),
+                         metrics="semivariogram", key_data="unwrap")

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from improved_diffusion.checkpoint import check_free
-from improved_diffusion.data_normalization import make_normalization
+from improved_diffusion.data_normalization import make_normalization, value_unit
 from utils.sampling import sample_io
 
 
@@ -47,3 +47,27 @@ def test_check_free(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         check_free([tmp_path / "b", tmp_path / "a"], overwrite=False)
     check_free([tmp_path / "a"], overwrite=True)
+
+
+def test_run_figure_takes_samples_from_every_batch_with_a_colorbar(tmp_path):
+    rng = np.random.default_rng(2)
+    images = rng.uniform(-1, 1, (10, 8, 8, 1)).astype(np.float32)
+    store = sample_io.ShardStore(tmp_path / "shards", {"run": 3})
+    for b in range(5):  # batches of 2: the first batch alone holds 2 samples
+        store.write(b, images[2 * b:2 * b + 2], None)
+    np.testing.assert_array_equal(sample_io.first_samples(store, 5, count=7), images[:7])
+    np.testing.assert_array_equal(sample_io.first_samples(store, 5), images)
+    path = tmp_path / "run.png"
+    sample_io.save_sample_figure(images, path, make_normalization("range", low=-3.0, high=3.0), total=10,
+                                 key_data="unwrap")
+    figure = np.asarray(Image.open(path))
+    assert figure.ndim == 3 and figure.shape[1] > figure.shape[0] * 0.9  # a figure (grid + colorbar), not the grid
+
+
+def test_value_units():
+    assert value_unit(make_normalization("range", -3.0, 3.0), key_data="unwrap") == "rad"
+    assert value_unit(make_normalization("range", -20.0, 10.0, db=True)) == "linear power"
+    assert value_unit(make_normalization("image_8bit", 0.0, 255.0)) == "8-bit level"
+    assert value_unit(make_normalization("cos_sin", cos_sin=True)) == "rad"
+    assert value_unit(make_normalization("range", -3.0, 3.0), physical=False) == "model units"
+    assert value_unit(None) == "model units"

@@ -176,3 +176,21 @@ def test_bf16_sampling_stays_close_to_fp32(compat_dir, tmp_path):
     assert 0 < relative < 0.15  # bf16 changes the result, but not much (7 % on this untrained fixture model)
     with pytest.raises(ValueError, match="amp: got 'fp8'"):
         sample_from_ODE(model_path=str(compat_dir / CKPT), amp="fp8", url_save_path=str(tmp_path / "x"), **FAST)
+
+
+@pytest.mark.parametrize("entry", ["sample", "sample_DPM"])
+def test_both_class_spellings_and_the_same_batch_default(entry, monkeypatch):
+    import sample
+    import sample_DPM
+    from improved_diffusion.train_setup import keyword_defaults
+    from utils.cli import run_cli
+    seen = []
+    monkeypatch.setattr(sample if entry == "sample" else sample_DPM, "run_sampling",
+                        lambda *a, **kw: seen.append(kw) or kw)
+    func = sample.main_sample if entry == "sample" else sample_DPM.sample_from_ODE
+    for flag in ("--sample_class", "--sampled_class"):
+        run_cli(func, ["--model_path", "m.pt", flag, "3"])
+    assert [kw["sample_class"] for kw in seen] == [3, 3]
+    assert {kw["batch_size"] for kw in seen} == {16}
+    assert keyword_defaults(sample.main_sample)["batch_size"] == keyword_defaults(sample_DPM.sample_from_ODE)[
+        "batch_size"]

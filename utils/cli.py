@@ -1,8 +1,10 @@
 """A command-line interface built from an entry function's signature.
 
 Flags are exactly the keyword names (`--num_epochs 2`); booleans take `--flag` / `--no-flag`; lists are
-comma strings as in the JSON (`--ema_rate 0.9999,0.99`); an omitted flag keeps the default. The help
-text of each flag is the trailing `# comment` of its keyword in the source, plus the default.
+comma strings as in the JSON (`--ema_rate 0.9999,0.99`), a leading minus included (`--norm_range -20,20`);
+a `typing.Literal` annotation lists its choices in --help; an omitted flag keeps the default. The help
+text of each flag is the trailing `# comment` of its keyword in the source (required keywords too), plus
+the default.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ def _parse_scalar(text: str, kind: type | None, allow_none: bool = True) -> Any:
 def _unwrap(annotation) -> tuple[type | None, bool]:
     """(scalar type, is_list) of an annotation such as Optional[list[int]] or str | int."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return type(typing.get_args(annotation)[0]), False
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin in (list, tuple, Sequence, typing.Sequence) or annotation in (list, tuple):
         element = args[0] if args and args[0] is not Ellipsis else None
@@ -64,23 +68,50 @@ def _comments(func: Callable) -> dict[str, str]:
         return {}
     found: dict[str, str] = {}
     for line in source.splitlines():
-        match = re.match(r"^\s*(?:def\s+\w+\()?(\w+)\s*(?::[^=#]*)?=[^#]*#\s*(.+)$", line)
+        match = re.match(r"^\s*(?:def\s+\w+\()?(\w+)\s*(?::[^=#]*)?(?:=[^#]*)?,?\s*#\s*(.+)$", line)
         if match and match.group(1) not in found:
             found[match.group(1)] = match.group(2).strip()
     return found
 
 
+def _choices(annotation) -> tuple | None:
+    """The values of a `typing.Literal` annotation (None for any other annotation)."""
+    return typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a value starting with '-' after a flag that takes one is that flag's value
+    (`--norm_range -20,20`; argparse alone reads only plain negative numbers so)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        argv = list(sys.argv[1:] if args is None else args)
+        takes_value = {opt for action in self._actions if action.nargs is None
+                       and not isinstance(action, argparse.BooleanOptionalAction) for opt in action.option_strings}
+        joined, i = [], 0
+        while i < len(argv):
+            if argv[i] in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                    and argv[i + 1] not in self._option_string_actions:
+                joined.append(f"{argv[i]}={argv[i + 1]}")
+                i += 2
+            else:
+                joined.append(argv[i])
+                i += 1
+        return super().parse_known_args(joined, namespace)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except where the help text already states one (list flags)."""
+    """Shows defaults, except where the help text already states one (list flags) and for required flags."""
 
     def _get_help_string(self, action):
+        if action.required:
+            return f"{action.help} (required)".strip()
         return action.help if "default:" in (action.help or "") else super()._get_help_string(action)
 
 
 def build_parser(func: Callable) -> argparse.ArgumentParser:
     """An argparse parser whose options are the keyword arguments of `func`."""
     doc = inspect.getdoc(func) or ""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+    parser = _Parser(description=doc.split("\n\n")[0],
                                      formatter_class=_HelpFormatter)
     try:
         hints = typing.get_type_hints(func)
@@ -111,8 +142,11 @@ def build_parser(func: Callable) -> argparse.ArgumentParser:
             continue
         # 'none' means None only where None is a possible value (not for a str option defaulting to "none")
         allow_none = default is None or type(None) in typing.get_args(hints.get(name))
+        choices = _choices(hints.get(name))
+        if choices and help_text:
+            help_text += f" (one of: {', '.join(map(str, choices))})"
         parser.add_argument(f"--{name}", type=lambda text, kind=kind, allow_none=allow_none:
-                            _parse_scalar(text, kind, allow_none),
+                            _parse_scalar(text, kind, allow_none), choices=choices,
                             default=default, required=param.default is inspect.Parameter.empty, help=help_text)
     return parser
 
@@ -139,6 +173,17 @@ def _close_progress_bars() -> None:
         return
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
+
+
+def pick_alias(name: str, value: Any, alias: str, alias_value: Any, default: Any = None) -> Any:
+    """The value of a keyword that has a second spelling (`sample_class` / `sampled_class`): whichever of the
+    two differs from `default`; ValueError when both are set to different values."""
+    if alias_value == default:
+        return value
+    if value != default and value != alias_value:
+        raise ValueError(f"{name}={value!r} and {alias}={alias_value!r}: the same option under two names; "
+                         "pass only one")
+    return alias_value
 
 
 def run_cli(func: Callable, argv: Sequence[str] | None = None) -> Any:

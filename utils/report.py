@@ -2,8 +2,12 @@
 
 The report itself is `utils.evaluation.report.evaluate_samples`; every flag is one of its keywords.
 """
-from utils.cli import run_cli
-from utils.evaluation.report import evaluate_samples
+import sys
+
+from utils.cli import build_parser, run_cli
+from utils.evaluation.report import evaluate_samples, summary_lines
 
 if __name__ == "__main__":
-    run_cli(evaluate_samples)
+    report = run_cli(evaluate_samples)
+    for line in summary_lines(report, build_parser(evaluate_samples).parse_args(sys.argv[1:]).results_dir):
+        print(f"[report] {line}")

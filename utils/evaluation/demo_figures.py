@@ -14,8 +14,13 @@ RELATIVE_TOLERANCE = 0.20  # the acceptance band drawn on the error panel
 
 
 def analytic_semivariogram(distance_px: np.ndarray, truth: dict) -> np.ndarray:
-    """gamma(h) = C(0) - C(h) + nugget (rad^2) of the generator's field + white noise, h > 0 in px."""
-    cov = truth["semivariogram"]["covariance"]
+    """gamma(h) = C(0) - C(h) + nugget (rad^2) of the generator's field + white noise, h > 0 in px; with v2
+    components (turbulence, ramps, deformation) the truth's total (or Monte-Carlo mixture) axis semivariogram,
+    interpolated linearly between its integer lags."""
+    sv, params = truth["semivariogram"], truth["params"]
+    if "gamma_mixture" in sv or params.get("turbulence_sigma_rad", 0) > 0 or params.get("ramp_sigma_rad", 0) > 0:
+        return np.interp(distance_px, sv["lags_px"], sv.get("gamma_mixture", sv["gamma_total"]))
+    cov = sv["covariance"]
     return semivariogram(distance_px, cov["model"], cov["sigma_rad"], cov["length_px"],
                          nugget=truth["semivariogram"]["nugget_noise"])
 

@@ -63,7 +63,8 @@ def memorisation_check(generated: np.ndarray, train: np.ndarray, *, extractor: F
 def plot_closest_pairs(generated: np.ndarray, train: np.ndarray, distance: np.ndarray, index: np.ndarray,
                        path: str | Path, num_pairs: int = 8, overwrite: bool = False) -> Path:
     """Save a PNG: the ``num_pairs`` generated samples closest to the training set (top row)
-    above their nearest training images (bottom row), titled with the distance. Channel 0 shown."""
+    above their nearest training images (bottom row), titled with the distance d (RMS over pixels, model
+    units). Channel 0 shown, each pair on one grey scale."""
     path = Path(path)
     check_free([path], overwrite, key="path")
     order = np.argsort(distance)[:num_pairs]
@@ -77,6 +78,8 @@ def plot_closest_pairs(generated: np.ndarray, train: np.ndarray, distance: np.nd
         axes[0, col].set_title(f"d={distance[i]:.3g}", fontsize=8)
     axes[0, 0].text(-0.1, 0.5, "generated", transform=axes[0, 0].transAxes, rotation=90, ha="right", va="center")
     axes[1, 0].text(-0.1, 0.5, "nearest train", transform=axes[1, 0].transAxes, rotation=90, ha="right", va="center")
+    fig.suptitle("Generated samples closest to the training set; d = RMS pixel distance to the nearest "
+                 "training image (model units, [-1, 1] scale; 0 = exact copy)", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first: no display needed)
 import numpy as np  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from improved_diffusion.checkpoint import check_free  # noqa: E402
 
@@ -28,8 +29,11 @@ def plot_mean_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
         se = np.nan_to_num(se)
         ax.fill_between(x, mean - 1.96 * se, mean + 1.96 * se, color=line.get_color(), alpha=0.25)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    if log_x:
+    if log_x:  # labels at 1, 2, 5 x 10^k only, in plain numbers (minor labels of a short decade overlap)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if log_y:
         ax.set_yscale("log")
     ax.legend()

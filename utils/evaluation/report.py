@@ -1,27 +1,31 @@
 """One-call evaluation of generated samples against a real dataset.
 
 :func:`evaluate_samples` writes ``metrics.json`` and comparison plots (semivariogram, power
-spectrum, closest memorisation pairs) into a results folder, never into a checkpoint folder.
+spectrum, closest memorisation pairs, the scorecard against truth of ``utils.evaluation.scorecard``)
+into a results folder, never into a checkpoint folder.
 CLI: ``python -m utils.report --real ... --samples ... --results_dir ...``.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from improved_diffusion.checkpoint import check_free, read_metadata
+from improved_diffusion.data_normalization import value_unit
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
 from utils.evaluation.fid import fid_from_features
 from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
 from utils.evaluation.plots import plot_mean_curves
 from utils.evaluation.precision_recall import precision_recall
+from utils.evaluation.scorecard import format_table, plot_scorecard, scorecard
 from utils.evaluation.semivariogram import empirical_semivariogram, write_semivariogram_csv
 from utils.evaluation.spectrum import radial_psd
 
-METRICS = ("fid", "precision_recall", "semivariogram", "spectrum", "memorisation")
+METRICS = ("fid", "precision_recall", "semivariogram", "spectrum", "memorisation", "scorecard")
 FEATURE_METRICS = ("fid", "precision_recall")
 UNITS = ("model", "physical")  # units of the semivariogram / spectrum fields
 
@@ -72,6 +76,32 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
     return out
 
 
+def _is_hdf5(source: str) -> bool:
+    return Path(source).is_dir() and any(Path(source).glob("*.hdf5"))
+
+
+def summary_lines(report: dict, results_dir: str) -> list[str]:
+    """A few printable lines: each metric's headline number and where the files are."""
+    lines = [f"{report['n_generated']} samples vs {report['n_real']} real images ({report['real']})"]
+    if "fid" in report:
+        lines.append(f"FID {report['fid']['fid']:.3g}")
+    if "precision_recall" in report:
+        pr = report["precision_recall"]
+        lines.append(f"precision {pr['precision']:.3f}, recall {pr['recall']:.3f}")
+    if "semivariogram" in report:
+        gap = 100 * report["semivariogram"]["max_relative_difference"]
+        lines.append(f"semivariogram: largest relative gap generated vs real {gap:.1f} % over the lags "
+                     f"({report['field_unit']})")
+    if "spectrum" in report:
+        lines.append(f"spectrum: mean |log10 PSD ratio| {report['spectrum']['mean_abs_log10_ratio']:.3f}")
+    if "memorisation" in report:
+        mem = report["memorisation"]
+        lines.append("memorisation vs " + mem["train_data"] + ": " + ", ".join(
+            f"{k} {v}" for k, v in mem.items() if k != "train_data" and not isinstance(v, (list, dict))))
+    lines.append(f"written: {Path(results_dir) / 'metrics.json'} and its figures")
+    return lines
+
+
 def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
     if results_dir.is_dir():
         if (results_dir / "metadata.json").exists() or any(results_dir.glob("*.pt")):
@@ -81,23 +111,23 @@ def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
 
 
 def semivariogram_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
-                          max_lag: float | None, rescale: bool, overwrite: bool) -> dict:
-    """Semivariograms of (N, H, W) real and generated fields: CSVs, PNG and a summary dict."""
+                          max_lag: float | None, rescale: bool, overwrite: bool, unit: str = "model units") -> dict:
+    """Semivariograms of (N, H, W) real and generated fields (values in `unit`): CSVs, PNG and a summary dict."""
     res = {k: empirical_semivariogram(f, max_lag=max_lag, rescale=rescale)
            for k, f in (("real", real_fields), ("generated", gen_fields))}
     for k, r in res.items():
         write_semivariogram_csv(r, results_dir / f"semivariogram_{k}.csv", overwrite=overwrite)
     plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()},
-                     results_dir / "semivariogram.png", xlabel="lag (px)", ylabel="semivariance",
-                     title="Semivariogram (mean ± 1.96 SE)", overwrite=overwrite)
+                     results_dir / "semivariogram.png", xlabel="lag (px)", ylabel=f"semivariance ({unit}²)",
+                     title="Semivariogram: real vs generated fields (mean ± 1.96 SE)", overwrite=overwrite)
     gap = np.abs(res["generated"].gamma - res["real"].gamma) / np.abs(res["real"].gamma)
     return {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
             "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
 
 
 def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
-                     rescale: bool, overwrite: bool) -> dict:
-    """Radially averaged PSDs of (N, H, W) real and generated fields: CSV, PNG and a summary dict."""
+                     rescale: bool, overwrite: bool, unit: str = "model units") -> dict:
+    """Radially averaged PSDs of (N, H, W) real and generated fields (values in `unit`): CSV, PNG and a summary."""
     res = {k: radial_psd(f, rescale=rescale) for k, f in (("real", real_fields), ("generated", gen_fields))}
     path = results_dir / "spectrum.csv"
     check_free([path], overwrite)
@@ -106,10 +136,27 @@ def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_di
     np.savetxt(path, table, delimiter=",", comments="", fmt="%.10g",
                header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se")
     plot_mean_curves({k: (r.frequency, r.psd, r.psd_se) for k, r in res.items()}, results_dir / "spectrum.png",
-                     xlabel="frequency (cycles / px)", ylabel="PSD", title="Radially averaged PSD",
+                     xlabel="frequency (cycles / px)", ylabel=f"PSD ({unit}²)",
+                     title="Radial PSD: real vs generated (mean ± 1.96 SE)",
                      log_x=True, log_y=True, overwrite=overwrite)
     log_ratio = np.log10(res["generated"].psd / res["real"].psd)
     return {"frequency": res["real"].frequency.tolist(), "mean_abs_log10_ratio": float(np.mean(np.abs(log_ratio)))}
+
+
+def scorecard_section(real: str, gen_set: ImageSet, results_dir: Path, *, truth_json: str | None,
+                      num_samples: int | None, key_data: str | None, channel: int, seed: int, overwrite: bool) -> dict:
+    """Scorecard (``utils.evaluation.scorecard``) of the samples against the real folder in physical units, with
+    the truth and, when the generator wrote them, the real data's labels from ``truth_json``; prints the table."""
+    truth = None if truth_json is None else json.loads(Path(truth_json).read_text())
+    key_class = None if truth is None else truth["loader_kwargs"].get("key_class")
+    real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, key_class=key_class,
+                              data_normalization=gen_set.data_normalization)
+    units = "rad" if truth is not None else "physical units"
+    samples, real_fields = gen_set.physical()[..., channel], real_set.physical()[..., channel]
+    card = scorecard(samples, real_fields, truth=truth, real_labels=real_set.labels, units=units, seed=seed)
+    plot_scorecard(card, samples, real_fields, results_dir, overwrite=overwrite)
+    print(format_table(card))
+    return card
 
 
 def evaluate_samples(
@@ -139,6 +186,7 @@ def evaluate_samples(
     feature_threshold: float | None = None,  # memorisation: feature distance counted as a copy
     batch_size: int = 64,                 # feature extraction batch size
     cache_dir: str | None = None,         # cache of real features (None: no cache)
+    truth_json: str | None = None,        # scorecard: the generator's ground_truth.json (truth column, labels)
     seed: int = 0,                        # subset and bootstrap seed
     device: str = "cpu",                  # torch device of the extractor
     overwrite: bool = False,              # replace existing report files
@@ -149,6 +197,9 @@ def evaluate_samples(
         raise ValueError(f"units={units!r}; expected one of {UNITS}")
     if units == "physical" and metadata_json is None:
         raise ValueError("units='physical' needs metadata_json (the training metadata.json with data_normalization)")
+    if "scorecard" in names and metadata_json is None:
+        raise ValueError("metrics 'scorecard' needs metadata_json (the training metadata.json): it compares fields in "
+                         "physical units")
     out = Path(results_dir)
     _check_results_dir(out, overwrite)
     needs_features = any(m in FEATURE_METRICS for m in names)
@@ -157,6 +208,10 @@ def evaluate_samples(
                          "feature extractor file (train one with example_fine_tuning.py)")
     ext = load_extractor(extractor, extractor_path, layer, resize_to) if extractor_path is not None else None
     norm = normalization_from(metadata_json)
+    if metadata_json is None and real_scale == 1.0 and real_offset == 0.0 and _is_hdf5(real):
+        warnings.warn(f"real={real!r}: HDF5 values are read as stored (e.g. rad) while samples are in model units; "
+                      "pass metadata_json=<training metadata.json> (or real_scale / real_offset) so both match",
+                      stacklevel=2)
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
                                   data_normalization=norm)
@@ -174,11 +229,14 @@ def evaluate_samples(
     if units == "physical":
         report["field_units"] = "physical"
     real_fields, gen_fields = real_values[..., channel], gen_values[..., channel]
+    unit = "min-max scaled to [-1, 1]" if rescale else value_unit(norm, units == "physical", key_data)
+    report["field_unit"] = unit
     if "semivariogram" in names:
         report["semivariogram"] = semivariogram_section(real_fields, gen_fields, out, max_lag=max_lag,
-                                                        rescale=rescale, overwrite=overwrite)
+                                                        rescale=rescale, overwrite=overwrite, unit=unit)
     if "spectrum" in names:
-        report["spectrum"] = spectrum_section(real_fields, gen_fields, out, rescale=rescale, overwrite=overwrite)
+        report["spectrum"] = spectrum_section(real_fields, gen_fields, out, rescale=rescale, overwrite=overwrite,
+                                              unit=unit)
     if "memorisation" in names:
         train = real_set if train_data is None else load_image_set(
             train_data, key_data=key_data, num_channels=gen_set.num_channels, image_size=image_size,
@@ -188,5 +246,8 @@ def evaluate_samples(
         plot_closest_pairs(gen_set.images, train.images, mem["pixel_distance"], mem["pixel_index"],
                            out / "memorisation_pairs.png", overwrite=overwrite)
         report["memorisation"] = {"train_data": train.source, **mem["summary"]}
+    if "scorecard" in names:
+        report["scorecard"] = scorecard_section(real, gen_set, out, truth_json=truth_json, num_samples=num_samples,
+                                                key_data=key_data, channel=channel, seed=seed, overwrite=overwrite)
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     return report

@@ -22,6 +22,7 @@ class RadialSpectrum:
     psd: np.ndarray        # mean over fields of the radially averaged PSD (value units^2)
     psd_se: np.ndarray     # standard error of that mean: std(ddof=1) / sqrt(N)
     n_fields: int
+    per_field: np.ndarray  # (N, K) radially averaged PSD of each field
 
 
 def radial_psd(fields: np.ndarray, *, rescale: bool = False, batch_size: int = 64) -> RadialSpectrum:
@@ -52,4 +53,4 @@ def radial_psd(fields: np.ndarray, *, rescale: bool = False, batch_size: int = 6
         for j, row in enumerate(power):
             psd[start + j] = np.bincount(k[keep] - 1, weights=row[keep], minlength=num_bins) / per_bin
     se = psd.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(num_bins, np.nan)
-    return RadialSpectrum(np.arange(1, num_bins + 1) / side, psd.mean(axis=0), se, n)
+    return RadialSpectrum(np.arange(1, num_bins + 1) / side, psd.mean(axis=0), se, n, psd)

@@ -199,7 +199,9 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
                     None if labels is None else labels[lo:hi])
     sample_io.merge_shards(store, num_batches, num_samples, npz_path)
     if plot:
-        sample_io.save_png_grid(store.read(0)[0], npz_path.with_suffix(".png"))
+        sample_io.save_sample_figure(sample_io.first_samples(store, num_batches), npz_path.with_suffix(".png"),
+                                     args_dic.get("data_normalization"), num_samples,
+                                     (args_dic.get("hdf5_keys") or {}).get("key_data"))
     units = "model"
     if save_hdf5:
         units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))

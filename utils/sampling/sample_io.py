@@ -127,9 +127,24 @@ def merge_shards(store: ShardStore, num_shards: int, num_samples: int, out_path:
     atomic_write(out_path, save)
 
 
-def save_png_grid(images: np.ndarray, path: Path, max_images: int = 64) -> None:
-    """A grid of the first `max_images` NHWC samples (float in [-1, 1] or uint8), row-major in sample
-    order (labels are in the `.npz`); 1 channel -> grey, 3 -> RGB, other -> channel 0."""
+GRID_SAMPLES = 64  # samples shown in a run's PNG figure
+
+
+def _mosaic(images: np.ndarray, fill) -> np.ndarray:
+    """NHWC images on a near-square grid, row-major, 2 px borders of `fill`: (rows (H+2) + 2, cols (W+2) + 2, C)."""
+    n, h, w, c = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    canvas = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, c), fill, dtype=images.dtype)
+    for i, image in enumerate(images):
+        r, k = divmod(i, cols)
+        canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + k * (w + 2):2 + k * (w + 2) + w] = image
+    return canvas
+
+
+def save_png_grid(images: np.ndarray, path: Path, max_images: int = GRID_SAMPLES) -> None:
+    """A pixel-exact grid of the first `max_images` NHWC samples (float in [-1, 1] or uint8), row-major in
+    sample order (labels are in the `.npz`); 1 channel -> grey, 3 -> RGB, other -> channel 0."""
     from PIL import Image
 
     images = images[:max_images]
@@ -137,14 +152,46 @@ def save_png_grid(images: np.ndarray, path: Path, max_images: int = 64) -> None:
         images = to_uint8(images)
     if images.shape[-1] not in (1, 3):
         images = images[..., :1]
-    n, h, w, c = images.shape
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    canvas = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, c), 255, dtype=np.uint8)
-    for i, image in enumerate(images):
-        r, k = divmod(i, cols)
-        canvas[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + k * (w + 2):2 + k * (w + 2) + w] = image
-    atomic_write(path, lambda tmp: Image.fromarray(canvas[..., 0] if c == 1 else canvas).save(tmp, format="PNG"))
+    canvas = _mosaic(images, 255)
+    atomic_write(path, lambda tmp: Image.fromarray(canvas[..., 0] if canvas.shape[-1] == 1 else canvas)
+                 .save(tmp, format="PNG"))
+
+
+def first_samples(store: ShardStore, num_batches: int, count: int = GRID_SAMPLES) -> np.ndarray:
+    """The first `count` samples of a run (NHWC, as stored), read shard by shard (memory: one batch)."""
+    parts, have = [], 0
+    for b in range(num_batches):
+        if have >= count:
+            break
+        parts.append(store.read(b)[0][:count - have])
+        have += len(parts[-1])
+    return np.concatenate(parts)
+
+
+def save_sample_figure(images: np.ndarray, path: Path, data_normalization: dict | None, total: int,
+                       key_data: str | None = None) -> None:
+    """The PNG of a sampling run: the NHWC samples given (the run's first ones, `total` in the run) on one grey
+    scale with a colorbar in the data's units (`data_normalization` known: physical units, see
+    `value_unit`, `key_data` the HDF5 dataset name; else model units). RGB samples: the pixel-exact grid of
+    `save_png_grid`."""
+    from improved_diffusion.data_normalization import denormalize, value_unit
+    from utils.evaluation.plots import plt
+
+    if images.shape[-1] == 3 and (data_normalization is None or not data_normalization.get("cos_sin")):
+        save_png_grid(images, path, len(images))
+        return
+    values = from_uint8(images) if images.dtype == np.uint8 else images.astype(np.float32)
+    if data_normalization is not None:
+        values = denormalize(values, data_normalization)
+    canvas = _mosaic(values[..., :1], np.nan)[..., 0]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    shown = ax.imshow(canvas, cmap="gray", interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"first {len(values)} of {total} samples (row-major; channel 0)", fontsize=9)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).set_label(value_unit(data_normalization, key_data=key_data))
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
 
 
 def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: dict | None) -> str:
