@@ -30,6 +30,7 @@ from improved_diffusion.train_setup import (
     validate_call,
 )
 from improved_diffusion.train_util import EpochData, TrainLoop
+from utils.changed_defaults import notice_changed_default
 from utils.cli import run_cli
 
 
@@ -174,6 +175,8 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
             for line in notes + start_resumed_run(plan, data_info, loop.step_total):
                 print(f"[train] resume: {line}")
         else:
+            if args["ema_warmup"]:
+                notice_changed_default("train.ema_warmup")
             if args["overwrite"] and folder.exists():
                 clear_run_files(folder)
             folder.mkdir(parents=True, exist_ok=True)

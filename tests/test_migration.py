@@ -34,7 +34,7 @@ def _fresh_notices(monkeypatch):
 def test_train_on_an_image_folder_with_validation_and_resume(tmp_path, capsys):
     train_dir, val_dir = image_folder(tmp_path / "train", n=2), image_folder(tmp_path / "val", n=2)
     run = tmp_path / "run"
-    g, _ = run_script(tmp_path, "example_train", f"""
+    g, printed = run_script(tmp_path, "example_train", f"""
         import glob
         from train import main
 
@@ -55,6 +55,7 @@ def test_train_on_an_image_folder_with_validation_and_resume(tmp_path, capsys):
             result = main(num_epochs=2, resume_checkpoint=first, **kwargs)
         """, capsys)
     assert len(g["first"].split("_vb=")) == 2  # validation named the set after its bits/dim
+    assert printed.count("ema_warmup=True") == 1  # the new run, not its resume
     assert g["result"]["step_total"] == 2 and g["result"]["epochs"] == 2
     assert sorted(p.name.split("_iter=")[0] for p in run.glob("model_epoch=*.pt")) in (
         ["model_epoch=0", "model_epoch=1"], ["model_epoch=0"])  # epoch 1 is written only if validation improved
@@ -160,8 +161,8 @@ def test_super_resolution_of_low_res_samples(tmp_path, capsys):
         """, capsys)
     with np.load(g["high_res"]) as f:
         assert f["arr_0"].shape == (2, 64, 64, 1) and np.isfinite(f["arr_0"]).all()
-    # T=10 != 100 and no mean shift: each changed default says so once
-    assert printed.count("[changed default]") == 2
+    # EMA warm-up of the new run, T=10 != 100 and no mean shift: each changed default says so once
+    assert printed.count("[changed default]") == 3 and "ema_warmup=True" in printed
     assert "the original re-discretised it to 100 steps" in printed and "shift_to_lr_mean=False" in printed
 
 
