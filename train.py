@@ -19,6 +19,7 @@ from improved_diffusion.train_setup import (
     clear_run_files,
     keyword_defaults,
     merge_resume,
+    reuse_recorded_speed,
     run_metadata,
     validate_call,
 )
@@ -80,14 +81,14 @@ def main(
         seed: int = 0,  # seed of weights, data order, timesteps and noise
         device: str = "auto",  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
         num_workers: int = 0,  # data-loading worker processes
-        amp: str = "none",  # mixed precision: 'none', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where the hardware has it)
+        amp: str = "auto",  # 'auto' (bf16 where computed natively), 'none' (original fp32), 'bf16', 'fp16' (CUDA)
         grad_clip: float | None = None,  # max global gradient norm (None: no clipping)
         warmup_steps: int = 0,  # linear lr warm-up over this many steps
-        keep_checkpoints: int | None = None,  # keep only the newest K checkpoint sets (None: all)
+        keep_checkpoints: int | None = 3,  # keep the newest K sets (with compute_val: the K best by val); None: all
         log_interval: int = 100,  # steps between tensorboard scalars
         grid_interval: int = 1,  # epochs between tensorboard sample grids from the EMA model (0: never)
         compile: bool = False,  # torch.compile the model (falls back to eager where it fails)
-        channels_last: bool = False,  # NHWC weights and batches (faster convolutions on some hardware)
+        channels_last: bool | str = "auto",  # NHWC weights: true, false or 'auto' (where faster; never with amp=none)
         overwrite: bool = False,  # start a new run in a non-empty url_folder_experiment
         ) -> dict:
     """Train a diffusion model and write checkpoints, metadata.json and tensorboard logs.
@@ -130,8 +131,10 @@ def _train(call: dict, device: torch.device) -> dict:
         args, folder = merge_resume(call, keyword_defaults(main))
     else:
         args, folder = dict(call), Path(call["url_folder_experiment"])
-    options = validate_call(args, device)  # amp and EMA rates, resolved once for the run
-    args["amp"] = options["amp"]
+    if resuming:
+        reuse_recorded_speed(args, folder)  # 'auto' takes the run's recorded choice: resume stays bit-identical
+    options = validate_call(args, device)  # amp, memory format and EMA rates, resolved once for the run
+    args["amp"], args["channels_last"] = options["amp"], options["channels_last"]
     check_output_folder(folder, call["overwrite"], resuming)
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .acceleration import resolve_amp
+from .acceleration import resolve_amp, resolve_channels_last
 from .checkpoint import METADATA_NAME, code_version, find_metadata, read_metadata
 from .dist_util import resolve_device
 from .resample import SCHEDULE_SAMPLERS
@@ -25,8 +25,11 @@ RESUME_CHANGEABLE = {
     "microbatch", "amp", "use_fp16", "fp16_scale_growth",
 }
 # Keywords about this process only: not written to metadata.json.
-NOT_STORED = {"device", "num_workers", "overwrite", "compile", "channels_last",
+NOT_STORED = {"device", "num_workers", "overwrite", "compile",
               "log_interval", "grid_interval", "keep_checkpoints"}
+# Speed choices recorded (resolved) in metadata.json; on resume 'auto' takes the recorded value, or this
+# one for a run whose metadata predates the key (it ran with the original float32 NCHW numerics).
+RECORDED_SPEED = {"amp": "none", "channels_last": False}
 HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
@@ -46,8 +49,8 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     """Check every training keyword of `train.main`; raise ValueError naming the key and value.
 
     Returns the run options resolved once for the whole run: {"amp": 'none' | 'bf16' | 'fp16' (what
-    'auto' / use_fp16 mean on `device`), "ema_rates": list of floats}. `device`: the run's device,
-    already resolved (None: resolve `call["device"]` here).
+    'auto' / use_fp16 mean on `device`), "channels_last": bool, "ema_rates": list of floats}. `device`:
+    the run's device, already resolved (None: resolve `call["device"]` here).
     """
     validate_args(call)
     if call["type_dataset"] not in ("image", "hdf5"):
@@ -77,7 +80,18 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     if call["compute_val"] and not call["data_val_dir"]:
         _fail("data_val_dir", call["data_val_dir"], "a validation folder when compute_val is true")
     device = resolve_device(call["device"]) if device is None else device
-    return {"amp": resolve_amp(call["amp"], device, call["use_fp16"]), "ema_rates": ema_rates}
+    amp = resolve_amp(call["amp"], device, call["use_fp16"])
+    return {"amp": amp, "channels_last": resolve_channels_last(call["channels_last"], device, call["amp"], amp),
+            "ema_rates": ema_rates}
+
+
+def reuse_recorded_speed(args: dict, folder: Path) -> None:
+    """On resume, replace each 'auto' of RECORDED_SPEED in `args` (in place) by the choice recorded in
+    the run's metadata.json, so the continued run computes exactly as the first part did."""
+    stored = read_metadata(find_metadata(folder))
+    for key, before_recording in RECORDED_SPEED.items():
+        if isinstance(args.get(key), str) and args[key].lower() == "auto":
+            args[key] = stored.get(key, before_recording)
 
 
 def _comparable(key: str, value):
@@ -161,5 +175,5 @@ def keyword_defaults(func: Callable) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
-__all__ = ["RESUME_CHANGEABLE", "validate_call", "merge_resume", "check_output_folder",
+__all__ = ["RESUME_CHANGEABLE", "validate_call", "reuse_recorded_speed", "merge_resume", "check_output_folder",
            "clear_run_files", "run_metadata", "keyword_defaults"]

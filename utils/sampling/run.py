@@ -10,7 +10,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from improved_diffusion.acceleration import autocast, compile_model, memory_format, resolve_amp
+from improved_diffusion.acceleration import (
+    autocast,
+    compile_model,
+    enable_fast_matmul,
+    memory_format,
+    resolve_amp,
+    resolve_channels_last,
+)
 from improved_diffusion.checkpoint import (
     check_free,
     code_version,
@@ -95,7 +102,7 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
                  clip_denoised: bool = True, max_clip_val: float = 1.0, threshold_ratio: float | None = None,
                  diffusion_steps: int | None = None, to_0_255: bool = False, plot: bool = True,
                  save_hdf5: bool = False, url_lr_data: str | None = None, shift_to_lr_mean: bool = False,
-                 trajectory_dtype: torch.dtype = torch.float32, amp: str = "none", channels_last: bool = False,
+                 trajectory_dtype: torch.dtype = torch.float32, amp: str = "auto", channels_last: bool | str = "auto",
                  compile: bool = False, overwrite: bool = False,
                  progress: bool = True, check: Callable[[int], None] | None = None) -> Path:
     """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
@@ -106,7 +113,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     if max_clip_val <= 0:
         raise ValueError(f"max_clip_val must be > 0, got {max_clip_val}")
     device = resolve_device(device)
-    amp = resolve_amp(amp, device)
+    amp_requested, amp = amp, resolve_amp(amp, device)
+    channels_last = resolve_channels_last(channels_last, device, amp_requested, amp)  # recorded in the provenance
     args_dic = read_run_metadata(model_path, diffusion_steps)
     if check is not None:
         check(int(diffusion_steps or args_dic.get("diffusion_steps", 1000)))
@@ -131,6 +139,7 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
 
     model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
     model.to(memory_format=memory_format(channels_last))
+    enable_fast_matmul(device, amp)
     network = compile_model(model, "sample") if compile else model
     config = {"model_path": str(Path(model_path).resolve()), "sampler": sampler_info, "seed": seed,
               "batch_size": batch_size, "num_samples": num_samples, "to_0_255": to_0_255,
