@@ -1,5 +1,11 @@
 """The sampling run shared by `sample.py` and `sample_DPM.py`: checkpoint, labels, low-res input,
-seeded batches streamed to resumable shards, then the `.npz`, PNG grid, HDF5 and provenance JSON."""
+seeded batches streamed to resumable shards, then the `.npz`, PNG grid, HDF5 and provenance JSON.
+
+Under `torchrun --nproc_per_node=N` the batches are split across the N ranks (rank r samples batches
+r, r + N, ...; each writes its own shards), then rank 0 merges the shards in batch order into the one
+`.npz`. Every batch has its own seed (from `seed` and the batch index) and the labels are drawn once
+for the whole run, so the output equals a single-process run with the same `seed` and `batch_size`,
+and an interrupted run (with any N) resumes at the missing shards."""
 from __future__ import annotations
 
 import warnings
@@ -28,7 +34,7 @@ from improved_diffusion.checkpoint import (
 )
 from improved_diffusion.data_normalization import from_uint8
 from improved_diffusion.denoiser import Denoiser
-from improved_diffusion.dist_util import resolve_device
+from improved_diffusion.dist_util import barrier, cleanup_dist, get_rank, get_world_size, is_distributed, setup_dist
 from improved_diffusion.sampler_choice import SampleBatch
 from improved_diffusion.train_state import derive_seed
 from utils.sampling import sample_io
@@ -112,7 +118,9 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if max_clip_val <= 0:
         raise ValueError(f"max_clip_val must be > 0, got {max_clip_val}")
-    device = resolve_device(device)
+    joined = not is_distributed()
+    device = setup_dist(device)  # joins torchrun's process group (no-op in one process)
+    rank, world = get_rank(), get_world_size()
     amp_requested, amp = amp, resolve_amp(amp, device)
     channels_last = resolve_channels_last(channels_last, device, amp_requested, amp)  # recorded in the provenance
     args_dic = read_run_metadata(model_path, diffusion_steps)
@@ -147,9 +155,12 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
               "diffusion_steps": diffusion_steps, "shift_to_lr_mean": shift_to_lr_mean, "url_lr_data": url_lr_data,
               "sample_class": sample_class, "amp": amp, "channels_last": channels_last}
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = sample_io.ShardStore(out_dir / f".shards_{npz_path.stem}", config, overwrite)
+    shard_folder = out_dir / f".shards_{npz_path.stem}"
+    store = sample_io.ShardStore(shard_folder, config, overwrite) if rank == 0 else None
+    barrier()  # rank 0 has checked (or cleared) the shard folder; the others join it
+    store = store or sample_io.ShardStore(shard_folder, config)
     num_batches = -(-num_samples // batch_size)
-    for b in tqdm(range(num_batches), desc="batches", disable=not progress):
+    for b in tqdm(range(rank, num_batches, world), desc="batches", disable=not progress or rank != 0):
         if store.done(b):
             continue
         lo, hi = b * batch_size, min((b + 1) * batch_size, num_samples)
@@ -169,19 +180,24 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         images = x.permute(0, 2, 3, 1).cpu().numpy()
         store.write(b, sample_io.to_uint8(images) if to_0_255 else images.astype(np.float32),
                     None if labels is None else labels[lo:hi])
-    sample_io.merge_shards(store, num_batches, num_samples, npz_path)
-    if plot:
-        sample_io.save_png_grid(store.read(0)[0], npz_path.with_suffix(".png"))
-    units = "model"
-    if save_hdf5:
-        units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
-    store.remove()
-    sample_io.write_provenance(npz_path.with_suffix(".json"), {
-        **config, "checkpoint_sha256": file_sha256(model_path), "code_version": code_version(),
-        "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
-        "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
-        "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",
-        "hdf5_units": units if save_hdf5 else None,
-        "device": str(device), "outputs": [p.name for p in outputs]})
-    print(f"[sample] wrote {npz_path}")
+    barrier()  # every rank's shards are written
+    if rank == 0:
+        sample_io.merge_shards(store, num_batches, num_samples, npz_path)
+        if plot:
+            sample_io.save_png_grid(store.read(0)[0], npz_path.with_suffix(".png"))
+        units = "model"
+        if save_hdf5:
+            units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
+        store.remove()
+        sample_io.write_provenance(npz_path.with_suffix(".json"), {
+            **config, "checkpoint_sha256": file_sha256(model_path), "code_version": code_version(),
+            "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
+            "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
+            "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",
+            "hdf5_units": units if save_hdf5 else None,
+            "device": str(device), "processes": world, "outputs": [p.name for p in outputs]})
+        print(f"[sample] wrote {npz_path}")
+    barrier()  # the merged outputs exist before any rank returns
+    if joined:
+        cleanup_dist()
     return npz_path
