@@ -14,10 +14,8 @@ machines we measure on are shared). Prints a table, the ratios and one JSON line
 """
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train  # noqa: E402
+from bench.unet import best_time, emit  # noqa: E402
 from improved_diffusion.acceleration import native_bf16, resolve_amp, resolve_channels_last  # noqa: E402
 from improved_diffusion.dist_util import resolve_device  # noqa: E402
 from sample_DPM import sample_from_ODE  # noqa: E402
@@ -42,16 +41,6 @@ def write_images(folder: Path, n: int, size: int) -> str:
     for i in range(n):
         Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(folder / f"x_{i}.png")
     return str(folder)
-
-
-def timed(fn, repeats: int) -> float:
-    """Minimum wall time of `repeats` calls (seconds)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(steps: int = 6,  # training steps per timed run (one epoch of steps * batch_size images)
@@ -78,7 +67,7 @@ def main(steps: int = 6,  # training steps per timed run (one epoch of steps * b
                 return train.main(data_train_dir=data, url_folder_experiment=str(run), num_epochs=1,
                                   batch_size=batch_size, amp=amp, channels_last=channels_last, device=str(dev),
                                   overwrite=True, **MODEL)
-            train_s = timed(train_run, repeats)
+            train_s = best_time(train_run, dev, repeats, warmup=0)
             checkpoint = checkpoint or next(run.glob("ema_rate=*.pt"))
 
             def sample_run(amp=amp, channels_last=channels_last, run=run, checkpoint=checkpoint):
@@ -86,7 +75,7 @@ def main(steps: int = 6,  # training steps per timed run (one epoch of steps * b
                                        batch_size=batch_size, url_save_path=str(run / "samples"), amp=amp,
                                        channels_last=channels_last, device=str(dev), plot=False, progress=False,
                                        overwrite=True)
-            sample_s = timed(sample_run, repeats)
+            sample_s = best_time(sample_run, dev, repeats, warmup=0)
             rows[(amp, channels_last)] = dict(amp=amp, channels_last=channels_last, train_s=train_s, sample_s=sample_s)
             print(f"amp={amp:5s} channels_last={channels_last!s:5s}  {steps} training steps {train_s:7.2f} s   "
                   f"{nfe}-NFE batch of {batch_size} {sample_s:7.2f} s")
@@ -100,13 +89,9 @@ def main(steps: int = 6,  # training steps per timed run (one epoch of steps * b
         print(f"{kind[:-2]:6s} default speed vs fastest explicit (amp={fastest[0]}, channels_last={fastest[1]}): "
               f"x{ratios[kind]['vs_fastest']:.2f}; vs the original default (fp32 NCHW): "
               f"x{ratios[kind]['vs_original']:.2f}")
-    result = dict(bench="defaults", device=str(dev), resolved_default=dict(amp=resolved_default[0],
-                  channels_last=resolved_default[1]), steps=steps, batch_size=batch_size, nfe=nfe, repeats=repeats,
-                  rows=list(rows.values()), ratios=ratios)
-    print(json.dumps(result))
-    if output_json:
-        Path(output_json).write_text(json.dumps(result, indent=1))
-    return result
+    return emit(dict(bench="defaults", device=str(dev), resolved_default=dict(amp=resolved_default[0],
+                     channels_last=resolved_default[1]), steps=steps, batch_size=batch_size, nfe=nfe,
+                     repeats=repeats, rows=list(rows.values()), ratios=ratios), output_json)
 
 
 if __name__ == "__main__":
