@@ -5,7 +5,8 @@ Under `torchrun --nproc_per_node=N` the batches are split across the N ranks (ra
 r, r + N, ...; each writes its own shards), then rank 0 merges the shards in batch order into the one
 `.npz`. Every batch has its own seed (from `seed` and the batch index) and the labels are drawn once
 for the whole run, so the output equals a single-process run with the same `seed` and `batch_size`,
-and an interrupted run (with any N) resumes at the missing shards."""
+and an interrupted run (with any N) resumes at the missing shards. The ranks share `url_save_path`
+(one machine, or a file system every node sees)."""
 from __future__ import annotations
 
 import warnings
