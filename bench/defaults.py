@@ -3,8 +3,8 @@
 A few training steps (`train.main`) and one 20-NFE sampling batch (`sample_DPM.sample_from_ODE`) are run
 with the defaults (amp='auto', channels_last='auto'), with every explicit combination this hardware
 computes natively (fp32 / bf16 where native, NCHW / channels_last), and with the original code's
-default (amp='none', NCHW). Each is timed `repeats` times and the minimum wall time is kept (the
-machines we measure on are shared). Prints a table, the ratios and one JSON line:
+default (amp='none', NCHW). Each is timed `repeats` times, the variants interleaved, and the minimum
+wall time is kept (the machines we measure on are shared). Prints a table, the ratios and one JSON line:
 
     speed vs fastest = t(fastest explicit) / t(default)      (goal >= 0.9)
     speed vs original = t(original default) / t(default)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import train  # noqa: E402
-from bench.unet import best_time, emit  # noqa: E402
+from bench.unet import emit  # noqa: E402
 from improved_diffusion.acceleration import native_bf16, resolve_amp, resolve_channels_last  # noqa: E402
 from improved_diffusion.dist_util import resolve_device  # noqa: E402
 from sample_DPM import sample_from_ODE  # noqa: E402
@@ -43,6 +44,13 @@ def write_images(folder: Path, n: int, size: int) -> str:
     return str(folder)
 
 
+def wall_time(fn, **kwargs) -> float:
+    """Seconds one call `fn(**kwargs)` takes."""
+    start = time.perf_counter()
+    fn(**kwargs)
+    return time.perf_counter() - start
+
+
 def main(steps: int = 6,  # training steps per timed run (one epoch of steps * batch_size images)
          batch_size: int = 8,  # training and sampling batch
          nfe: int = 20,  # network evaluations of the sampling batch (DPM-Solver++ multistep)
@@ -55,30 +63,30 @@ def main(steps: int = 6,  # training steps per timed run (one epoch of steps * b
     explicit = [(amp, cl) for amp in amps for cl in (False, True)]
     resolved_default = (resolve_amp("auto", dev), resolve_channels_last("auto", dev, "auto", resolve_amp("auto", dev)))
     print(f"device {dev}: default resolves to amp={resolved_default[0]!r}, channels_last={resolved_default[1]}")
-    rows = {}
+    variants = [DEFAULT] + explicit
+    seconds = {v: {"train_s": [], "sample_s": []} for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = write_images(tmp / "data", steps * batch_size, MODEL["image_size"])
         checkpoint = None
-        for amp, channels_last in [DEFAULT] + explicit:
-            run = tmp / f"run_{amp}_{channels_last}"
-
-            def train_run(amp=amp, channels_last=channels_last, run=run):
-                return train.main(data_train_dir=data, url_folder_experiment=str(run), num_epochs=1,
-                                  batch_size=batch_size, amp=amp, channels_last=channels_last, device=str(dev),
-                                  overwrite=True, **MODEL)
-            train_s = best_time(train_run, dev, repeats, warmup=0)
-            checkpoint = checkpoint or next(run.glob("ema_rate=*.pt"))
-
-            def sample_run(amp=amp, channels_last=channels_last, run=run, checkpoint=checkpoint):
-                return sample_from_ODE(model_path=str(checkpoint), sample_steps=nfe, num_samples=batch_size,
-                                       batch_size=batch_size, url_save_path=str(run / "samples"), amp=amp,
-                                       channels_last=channels_last, device=str(dev), plot=False, progress=False,
-                                       overwrite=True)
-            sample_s = best_time(sample_run, dev, repeats, warmup=0)
-            rows[(amp, channels_last)] = dict(amp=amp, channels_last=channels_last, train_s=train_s, sample_s=sample_s)
-            print(f"amp={amp:5s} channels_last={channels_last!s:5s}  {steps} training steps {train_s:7.2f} s   "
-                  f"{nfe}-NFE batch of {batch_size} {sample_s:7.2f} s")
+        for _ in range(repeats):  # variants interleaved, so a change of the machine's load hits them all
+            for amp, channels_last in variants:
+                run = tmp / f"run_{amp}_{channels_last}"
+                seconds[amp, channels_last]["train_s"].append(wall_time(
+                    train.main, data_train_dir=data, url_folder_experiment=str(run), num_epochs=1,
+                    batch_size=batch_size, amp=amp, channels_last=channels_last, device=str(dev), overwrite=True,
+                    **MODEL))
+                checkpoint = checkpoint or next(run.glob("ema_rate=*.pt"))  # the default run's EMA model
+                seconds[amp, channels_last]["sample_s"].append(wall_time(
+                    sample_from_ODE, model_path=str(checkpoint), sample_steps=nfe, num_samples=batch_size,
+                    batch_size=batch_size, url_save_path=str(run / "samples"), amp=amp, channels_last=channels_last,
+                    device=str(dev), plot=False, progress=False, overwrite=True))
+    rows = {}
+    for (amp, channels_last), times in seconds.items():
+        rows[amp, channels_last] = dict(amp=amp, channels_last=channels_last, train_s=min(times["train_s"]),
+                                        sample_s=min(times["sample_s"]))
+        print(f"amp={amp:5s} channels_last={channels_last!s:5s}  {steps} training steps {min(times['train_s']):7.2f} s"
+              f"   {nfe}-NFE batch of {batch_size} {min(times['sample_s']):7.2f} s")
     default = rows[DEFAULT]
     ratios = {}
     for kind in ("train_s", "sample_s"):
