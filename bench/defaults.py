@@ -3,8 +3,8 @@
 A few training steps (`train.main`) and one 20-NFE sampling batch (`sample_DPM.sample_from_ODE`) are run
 with the defaults (amp='auto', channels_last='auto'), with every explicit combination this hardware
 computes natively (fp32 / bf16 where native, NCHW / channels_last), and with the original code's
-default (amp='none', NCHW). Each is timed `repeats` times, the variants interleaved, and the minimum
-wall time is kept (the machines we measure on are shared). Prints a table, the ratios and one JSON line:
+default (amp='none', NCHW). Each is timed `repeats` times, the variants interleaved in rotating order, and the
+minimum wall time is kept (the machines we measure on are shared). Prints a table, the ratios and one JSON line:
 
     speed vs fastest = t(fastest explicit) / t(default)      (goal >= 0.9)
     speed vs original = t(original default) / t(default)
@@ -69,8 +69,8 @@ def main(steps: int = 6,  # training steps per timed run (one epoch of steps * b
         tmp = Path(tmp)
         data = write_images(tmp / "data", steps * batch_size, MODEL["image_size"])
         checkpoint = None
-        for _ in range(repeats):  # variants interleaved, so a change of the machine's load hits them all
-            for amp, channels_last in variants:
+        for r in range(repeats):  # interleaved, and each repeat starts at another variant (no order effect)
+            for amp, channels_last in variants[r % len(variants):] + variants[:r % len(variants)]:
                 run = tmp / f"run_{amp}_{channels_last}"
                 seconds[amp, channels_last]["train_s"].append(wall_time(
                     train.main, data_train_dir=data, url_folder_experiment=str(run), num_epochs=1,
