@@ -36,8 +36,8 @@ def main_sample(
     url_lr_data: str | None = None,  # super-res models: .npz of low-res images (arr_0 NHWC, optional arr_1 labels)
     shift_to_lr_mean: bool = False,  # super-res: shift each sample to its low-res image's mean (original post-hoc step)
     save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
-    amp: str = "none",  # network under autocast: "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware has it)
-    channels_last: bool = False,  # NHWC weights: faster convolutions on some hardware, same samples
+    amp: str = "auto",  # network precision: "auto" (bf16 where computed natively), "none" (float32), "bf16", "fp16"
+    channels_last: bool | str = "auto",  # NHWC weights: true, false or "auto" (where faster; never with amp="none")
     compile: bool = False,  # torch.compile the network (eager where unavailable; pays off for many samples)
     overwrite: bool = False,  # replace existing output files
     progress: bool = True,  # progress bars

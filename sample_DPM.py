@@ -45,8 +45,8 @@ def sample_from_ODE(
     save_hdf5: bool = False,  # also write the samples as HDF5 (dataset "data", physical units when known)
     seed: int = 0,  # random seed: the same seed gives the same samples, labels included
     device: str = "auto",  # "auto" (cuda if available), "cpu", "cuda", ...
-    amp: str = "none",  # network under autocast: "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware has it)
-    channels_last: bool = False,  # NHWC weights: faster convolutions on some hardware, same samples
+    amp: str = "auto",  # network precision: "auto" (bf16 where computed natively), "none" (float32), "bf16", "fp16"
+    channels_last: bool | str = "auto",  # NHWC weights: true, false or "auto" (where faster; never with amp="none")
     compile: bool = False,  # torch.compile the network (eager where unavailable; pays off for many samples)
     overwrite: bool = False,  # replace existing output files
     progress: bool = True,  # progress bars

@@ -89,14 +89,14 @@ def main(
         seed: int = NotGiven(0),  # seed of weights, data order, timesteps and noise
         device: str = NotGiven("auto"),  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
         num_workers: int = NotGiven(0),  # data-loading worker processes
-        amp: str = NotGiven("none"),  # mixed precision: 'none', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where supported)
+        amp: str = NotGiven("auto"),  # 'auto' (bf16 where computed natively), 'none' (original fp32), 'bf16', 'fp16'
         grad_clip: float | None = NotGiven(None),  # max global gradient norm (None: no clipping)
         warmup_steps: int = NotGiven(0),  # linear lr warm-up over this many steps
-        keep_checkpoints: int | None = NotGiven(None),  # keep only the newest K checkpoint sets (None: all)
+        keep_checkpoints: int | None = NotGiven(3),  # keep the newest K sets (compute_val: K best by val); None: all
         log_interval: int = NotGiven(100),  # steps between tensorboard scalars
         grid_interval: int = NotGiven(1),  # epochs between tensorboard sample grids from the EMA model (0: never)
         compile: bool = NotGiven(False),  # torch.compile the model (falls back to eager where it fails)
-        channels_last: bool = NotGiven(False),  # NHWC weights and batches (faster convolutions on some hardware)
+        channels_last: bool | str = NotGiven("auto"),  # NHWC: true, false or 'auto' (where faster; never with amp=none)
         overwrite: bool = NotGiven(False),  # new run in a non-empty folder; resume: delete later sets
         ) -> dict:
     """Train a diffusion model and write checkpoints, metadata.json and tensorboard logs.
@@ -147,6 +147,7 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
         if plan is None or str(err).split(":", 1)[0] in given:
             raise
         raise ValueError(f"{err} (read from {plan.metadata_path})") from None
+    args["amp"], args["channels_last"] = options["amp"], options["channels_last"]  # recorded resolved
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():
             raise FileNotFoundError(f"{key}: got {args[key]!r}, expected an existing data folder")

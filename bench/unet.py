@@ -69,6 +69,14 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> f
     return 2 * n ** 3 / seconds
 
 
+def emit(result: dict, output_json: str) -> dict:
+    """Print `result` as one JSON line, also into the file `output_json` when given; returns it."""
+    print(json.dumps(result))
+    if output_json:
+        Path(output_json).write_text(json.dumps(result, indent=1))
+    return result
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
@@ -161,12 +169,8 @@ def main(configs: str = "mnist,sar_lowres",  # comma list among: mnist, sar_lowr
             if base and r and variant != "fp32":
                 print(f"{name:10s} {variant:22s} speed-up vs fp32: forward x{base['forward_s'] / r['forward_s']:.2f}, "
                       f"step x{base['step_s'] / r['step_s']:.2f}")
-    result = dict(bench="unet", device=str(dev), threads=torch.get_num_threads(), torch=torch.__version__,
-                  peak_gflops={k: v / 1e9 for k, v in peaks.items()}, rows=rows)
-    print(json.dumps(result))
-    if output_json:
-        Path(output_json).write_text(json.dumps(result, indent=1))
-    return result
+    return emit(dict(bench="unet", device=str(dev), threads=torch.get_num_threads(), torch=torch.__version__,
+                     peak_gflops={k: v / 1e9 for k, v in peaks.items()}, rows=rows), output_json)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@ natively (CUDA devices that support it; CPUs with AVX512-BF16 or AMX, or Arm's B
 else 'none'. On a CPU without native bf16, PyTorch emulates it and a bf16 model runs ~10-20x *slower*
 than float32 (measured: demo training step 0.96 s fp32 vs 18 s bf16 on an AVX2-only EPYC).
 GroupNorm and the losses stay float32 under every mode (`nn.GroupNorm32`, `losses`).
+
+Memory format (`channels_last`): True, False or 'auto', resolved by `resolve_channels_last` with a fixed
+rule from the hardware (no timing probe, so two processes on one machine always agree): channels_last
+on x86 CPUs with AVX2 or AVX-512 (oneDNN's NHWC convolutions; bench/RESULTS.md has the figures) and on
+CUDA devices with tensor cores (capability >= 7.0) under bf16 / fp16 autocast; NCHW elsewhere, and
+always NCHW when `amp='none'` is asked for explicitly (the original float32 numerics).
+On CUDA, bf16 runs also let the fp32 matmuls left outside autocast use TF32 (`enable_fast_matmul`).
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ import torch
 AMP_MODES = ("none", "auto", "bf16", "fp16")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 flags; "bf16" is the aarch64 feature name
+_CPU_NHWC_FLAGS = {"avx2", "avx512f"}  # x86 vector units with oneDNN's blocked NHWC convolution kernels
+MEMORY_FORMAT_WORDS = {"auto": "auto", "true": True, "false": False}
 
 
 @functools.cache
@@ -76,6 +85,37 @@ def autocast(device: torch.device | str, amp: str):
     """Autocast context of a resolved `amp` mode (a no-op for 'none')."""
     dtype = AMP_DTYPES[amp]
     return nullcontext() if dtype is None else torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def resolve_channels_last(channels_last: bool | str, device: torch.device | str, amp_requested: str,
+                          amp: str) -> bool:
+    """Whether to run channels_last. `channels_last`: True, False or 'auto' (also the strings 'true' /
+    'false' of the command line); `amp_requested` is the mode asked for ('none', 'auto', ...), `amp`
+    the resolved one ('none', 'bf16', 'fp16'). ValueError for any other value."""
+    value = MEMORY_FORMAT_WORDS.get(channels_last.lower()) if isinstance(channels_last, str) else channels_last
+    if not isinstance(value, bool) and value != "auto":
+        raise ValueError(f"channels_last: got {channels_last!r}, expected True, False or 'auto'")
+    if value != "auto":
+        return value
+    device = torch.device(device)
+    if amp_requested == "none":
+        return False
+    if device.type == "cpu":
+        return platform.machine().lower() in ("x86_64", "amd64") and bool(_cpu_flags() & _CPU_NHWC_FLAGS)
+    if device.type == "cuda":
+        return amp != "none" and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 7
+    return False
+
+
+def enable_fast_matmul(device: torch.device | str, amp: str) -> bool:
+    """On CUDA under a resolved `amp='bf16'`, let fp32 matmuls and convolutions use TF32 (process-wide
+    torch.backends flags); returns whether TF32 was switched on. Nothing changes for other modes, so
+    amp='none' keeps exact float32 products."""
+    if torch.device(device).type != "cuda" or amp != "bf16":
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return True
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .acceleration import resolve_amp
+from .acceleration import resolve_amp, resolve_channels_last
 from .checkpoint import (
     METADATA_NAME,
     CheckpointName,
@@ -44,12 +44,13 @@ FIXED_ON_RESUME = {
     "image_size_hr", "image_size_lr", "type_dataset", "normalization", "norm_range", "phase_as_cos_sin", "db",
 }
 # Keywords about this process only: never written to metadata.json, always from the call.
-NOT_STORED = {"device", "num_workers", "overwrite", "compile", "channels_last"}
+NOT_STORED = {"device", "num_workers", "overwrite", "compile"}
 # metadata.json keys that are bookkeeping, not keywords of a run.
 BOOKKEEPING = {"resumes", "code_version", "hdf5_keys"}
-# Keywords added by this code whose default differs from the original trainer's behaviour: a resumed run whose
-# metadata.json lacks one (a run of the original trainer) keeps the original behaviour, given here.
-ORIGINAL_BEHAVIOUR = {"ema_warmup": False}
+# Keywords whose default differs from what a run without the key in its metadata.json did (a run of the
+# original trainer, or one recorded before the key existed): a resume keeps that behaviour, given here.
+# amp and channels_last are recorded resolved, so a resume computes exactly as the first part did.
+ORIGINAL_BEHAVIOUR = {"ema_warmup": False, "amp": "none", "channels_last": False}
 HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
@@ -103,8 +104,8 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     """Check every training keyword of `train.main`; raise ValueError naming the key and value.
 
     Returns the run options resolved once for the whole run: {"amp": 'none' | 'bf16' | 'fp16' (what
-    'auto' / use_fp16 mean on `device`), "ema_rates": list of floats}. `device`: the run's device,
-    already resolved (None: resolve `call["device"]` here).
+    'auto' / use_fp16 mean on `device`), "channels_last": bool, "ema_rates": list of floats}. `device`:
+    the run's device, already resolved (None: resolve `call["device"]` here).
     """
     validate_args(call)
     if call["type_dataset"] not in ("image", "hdf5"):
@@ -138,7 +139,9 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     if call["compute_val"] and not call["data_val_dir"]:
         _fail("data_val_dir", call["data_val_dir"], "a validation folder when compute_val is true")
     device = resolve_device(call["device"]) if device is None else device
-    return {"amp": resolve_amp(call["amp"], device, call["use_fp16"]), "ema_rates": ema_rates}
+    amp = resolve_amp(call["amp"], device, call["use_fp16"])
+    return {"amp": amp, "channels_last": resolve_channels_last(call["channels_last"], device, call["amp"], amp),
+            "ema_rates": ema_rates}
 
 
 def _comparable(key: str, value):

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .acceleration import autocast, compile_model, memory_format, resolve_amp
+from .acceleration import autocast, compile_model, enable_fast_matmul, memory_format, resolve_amp, resolve_channels_last
 from .checkpoint import CheckpointName, load_state_dict, set_name
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
 from .nn import ema_decay, update_ema
@@ -61,9 +61,10 @@ class TrainLoop:
     """Train `model` on `data` for epochs `start_epoch .. num_epochs - 1`, writing checkpoint sets to
     `folder`.
 
-    `amp` ('none', 'bf16', 'fp16', 'auto') and `ema_rate` (float, comma string or list) are resolved here,
-    unless `options_resolved`: then they are the values `train_setup.validate_call` resolved for the run
-    (`amp` a mode of `acceleration.AMP_DTYPES`, `ema_rate` a list of floats) and are used as given.
+    `amp` ('none', 'bf16', 'fp16', 'auto'), `channels_last` (bool or 'auto') and `ema_rate` (float, comma
+    string or list) are resolved here, unless `options_resolved`: then they are the values
+    `train_setup.validate_call` resolved for the run (`amp` a mode of `acceleration.AMP_DTYPES`,
+    `channels_last` a bool, `ema_rate` a list of floats) and are used as given.
     `ema_warmup`: each EMA's decay ramps up to its rate with the step count (`nn.ema_decay`); off keeps the
     original constant decay.
     """
@@ -75,10 +76,13 @@ class TrainLoop:
                  keep_checkpoints: int | None = None, log_interval: int = 100, amp: str = "none",
                  fp16_scale_growth: float = 1e-3,
                  val_data: EpochData | None = None, subset_timesteps: int | None = None, seed: int = 0,
-                 grid_interval: int = 1, compile: bool = False, channels_last: bool = False,
+                 grid_interval: int = 1, compile: bool = False, channels_last: bool | str = False,
                  device: torch.device | str = "cpu", options_resolved: bool = False, ema_warmup: bool = False):
         self.device = torch.device(device)
         self.amp = amp if options_resolved else resolve_amp(amp, self.device)
+        if not options_resolved:
+            channels_last = resolve_channels_last(channels_last, self.device, amp, self.amp)
+        enable_fast_matmul(self.device, self.amp)
         # channels_last before the EMA copies and the optimizer state are made, so all share one layout
         self.memory_format = memory_format(channels_last)
         self.model = model.to(self.device, memory_format=self.memory_format)

@@ -26,7 +26,7 @@ from utils.cli import run_cli
 # 4 images, batch 2: 2 steps per epoch; a set every step and at each epoch end (6 sets in 2 epochs).
 RUN = dict(image_size=32, num_input_channels=1, num_model_channels=32, num_res_blocks=1, attention_resolutions="8",
            diffusion_steps=10, noise_schedule="cosine", batch_size=2, ema_rate="0.9", grid_interval=0, log_interval=1,
-           lr=5e-4, warmup_steps=2, grad_clip=1.0, save_interval=1, seed=1, dropout=0.1)
+           lr=5e-4, warmup_steps=2, grad_clip=1.0, save_interval=1, seed=1, dropout=0.1, keep_checkpoints=None)
 FINAL = ("model_epoch=1_iter=4.pt", "ema_rate=0.9_1.pt")
 
 

@@ -18,7 +18,7 @@ from .test_core_compat import STRICT
 from .test_train_loop import make_loop
 
 CKPT = "model_epoch=3_iter=120.pt"
-FAST = dict(batch_size=2, device="cpu", progress=False, plot=False)
+FAST = dict(batch_size=2, device="cpu", progress=False, plot=False, amp="none")  # the original numerics
 
 
 @pytest.fixture

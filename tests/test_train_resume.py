@@ -13,7 +13,7 @@ from tests.test_train_script import image_folder
 CONFIG = dict(image_size=32, num_input_channels=1, num_model_channels=32, num_res_blocks=1, attention_resolutions="8",
               diffusion_steps=2, noise_schedule="cosine", batch_size=4, num_epochs=4, ema_rate="0.9", dropout=0.1,
               schedule_sampler="loss-second-moment", crop=True, num_workers=1, class_cond=True, num_class=2,
-              save_interval=1, grid_interval=0, seed=3)
+              save_interval=1, grid_interval=0, seed=3, keep_checkpoints=None)  # every set: older ones are copied
 
 
 def _copy_set(src, dst, names):

@@ -207,7 +207,7 @@ class FeatureExtractor(nn.Module):
         """What identifies these features (used in cache keys and reports)."""
         resize_to = self.resize_to if self.arch == "inception" else None
         return {"arch": self.arch, "layer": self.layer, "resize_to": resize_to,
-                "weights_sha256": self.digest, "dim": self.dim}
+                "weights_sha256": self.digest, "dim": self.dim, "precision": "float32"}
 
 
 def load_extractor(extractor: str, extractor_path: str | Path, layer: int | None = None,
@@ -228,7 +228,7 @@ def extract_cached(extractor: FeatureExtractor, images: np.ndarray, cache_dir: s
     """:meth:`FeatureExtractor.extract`, reusing features saved under ``cache_dir``.
 
     The cache file is named by a hash of the image bytes and shape (hence the data and the
-    sample count), the extractor weights digest, its layer and input size, so a changed
+    sample count), the extractor weights digest, its layer, input size and precision, so a changed
     dataset, extractor or subset never reuses stale features.
     """
     if cache_dir is None:

@@ -1,5 +1,12 @@
 """The sampling run shared by `sample.py` and `sample_DPM.py`: checkpoint, labels, low-res input,
-seeded batches streamed to resumable shards, then the `.npz`, PNG grid, HDF5 and provenance JSON."""
+seeded batches streamed to resumable shards, then the `.npz`, PNG grid, HDF5 and provenance JSON.
+
+Under `torchrun --nproc_per_node=N` the batches are split across the N ranks (rank r samples batches
+r, r + N, ...; each writes its own shards), then rank 0 merges the shards in batch order into the one
+`.npz`. Every batch has its own seed (from `seed` and the batch index) and the labels are drawn once
+for the whole run, so the output equals a single-process run with the same `seed` and `batch_size`,
+and an interrupted run (with any N) resumes at the missing shards. The ranks share `url_save_path`
+(one machine, or a file system every node sees)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from improved_diffusion.acceleration import autocast, compile_model, memory_format, resolve_amp
+from improved_diffusion.acceleration import (
+    autocast,
+    compile_model,
+    enable_fast_matmul,
+    memory_format,
+    resolve_amp,
+    resolve_channels_last,
+)
 from improved_diffusion.checkpoint import (
     check_free,
     code_version,
@@ -22,7 +36,7 @@ from improved_diffusion.checkpoint import (
 )
 from improved_diffusion.data_normalization import default_clip, from_uint8, to_uint8
 from improved_diffusion.denoiser import Denoiser
-from improved_diffusion.dist_util import resolve_device
+from improved_diffusion.dist_util import barrier, cleanup_dist, get_rank, get_world_size, is_distributed, setup_dist
 from improved_diffusion.sampler_choice import SampleBatch
 from improved_diffusion.script_util import check_types
 from improved_diffusion.train_state import derive_seed
@@ -119,16 +133,19 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
                  clip_denoised: bool | None = None, max_clip_val: float = 1.0, threshold_ratio: float | None = None,
                  diffusion_steps: int | None = None, to_0_255: bool = False, plot: bool = True,
                  save_hdf5: bool = False, url_lr_data: str | None = None, shift_to_lr_mean: bool = False,
-                 trajectory_dtype: torch.dtype = torch.float32, amp: str = "none", channels_last: bool = False,
+                 trajectory_dtype: torch.dtype = torch.float32, amp: str = "auto", channels_last: bool | str = "auto",
                  compile: bool = False, overwrite: bool = False,
                  progress: bool = True, check: Callable[[int], None] | None = None) -> Path:
     """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
     `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps.
     `clip_denoised=None` takes the clamp from the model's data normalisation (`default_clip`); the provenance
-    records the clamp applied and why."""
+    records the clamp applied and why. Under torchrun, rank r samples batches r, r + N, ...; rank 0 merges."""
     check_run_options(num_samples, batch_size, max_clip_val, threshold_ratio)
-    device = resolve_device(device)
-    amp = resolve_amp(amp, device)
+    joined = not is_distributed()
+    device = setup_dist(device)  # joins torchrun's process group (no-op in one process)
+    rank, world = get_rank(), get_world_size()
+    amp_requested, amp = amp, resolve_amp(amp, device)
+    channels_last = resolve_channels_last(channels_last, device, amp_requested, amp)  # recorded in the provenance
     args_dic = read_run_metadata(model_path, diffusion_steps)
     if check is not None:
         check(int(diffusion_steps or args_dic.get("diffusion_steps", 1000)))
@@ -162,6 +179,7 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     check_free(outputs, overwrite)
 
     model.to(memory_format=memory_format(channels_last))
+    enable_fast_matmul(device, amp)
     network = compile_model(model, "sample") if compile else model
     config = {"model_path": str(Path(model_path).resolve()), "checkpoint_sha256": file_sha256(model_path),
               "sampler": sampler_info, "seed": seed,
@@ -171,9 +189,12 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
               "diffusion_steps": diffusion_steps, "shift_to_lr_mean": shift_to_lr_mean, "url_lr_data": url_lr_data,
               "sample_class": sample_class, "amp": amp, "channels_last": channels_last}
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = sample_io.ShardStore(out_dir / f".shards_{npz_path.stem}", config, overwrite)
+    shard_folder = out_dir / f".shards_{npz_path.stem}"
+    store = sample_io.ShardStore(shard_folder, config, overwrite) if rank == 0 else None
+    barrier()  # rank 0 has checked (or cleared) the shard folder; the others join it
+    store = store or sample_io.ShardStore(shard_folder, config)
     num_batches = -(-num_samples // batch_size)
-    for b in tqdm(range(num_batches), desc="batches", disable=not progress):
+    for b in tqdm(range(rank, num_batches, world), desc="batches", disable=not progress or rank != 0):
         if store.done(b):
             continue
         lo, hi = b * batch_size, min((b + 1) * batch_size, num_samples)
@@ -197,21 +218,26 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
         images = x.permute(0, 2, 3, 1).cpu().numpy()
         store.write(b, to_uint8(images) if to_0_255 else images.astype(np.float32),
                     None if labels is None else labels[lo:hi])
-    sample_io.merge_shards(store, num_batches, num_samples, npz_path)
-    if plot:
-        sample_io.save_sample_figure(sample_io.first_samples(store, num_batches), npz_path.with_suffix(".png"),
-                                     args_dic.get("data_normalization"), num_samples,
-                                     (args_dic.get("hdf5_keys") or {}).get("key_data"))
-    units = "model"
-    if save_hdf5:
-        units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
-    store.remove()
-    sample_io.write_provenance(npz_path.with_suffix(".json"), {
-        **config, "code_version": code_version(),
-        "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
-        "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
-        "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",
-        "hdf5_units": units if save_hdf5 else None,
-        "device": str(device), "outputs": [p.name for p in outputs]})
-    print(f"[sample] wrote {npz_path}")
+    barrier()  # every rank's shards are written
+    if rank == 0:
+        sample_io.merge_shards(store, num_batches, num_samples, npz_path)
+        if plot:
+            sample_io.save_sample_figure(sample_io.first_samples(store, num_batches), npz_path.with_suffix(".png"),
+                                         args_dic.get("data_normalization"), num_samples,
+                                         (args_dic.get("hdf5_keys") or {}).get("key_data"))
+        units = "model"
+        if save_hdf5:
+            units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
+        store.remove()
+        sample_io.write_provenance(npz_path.with_suffix(".json"), {
+            **config, "code_version": code_version(),
+            "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
+            "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
+            "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",
+            "hdf5_units": units if save_hdf5 else None,
+            "device": str(device), "processes": world, "outputs": [p.name for p in outputs]})
+        print(f"[sample] wrote {npz_path}")
+    barrier()  # the merged outputs exist before any rank returns
+    if joined:
+        cleanup_dist()
     return npz_path
