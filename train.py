@@ -147,6 +147,8 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
         if plan is None or str(err).split(":", 1)[0] in given:
             raise
         raise ValueError(f"{err} (read from {plan.metadata_path})") from None
+    if args["amp"] == "auto" and options["amp"] != "none":
+        notice_changed_default("amp.auto")
     args["amp"], args["channels_last"] = options["amp"], options["channels_last"]  # recorded resolved
     for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
         if not args[key] or not Path(args[key]).is_dir():

@@ -119,7 +119,7 @@ def test_dpm_solver_with_the_original_flag_values(tmp_path, capsys):
     with np.load(out / "samples_2x32x32x1.npz") as f:
         assert f["arr_0"].shape == (2, 32, 32, 1) and np.isfinite(f["arr_0"]).all()
         assert f["arr_1"].tolist() == [3, 3]
-    assert "[changed default]" not in printed  # the original's explicit values change nothing
+    assert "algorithm_type" not in printed and "skip_type" not in printed  # the original's values: no notice
 
 
 def test_likelihood_reads_vb_loss(tmp_path, capsys):
@@ -162,8 +162,22 @@ def test_super_resolution_of_low_res_samples(tmp_path, capsys):
     with np.load(g["high_res"]) as f:
         assert f["arr_0"].shape == (2, 64, 64, 1) and np.isfinite(f["arr_0"]).all()
     # EMA warm-up of the new run, T=10 != 100 and no mean shift: each changed default says so once
-    assert printed.count("[changed default]") == 3 and "ema_warmup=True" in printed
-    assert "the original re-discretised it to 100 steps" in printed and "shift_to_lr_mean=False" in printed
+    for line in ("ema_warmup=True", "the original re-discretised it to 100 steps", "shift_to_lr_mean=False"):
+        assert printed.count(line) == 1
+
+
+def test_amp_auto_notice_only_when_it_leaves_float32(tmp_path, capsys, monkeypatch):
+    from sample import main_sample
+    from utils.sampling import run
+
+    kw = dict(model_path=str(ORIGINAL_CKPT), num_samples=1, sampling_steps=2, sample_class=0, plot=False,
+              progress=False)
+    monkeypatch.setattr(run, "resolve_amp", lambda amp, device: "none")  # a machine without native bf16
+    main_sample(url_save_path=str(tmp_path / "a"), **kw)
+    assert "amp='auto'" not in capsys.readouterr().out
+    monkeypatch.setattr(run, "resolve_amp", lambda amp, device: "bf16")  # one with it
+    main_sample(url_save_path=str(tmp_path / "b"), **kw)
+    assert "amp='auto' runs the network under bf16" in capsys.readouterr().out
 
 
 def test_notice_is_printed_once_per_process(capsys):

@@ -5,6 +5,8 @@ from __future__ import annotations
 CHANGED_DEFAULTS: dict[str, str] = {
     "train.ema_warmup": "ema_warmup=True: the EMA decay ramps up as min(ema_rate, (1 + step) / (10 + step)); the "
                         "original used the constant ema_rate from step 0 (pass ema_warmup=False)",
+    "amp.auto": "amp='auto' runs the network under bf16 autocast here (native bf16 hardware); the original computed "
+                "in float32 (pass amp='none' for its numerics)",
     "sample.diffusion_steps": "diffusion_steps=None now samples the checkpoint's own T-step chain; the original "
                               "re-discretised it to 100 steps (pass diffusion_steps=100, or better sampling_steps=100)",
     "sample.clip_denoised": "clip_denoised=None: x0 is not clamped to [-1, 1] for this model, whose data exceed it "

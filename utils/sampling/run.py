@@ -145,6 +145,8 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
     device = setup_dist(device)  # joins torchrun's process group (no-op in one process)
     rank, world = get_rank(), get_world_size()
     amp_requested, amp = amp, resolve_amp(amp, device)
+    if amp_requested == "auto" and amp != "none":
+        notice_changed_default("amp.auto")
     channels_last = resolve_channels_last(channels_last, device, amp_requested, amp)  # recorded in the provenance
     args_dic = read_run_metadata(model_path, diffusion_steps)
     if check is not None:
