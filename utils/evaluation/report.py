@@ -2,6 +2,8 @@
 
 :func:`evaluate_samples` writes ``metrics.json`` and comparison plots (semivariogram, power
 spectrum, closest memorisation pairs) into a results folder, never into a checkpoint folder.
+Feature metrics (FID, KID, precision/recall on standardised features) come with the noise floor
+of two real halves at matched counts, printed as a table (``summary``).
 CLI: ``python -m utils.report --real ... --samples ... --results_dir ...``.
 """
 from __future__ import annotations
