@@ -60,7 +60,7 @@ def _train_unlabelled(out: Path, options: dict, meta: dict) -> dict:
     _start_run(out, options)
     meta = {**meta, "data_channels": images.shape[-1], "image_size": images.shape[1], "data_normalization": norm}
     return train_contrastive(images, out, val_images=val, meta=meta,
-                             width=16 if options["width"] is None else options["width"],
+                             width=8 if options["width"] is None else options["width"],
                              crop_fraction=options["crop_fraction"], temperature=options["temperature"],
                              num_epochs=options["num_epochs"], batch_size=options["batch_size"], lr=options["lr"],
                              seed=options["seed"], device=options["device"])
@@ -82,7 +82,7 @@ def main(
     image_size: int = 32,               # training size in px (resize, or random crop when crop=True)
     crop: bool = False,                 # random crops of image_size (centre crops for validation)
     resize_to: int = 299,               # inception only: network input size in px (>= 75)
-    width: int | None = None,           # domain_cnn: first-block channels, features = 8 * width (32; 16 unlabelled)
+    width: int | None = None,           # domain_cnn: first-block channels, features = 8 * width (32; 8 unlabelled)
     batch_size: int = 64,               # images per optimisation step
     lr: float = 1e-3,                   # Adam learning rate (halved on a 5-epoch val-loss plateau)
     num_epochs: int = 20,               # training epochs

@@ -73,11 +73,13 @@ def _epoch_loss(model: DomainCNN, images: torch.Tensor, order: torch.Tensor, cro
 
 
 def train_contrastive(images: np.ndarray, out_folder: str | Path, *, val_images: np.ndarray | None = None,
-                      meta: dict, width: int = 16, projection_dim: int = 64, crop_fraction: float = 0.75,
+                      meta: dict, width: int = 8, projection_dim: int = 64, crop_fraction: float = 0.75,
                       temperature: float = 0.5, num_epochs: int = 20, batch_size: int = 64, lr: float = 1e-3,
                       seed: int = 0, device: str = "cpu") -> dict:
     """Train a :class:`DomainCNN` with SimCLR on NHWC float images (model units) and save it.
 
+    ``width`` 8 gives 64 features: few enough for FID and its interval to behave with a few hundred
+    samples (the interval needs N of about 8 D or more, see :func:`utils.evaluation.fid.fid_from_features`).
     Adam, ``num_epochs`` passes over ``images``; the crop side is ``round(crop_fraction * min(H, W))``
     px. With ``val_images`` the checkpoint with the lowest validation NT-Xent (fixed views) is kept,
     otherwise the last. Writes ``{out_folder}/classifier_best.pt`` (loadable by
