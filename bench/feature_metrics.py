@@ -12,7 +12,9 @@ neighbouring rows' intervals overlap. The extractor's sha256 goes into the JSON 
 
     python bench/feature_metrics.py                                   # 1 vs 7 epochs (the 7-epoch run is
                                                                       # main_job's models_data/demo_insar)
-    python bench/feature_metrics.py --epochs 1,3 --num_samples 256    # reduced scale
+    python bench/feature_metrics.py --data_dir data/insar_synthetic_1000 --n_train 1000 --epochs 1,4 \
+        --sample_steps 10 --out_dir results/feature_metrics_small \
+        --run_dir results/feature_metrics_small/run_epochs_4                # reduced scale
     python bench/feature_metrics.py --no-models                       # extractor and perturbed laws only
 
 The perturbation rows score fields drawn from the synthetic law itself with one parameter changed by a
@@ -81,6 +83,7 @@ def _overlap(a: list, b: list) -> bool:
 def main(data_dir: str = "data/insar_synthetic",  # synthetic data (main_job's, generated when missing)
          run_dir: str = "models_data/demo_insar",  # run of the largest epoch count (main_job's demo run)
          out_dir: str = "results/feature_metrics",  # smaller runs, samples, extractor and the JSON
+         n_train: int = MAIN_JOB["n_train"],  # training fields of the data (another count: use another data_dir)
          epochs: str = "1,7",  # training epochs of the compared models (comma list)
          num_samples: int = 512,  # samples per model (and held-out real fields)
          sample_steps: int = 20,  # DPM-Solver++(3M) network evaluations per sample
@@ -92,7 +95,7 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (main_job's, 
     out, data = Path(out_dir), Path(data_dir)
     counts = sorted(int(e) for e in epochs.split(",")) if models else []
     out.mkdir(parents=True, exist_ok=True)
-    truth = main_job.prepare_data(data, MAIN_JOB["image_size"], MAIN_JOB["n_train"], seed)
+    truth = main_job.prepare_data(data, MAIN_JOB["image_size"], n_train, seed)
     # the demo runs' mapping of radians to model units (main_job trains with normalization="range")
     norm = make_normalization("range", *MAIN_JOB["norm_range"])
     (out / "normalization.json").write_text(json.dumps({"data_normalization": norm}))
@@ -141,7 +144,7 @@ def main(data_dir: str = "data/insar_synthetic",  # synthetic data (main_job's, 
         print(f"{r['name']:44s} {r['n']:4d} {r['fid']:10.4g} [{r['fid_ci'][0]:8.4g}, {r['fid_ci'][1]:8.4g}] "
               f"{r['kid']:9.3g} [{r['kid_ci'][0]:9.3g}, {r['kid_ci'][1]:9.3g}] {r['precision']:6.3f} "
               f"{r['recall']:6.3f}{apart}")
-    result = {"bench": "feature_metrics", "epochs": counts, "n_reference": floor["n_reference"],
+    result = {"bench": "feature_metrics", "n_train": n_train, "epochs": counts, "n_reference": floor["n_reference"],
               "checkpoints": {e: str(p) for e, p in checkpoints.items()},
               "num_samples": num_samples, "sample_steps": sample_steps, "n_test": len(real),
               "extractor": extractor.description(), "rows": rows}
