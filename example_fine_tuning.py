@@ -6,23 +6,36 @@
   weights file (``weights_path``: a torchvision state_dict, e.g. ImageNet, or a previous
   checkpoint of this script); the final layer is replaced when the class count differs and,
   unless ``train_all_layers``, only that layer is trained.
-* ``random_init=True`` (domain_cnn only, for unlabelled data such as InSAR fields): no
-  training; writes a seeded random-initialised DomainCNN. Its features are random local
-  filter-response statistics: FID/precision/recall with it compare texture statistics of the
-  two sets, carry no semantic meaning, and are comparable only between evaluations that use
-  the same checkpoint file.
+* ``unlabelled_data=...`` (domain_cnn only, for unlabelled data such as InSAR fields; the
+  recommended extractor there): self-supervised SimCLR training on the user's own training
+  data (``utils/evaluation/contrastive.py``: crops, rotations, flips; no intensity changes), a
+  few minutes on CPU. ``data_val_dir`` (optional, same format) selects the epoch with the lowest
+  validation loss. HDF5 data are mapped to model units with ``metadata_json``, the same mapping
+  the evaluation applies, so the extractor sees what it will score:
 
-Writes ``{out_folder}/classifier_best.pt`` (best validation accuracy), ``options.json``,
-``history.json`` and tensorboard logs.
+      python example_fine_tuning.py --out_folder models_data/insar_simclr \
+          --unlabelled_data data/insar_synthetic/train --data_val_dir data/insar_synthetic/val \
+          --key_data unwrap --metadata_json models_data/demo_insar/metadata.json
+
+* ``random_init=True`` (domain_cnn only): no training; writes a seeded random-initialised
+  DomainCNN. Its features are random local filter-response statistics that barely separate a
+  good model from a poor one; kept for comparison with earlier results.
+
+Writes ``{out_folder}/classifier_best.pt`` (best validation accuracy, or lowest validation
+contrastive loss), ``options.json``, ``history.json`` and (classifiers) tensorboard logs. Every
+evaluation records the file's sha256 digest (``extractor.weights_sha256``).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from improved_diffusion.checkpoint import check_free
+from improved_diffusion.checkpoint import check_free, read_metadata
+from utils.evaluation.array_io import load_image_set
+from utils.evaluation.contrastive import train_contrastive
 from utils.evaluation.features import ARCHS, build_classifier, load_classifier, replace_head
 from utils.evaluation.fine_tuning import BEST_NAME, labelled_datasets, save_classifier, train_classifier
 
@@ -32,6 +45,27 @@ def _start_run(out: Path, options: dict) -> None:
     (out / "options.json").write_text(json.dumps(options, indent=1))
 
 
+def _train_unlabelled(out: Path, options: dict, meta: dict) -> dict:
+    """Contrastive training of a DomainCNN on ``options["unlabelled_data"]`` (see the module doc)."""
+    norm = read_metadata(options["metadata_json"]).get("data_normalization") if options["metadata_json"] else None
+
+    def load(source: str):
+        images = load_image_set(source, key_data=options["key_data"], data_normalization=norm,
+                                num_channels=options["num_channels"]).images
+        if np.isnan(images).any():
+            raise ValueError(f"{source!r}: images contain NaN; fill or drop masked pixels before training")
+        return images
+    images = load(options["unlabelled_data"])
+    val = None if options["data_val_dir"] is None else load(options["data_val_dir"])
+    _start_run(out, options)
+    meta = {**meta, "data_channels": images.shape[-1], "image_size": images.shape[1], "data_normalization": norm}
+    return train_contrastive(images, out, val_images=val, meta=meta,
+                             width=8 if options["width"] is None else options["width"],
+                             crop_fraction=options["crop_fraction"], temperature=options["temperature"],
+                             num_epochs=options["num_epochs"], batch_size=options["batch_size"], lr=options["lr"],
+                             seed=options["seed"], device=options["device"])
+
+
 def main(
     out_folder: str = "models_data/feature_cnn",  # folder for classifier_best.pt, logs and options (created)
     data_train_dir: str | None = None,  # class-labelled image folder (class = name up to first "_")
@@ -39,11 +73,16 @@ def main(
     arch: str = "domain_cnn",           # "domain_cnn", "vgg16" or "inception"
     weights_path: str | None = None,    # local weights file to start from (required for vgg16/inception)
     random_init: bool = False,          # domain_cnn only: write a seeded random-init network, no training
+    unlabelled_data: str | None = None,  # domain_cnn only: unlabelled images/HDF5/.npz -> contrastive training
+    key_data: str | None = None,        # HDF5 dataset name of unlabelled_data / data_val_dir
+    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps HDF5 data
+    crop_fraction: float = 0.75,        # contrastive views: crop side as a fraction of the image side
+    temperature: float = 0.5,           # contrastive NT-Xent temperature
     num_channels: int = 1,              # image channels read from the files (1 grayscale, 3 RGB)
     image_size: int = 32,               # training size in px (resize, or random crop when crop=True)
     crop: bool = False,                 # random crops of image_size (centre crops for validation)
     resize_to: int = 299,               # inception only: network input size in px (>= 75)
-    width: int = 32,                    # domain_cnn: channels of the first block (features = 8 * width)
+    width: int | None = None,           # domain_cnn: first-block channels, features = 8 * width (32; 8 unlabelled)
     batch_size: int = 64,               # images per optimisation step
     lr: float = 1e-3,                   # Adam learning rate (halved on a 5-epoch val-loss plateau)
     num_epochs: int = 20,               # training epochs
@@ -59,8 +98,10 @@ def main(
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r}: expected one of {ARCHS}")
     check_free([out / BEST_NAME], overwrite, key="out_folder")
-    if random_init and arch != "domain_cnn":
-        raise ValueError(f"random_init=True needs arch='domain_cnn', got arch={arch!r}")
+    if (random_init or unlabelled_data is not None) and arch != "domain_cnn":
+        raise ValueError(f"random_init / unlabelled_data need arch='domain_cnn', got arch={arch!r}")
+    if random_init and unlabelled_data is not None:
+        raise ValueError("random_init=True and unlabelled_data: choose one (random_init does not train)")
     if arch != "domain_cnn" and weights_path is None:
         raise ValueError(f"weights_path=None: arch={arch!r} starts from a local weights file "
                          "(no download is possible); use arch='domain_cnn' to train from scratch")
@@ -69,6 +110,9 @@ def main(
                          "expected positive integers")
     torch.manual_seed(seed)
     meta = {"arch": arch, "data_channels": num_channels, "image_size": image_size, "resize_to": resize_to}
+    if unlabelled_data is not None:
+        return {"options": options, **_train_unlabelled(out, options, meta)}
+    width = 32 if width is None else width
     if random_init:
         _start_run(out, options)
         model = build_classifier("domain_cnn", 1, num_channels, width)

@@ -1,12 +1,15 @@
-"""FID and improved precision/recall between a real set and generated samples (also a CLI).
+"""FID, KID and improved precision/recall between a real set and generated samples (also a CLI).
 
     python utils_FID.py --real data/mnist_val/ --generated results/samples_100x32x32x1.npz \
         --extractor_path models_data/mnist_domain_cnn/classifier_best.pt
 
 Real data: image folder, HDF5 folder (``key_data``) or ``.npz``; generated: ``.npz`` or a
-folder. The extractor is loaded from a local file only (see ``utils/evaluation/features.py``): the
-default is the small domain CNN written by ``example_fine_tuning.py``. Every report carries
-the sample counts and a bootstrap interval.
+folder. The extractor is loaded from a local file only (see ``utils/evaluation/features.py``):
+the default is the small domain CNN written by ``example_fine_tuning.py`` (for unlabelled data:
+its contrastive mode, ``--unlabelled_data``). Scores use standardised features
+(``utils/evaluation/feature_scores.py``); every report carries the sample counts, the FID's
+bias-corrected value and interval, the KID's standard error and the noise floor (real half vs
+real half at matched counts), printed as a table after the JSON.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def main(
     extractor: str = "domain_cnn",      # domain_cnn, inception or vgg16
     layer: int | None = None,           # inception block: 64, 192, 768 or 2048 (default)
     resize_to: int = 299,               # inception input size in px (>= 75)
-    metrics: str = "fid,precision_recall",  # comma list: fid, precision_recall
+    metrics: str = "fid,kid,precision_recall",  # comma list: fid, kid, precision_recall
     num_samples: int | None = None,     # random subset of each set (all when None)
     key_data: str | None = None,        # HDF5 dataset name
     num_channels: int | None = None,    # channels to read image folders with (default: as generated)
@@ -34,7 +37,8 @@ def main(
     real_offset: float = 0.0,           # (see real_scale)
     metadata_json: str | None = None,   # training metadata.json: its data_normalization maps real HDF5 data
     nhood_size: int = 3,                # k of the k-NN manifolds
-    num_bootstrap: int = 20,            # FID bootstrap replicates (0: no interval)
+    num_bootstrap: int = 100,           # FID bootstrap replicates (0: no interval)
+    num_subsets: int = 10,              # disjoint subsets behind the KID standard error
     batch_size: int = 64,               # feature extraction batch size
     cache_dir: str | None = None,       # cache folder for real features (None: no cache)
     seed: int = 0,                      # subset / bootstrap seed
@@ -59,10 +63,11 @@ def main(
                                   data_normalization=normalization_from(metadata_json))
     report = {"real": real_set.source, "generated": gen_set.source,
               **feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
-                                num_bootstrap=num_bootstrap, batch_size=batch_size, cache_dir=cache_dir,
-                                device=device, seed=seed)}
+                                num_bootstrap=num_bootstrap, num_subsets=num_subsets, batch_size=batch_size,
+                                cache_dir=cache_dir, device=device, seed=seed)}
     text = json.dumps(report, indent=1)
     print(text)
+    print(report["summary"])
     if out_json is not None:
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
         Path(out_json).write_text(text)

@@ -3,8 +3,10 @@
 For a checkpoint trained on `datasets/insar_synthetic.py` data (e.g. by `main_job.py --data_preset gaussian`),
 sample with DDIM and DPM-Solver++(3M) at 10/20/50 network evaluations and with 1000-step ancestral sampling (the
 reference), then report per sampler: the worst relative error of the semivariogram against the
-analytic one (lags 2 px .. H/2), and the feature-space FID against the real test fields and against
-the ancestral samples (random-init domain CNN features: a texture statistic, see utils/evaluation/features.py).
+analytic one (lags 2 px .. H/2) and, in the standardised features of the contrastive domain
+extractor (trained on the training fields, `bench/feature_metrics.py`), FID with its interval, KID
++- SE, precision / recall against the real test fields, the FID against half of the test set next
+to the noise floor (the other half) at the same counts, and the FID against the ancestral samples.
 
     python bench/few_step_quality.py --model_path models_data/demo_insar/ema_rate=0.99_6.pt
 """
@@ -18,15 +20,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import example_fine_tuning  # noqa: E402
 import sample  # noqa: E402
 import sample_DPM  # noqa: E402
+from bench.feature_metrics import train_domain_extractor  # noqa: E402
 from improved_diffusion.checkpoint import read_metadata  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.evaluation.array_io import load_image_set  # noqa: E402
 from utils.evaluation.demo_figures import analytic_semivariogram, physical_samples  # noqa: E402
+from utils.evaluation.feature_scores import feature_scores, noise_floor  # noqa: E402
 from utils.evaluation.features import load_extractor  # noqa: E402
-from utils.evaluation.fid import fid_from_features  # noqa: E402
 from utils.evaluation.semivariogram import empirical_semivariogram  # noqa: E402
 
 
@@ -49,11 +51,9 @@ def main(model_path: str = "models_data/demo_insar/ema_rate=0.99_6.pt",  # EMA c
     out, data = Path(out_dir), Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth = json.loads((data / "ground_truth.json").read_text())
-    norm = read_metadata(Path(model_path).parent / "metadata.json")["data_normalization"]
-    extractor_dir = out / "extractor"
-    if not (extractor_dir / "classifier_best.pt").is_file():
-        example_fine_tuning.main(out_folder=str(extractor_dir), arch="domain_cnn", random_init=True, seed=seed)
-    extractor = load_extractor("domain_cnn", str(extractor_dir / "classifier_best.pt"))
+    metadata_json = Path(model_path).parent / "metadata.json"
+    norm = read_metadata(metadata_json)["data_normalization"]
+    extractor = load_extractor("domain_cnn", train_domain_extractor(out / "extractor", data, metadata_json, seed))
     real = load_image_set(data / "test", key_data="unwrap", data_normalization=norm).images
 
     runs = {f"ancestral-{reference_steps}": lambda p: sample.main_sample(
@@ -74,22 +74,37 @@ def main(model_path: str = "models_data/demo_insar/ema_rate=0.99_6.pt",  # EMA c
         seconds = time.perf_counter() - start
         images = np.load(npz)["arr_0"]
         features[name] = extractor.extract(images, batch_size=256, device="cpu", progress=False)
+        scores = feature_scores(real_features, features[name], num_bootstrap=100, seed=seed)
+        matched = noise_floor(real_features, features[name], num_bootstrap=0, seed=seed)
         results[name] = {"seconds": round(seconds, 1),
                          "semivariogram_max_rel_error": semivariogram_error(physical_samples(npz, norm), truth),
-                         "fid_vs_real": fid_from_features(real_features, features[name], num_bootstrap=0)["fid"]}
+                         "fid_vs_real": scores["fid"]["fid"],
+                         "fid_vs_real_ci": [scores["fid"]["ci_low"], scores["fid"]["ci_high"]],
+                         "kid_vs_real": scores["kid"]["kid"], "kid_vs_real_se": scores["kid"]["se"],
+                         "precision": scores["precision_recall"]["precision"],
+                         "recall": scores["precision_recall"]["recall"],
+                         "fid_vs_real_half": matched["real_vs_generated"]["fid"]["fid"],
+                         "kid_vs_real_half": matched["real_vs_generated"]["kid"]["kid"],
+                         "n_matched": matched["n_compared"]}
+    noise, kid_noise = matched["real_vs_real"]["fid"]["fid"], matched["real_vs_real"]["kid"]["kid"]
     reference = f"ancestral-{reference_steps}"
     for name in results:
-        results[name]["fid_vs_reference"] = fid_from_features(features[reference], features[name],
-                                                              num_bootstrap=0)["fid"]
-    real_split = len(real_features) // 2
-    noise_floor = fid_from_features(real_features[:real_split], real_features[real_split:], num_bootstrap=0)["fid"]
-    print(f"{'sampler':18s} {'seconds':>8s} {'semivariogram err':>18s} {'FID vs real':>12s} {'FID vs ref':>11s}")
+        results[name]["fid_vs_reference"] = feature_scores(features[reference], features[name], scores=("fid",),
+                                                           num_bootstrap=0)["fid"]["fid"]
+    print(f"{'sampler':18s} {'seconds':>8s} {'semivariogram err':>18s} {'FID vs real [95% interval]':>30s} "
+          f"{'KID vs real':>18s} {'P':>6s} {'R':>6s} {'FID vs half':>11s} {'KID vs half':>11s} "
+          f"{'FID vs ref':>11s}")
     for name, r in results.items():
         print(f"{name:18s} {r['seconds']:8.1f} {100 * r['semivariogram_max_rel_error']:17.1f}% "
-              f"{r['fid_vs_real']:12.3e} {r['fid_vs_reference']:11.3e}")
-    print(f"FID between two halves of the real test set (sampling noise floor): {noise_floor:.3e}")
+              f"{r['fid_vs_real']:9.4g} [{r['fid_vs_real_ci'][0]:8.4g}, {r['fid_vs_real_ci'][1]:8.4g}] "
+              f"{r['kid_vs_real']:9.3g} +- {r['kid_vs_real_se']:5.2g} {r['precision']:6.3f} {r['recall']:6.3f} "
+              f"{r['fid_vs_real_half']:11.4g} {r['kid_vs_real_half']:11.3g} {r['fid_vs_reference']:11.4g}")
+    print(f"Two halves of the real test set at the same counts ({matched['n_reference']} vs "
+          f"{matched['n_compared']}; the noise floor of 'vs half'): FID {noise:.4g}, KID {kid_noise:.3g}; "
+          f"extractor sha256 {extractor.digest[:12]}")
     result = {"bench": "few_step_quality", "model_path": model_path, "num_samples": num_samples,
-              "real_half_split_fid": noise_floor, "samplers": results}
+              "real_half_split_fid": noise, "real_half_split_kid": kid_noise, "extractor": extractor.description(),
+              "samplers": results}
     (out / "few_step_quality.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
     return result

@@ -38,3 +38,15 @@ def test_generated_set_covers_left_part_only():
 def test_k_too_large_raises():
     with pytest.raises(ValueError, match="k=5"):
         precision_recall(_line(range(5)), _line(range(10)), k=5)
+
+
+def test_identical_sets_and_disjoint_supports():
+    cloud = np.random.default_rng(0).normal(size=(200, 8))
+    same = precision_recall(cloud, cloud.copy(), k=3)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+    # a second cloud of the same law: most points inside the other's k-NN balls, not all
+    other = precision_recall(cloud, np.random.default_rng(1).normal(size=(200, 8)), k=3)
+    assert 0.5 < other["precision"] < 1 and 0.5 < other["recall"] < 1
+    # supports 100 standard deviations apart: no point inside the other's manifold
+    far = precision_recall(cloud, cloud + 100.0, k=3)
+    assert far["precision"] == 0.0 and far["recall"] == 0.0

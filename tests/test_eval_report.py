@@ -98,3 +98,18 @@ def test_hdf5_real_data_without_metadata_warns(tmp_path):
     with pytest.warns(UserWarning, match="metadata_json"):
         evaluate_samples(str(folder), str(tmp_path / "samples_12x16x16x1.npz"), str(tmp_path / "out"),
                          metrics="semivariogram", key_data="unwrap")
+
+
+@pytest.mark.filterwarnings("ignore:.*rank deficient")
+def test_report_has_kid_standardised_fid_and_noise_floor(data, capsys):
+    out = data["tmp"] / "results_kid"
+    report = evaluate_samples(data["real"], data["samples"], str(out), metrics="fid,kid,precision_recall",
+                              extractor_path=data["ext"], num_bootstrap=10, num_subsets=4)
+    assert report["fid"]["standardised"] and report["fid"]["fid"] >= 0 and report["fid"]["fid_raw"] >= 0
+    assert report["kid"]["n_real"] == 40 and report["kid"]["se"] > 0
+    floor = report["noise_floor"]
+    assert floor["n_reference"] == 20 and floor["n_compared"] == 20  # 40 real -> halves of 20; 30 samples
+    assert floor["real_vs_real"]["kid"]["n_generated"] == floor["real_vs_generated"]["kid"]["n_generated"] == 20
+    printed = capsys.readouterr().out
+    assert "noise floor" in printed and "KID" in printed
+    assert json.loads((out / "metrics.json").read_text())["summary"] == report["summary"]

@@ -50,3 +50,25 @@ def test_scoring_needs_both_reference_and_extractor(tmp_path):
 
     with pytest.raises(ValueError, match="give both"):
         main(model_path=str(CKPT), real=str(tmp_path), url_save_folder=str(tmp_path / "out"))
+
+
+def test_scores_carry_interval_kid_and_noise_floor_at_matched_counts(tmp_path):
+    import example_fine_tuning
+    from utils.sampling.comparison import feature_score_fn, plot_comparison, score_text
+
+    example_fine_tuning.main(out_folder=str(tmp_path / "cnn"), arch="domain_cnn", random_init=True, width=2)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "real.npz", rng.uniform(-1, 1, (120, 16, 16, 1)).astype(np.float32))
+    score = feature_score_fn(str(tmp_path / "real.npz"), str(tmp_path / "cnn" / "classifier_best.pt"),
+                             num_bootstrap=20)
+    fresh = score(rng.uniform(-1, 1, (50, 16, 16, 1)).astype(np.float32))
+    shifted = score(rng.uniform(-0.5, 1, (50, 16, 16, 1)).astype(np.float32))
+    assert fresh["n_matched"] == shifted["n_matched"] == 50
+    assert fresh["FID_matched_floor"] == shifted["FID_matched_floor"]  # the same two real halves
+    assert shifted["FID_matched"] > 3 * shifted["FID_matched_floor"] and shifted["KID_matched"] > 0
+    assert fresh["FID_ci_low"] <= fresh["FID_corrected"] <= fresh["FID_ci_high"] and fresh["KID_se"] > 0
+    assert len(fresh["extractor_sha256"]) == 64 and "floor" in score_text(fresh)
+    rows = [{"label": "a", "steps": s, "seconds_per_sample": 0.1 * s, **score_} for s, score_ in ((1, shifted),
+                                                                                                  (2, fresh))]
+    names = {p.name for p in plot_comparison(rows, tmp_path)}
+    assert "comparison_FID_matched_vs_time.png" in names and "comparison_KID_se_vs_time.png" not in names

@@ -11,8 +11,10 @@ Every network is built locally and loaded from a local file; nothing is ever dow
   after its ReLU). Input: [-1, 1] mapped to [0, 1] then ImageNet mean/std normalisation,
   grayscale repeated to 3 channels, native size (at least 32 px).
 * ``"domain_cnn"``: :class:`DomainCNN`, a small CNN trained from scratch on the dataset's
-  classes by ``example_fine_tuning.py`` (or random-initialised for unlabelled data); features
-  are its global-average-pooled last block. Input as stored (model units), any channel count.
+  classes by ``example_fine_tuning.py``, or for unlabelled data self-supervised on the training
+  images (SimCLR, :mod:`utils.evaluation.contrastive`; the head is then the projection);
+  features are its global-average-pooled last block. Input as stored (model units), any
+  channel count.
 
 Weights files: a checkpoint written by ``example_fine_tuning.py`` (a dict with ``arch`` and
 ``state_dict``), a plain torchvision state_dict (ImageNet head or any class count), or a

@@ -2,7 +2,9 @@
 
 :func:`evaluate_samples` writes ``metrics.json`` and comparison plots (semivariogram, power
 spectrum, closest memorisation pairs, the scorecard against truth of ``utils.evaluation.scorecard``)
-into a results folder, never into a checkpoint folder.
+into a results folder, never into a checkpoint folder. Feature metrics (FID, KID, precision/recall on
+standardised features) come with the noise floor of two real halves at matched counts, printed as a
+table (``summary``).
 CLI: ``python -m utils.report --real ... --samples ... --results_dir ...``.
 """
 from __future__ import annotations
@@ -16,17 +18,16 @@ import numpy as np
 from improved_diffusion.checkpoint import check_free, read_metadata
 from improved_diffusion.data_normalization import value_unit
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
+from utils.evaluation.feature_scores import feature_scores, format_scores, noise_floor
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
-from utils.evaluation.fid import fid_from_features
 from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
 from utils.evaluation.plots import plot_mean_curves
-from utils.evaluation.precision_recall import precision_recall
 from utils.evaluation.scorecard import format_table, plot_scorecard, scorecard
 from utils.evaluation.semivariogram import empirical_semivariogram, write_semivariogram_csv
 from utils.evaluation.spectrum import radial_psd
 
-METRICS = ("fid", "precision_recall", "semivariogram", "spectrum", "memorisation", "scorecard")
-FEATURE_METRICS = ("fid", "precision_recall")
+METRICS = ("fid", "kid", "precision_recall", "semivariogram", "spectrum", "memorisation", "scorecard")
+FEATURE_METRICS = ("fid", "kid", "precision_recall")
 UNITS = ("model", "physical")  # units of the semivariogram / spectrum fields
 
 
@@ -60,20 +61,22 @@ def load_pair(real: str, generated: str, *, num_samples: int | None, key_data: s
 
 
 def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureExtractor, *,
-                    metrics: list[str], nhood_size: int = 3, num_bootstrap: int = 20, batch_size: int = 64,
-                    cache_dir: str | None = None, device: str = "cpu", seed: int = 0) -> dict:
-    """FID and/or precision-recall of NHWC sets in the extractor's feature space.
+                    metrics: list[str], nhood_size: int = 3, num_bootstrap: int = 100, num_subsets: int = 10,
+                    batch_size: int = 64, cache_dir: str | None = None, device: str = "cpu", seed: int = 0) -> dict:
+    """FID, KID and/or precision-recall of NHWC sets in the extractor's standardised feature space
+    (:func:`utils.evaluation.feature_scores.feature_scores`), with the real-half noise floor at
+    matched sample counts in ``noise_floor`` and both as a text table in ``summary``.
 
     Real features are cached under ``cache_dir`` (keyed by data, weights, layer, count)."""
     check_compatible(real, generated)
     real_f = extract_cached(extractor, real, cache_dir, batch_size, device)
     gen_f = extractor.extract(generated, batch_size, device)
-    out = {"extractor": extractor.description()}
-    if "fid" in metrics:
-        out["fid"] = fid_from_features(real_f, gen_f, num_bootstrap=num_bootstrap, seed=seed)
-    if "precision_recall" in metrics:
-        out["precision_recall"] = precision_recall(real_f, gen_f, k=nhood_size, seed=seed)
-    return out
+    options = dict(scores=tuple(m for m in FEATURE_METRICS if m in metrics), nhood_size=nhood_size,
+                   num_bootstrap=num_bootstrap, num_subsets=num_subsets, seed=seed)
+    scores = feature_scores(real_f, gen_f, **options)
+    floor = noise_floor(real_f, gen_f, **options)
+    return {"extractor": extractor.description(), **scores, "noise_floor": floor,
+            "summary": format_scores(scores, floor)}
 
 
 def _is_hdf5(source: str) -> bool:
@@ -163,7 +166,7 @@ def evaluate_samples(
     real: str,                            # real data: image folder, HDF5 folder or .npz
     samples: str,                         # generated samples .npz (or folder)
     results_dir: str,                     # output folder for metrics.json and plots (not a checkpoint folder)
-    metrics: str = "fid,precision_recall,semivariogram,spectrum,memorisation",  # comma list, subset of METRICS
+    metrics: str = "fid,kid,precision_recall,semivariogram,spectrum,memorisation",  # comma list, subset of METRICS
     extractor: str = "domain_cnn",        # feature network: domain_cnn, inception, vgg16
     extractor_path: str | None = None,    # local weights / checkpoint of the extractor (feature metrics)
     layer: int | None = None,             # inception block: 64, 192, 768 or 2048 (default)
@@ -181,7 +184,8 @@ def evaluate_samples(
     max_lag: float | None = None,         # semivariogram max lag in px (default half the image side)
     rescale: bool = False,                # per-image min-max to [-1, 1] before semivariogram/spectrum
     nhood_size: int = 3,                  # k of the k-NN manifolds (precision/recall)
-    num_bootstrap: int = 20,              # bootstrap replicates of the FID interval
+    num_bootstrap: int = 100,             # bootstrap replicates of the FID interval (0: none)
+    num_subsets: int = 10,                # disjoint subsets behind the KID standard error
     pixel_threshold: float = 2 / 255,     # memorisation: RMS pixel distance counted as a copy
     feature_threshold: float | None = None,  # memorisation: feature distance counted as a copy
     batch_size: int = 64,                 # feature extraction batch size
@@ -224,8 +228,9 @@ def evaluate_samples(
               "n_generated": len(gen_set.images), "image_shape_hwc": list(gen_set.images.shape[1:])}
     if needs_features:
         report.update(feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
-                                      num_bootstrap=num_bootstrap, batch_size=batch_size, cache_dir=cache_dir,
-                                      device=device, seed=seed))
+                                      num_bootstrap=num_bootstrap, num_subsets=num_subsets, batch_size=batch_size,
+                                      cache_dir=cache_dir, device=device, seed=seed))
+        print(report["summary"])
     if units == "physical":
         report["field_units"] = "physical"
     real_fields, gen_fields = real_values[..., channel], gen_values[..., channel]

@@ -1,6 +1,6 @@
 """Compare samplers on one checkpoint: wall time per sample (model loading excluded) and, when a scoring
-function is given (FID / precision / recall against a reference set), the scores; a JSON and
-score-vs-time plots.
+function is given (FID with its interval, KID, precision / recall against a reference set, and the
+noise floor of two real halves at matched counts), the scores; a JSON and score-vs-time plots.
 
     python -m utils.sampling.comparison --model_path run/ema_rate=0.9999_3.pt --step_counts 10,20,50
 
@@ -25,9 +25,8 @@ from improved_diffusion.sampler_choice import chain_sampler, ode_sampler
 from improved_diffusion.train_state import derive_seed
 from utils.cli import run_cli
 from utils.evaluation.array_io import load_image_set
+from utils.evaluation.feature_scores import feature_scores, noise_floor
 from utils.evaluation.features import load_extractor
-from utils.evaluation.fid import fid_from_features
-from utils.evaluation.precision_recall import precision_recall
 from utils.sampling.run import choose_labels
 
 DEFAULT_CONFIGS = [
@@ -99,38 +98,63 @@ def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int
 
 def feature_score_fn(real: str, extractor_path: str, extractor: str = "domain_cnn", key_data: str | None = None,
                      metadata_json: str | None = None, nhood_size: int = 3, num_samples: int | None = None,
-                     seed: int = 0) -> Callable[[np.ndarray], dict]:
-    """A `score_fn` giving FID, Precision and Recall of generated images against the `real` set
-    (image folder, HDF5 folder or .npz) in the features of a local extractor file."""
+                     seed: int = 0, num_bootstrap: int = 50) -> Callable[[np.ndarray], dict]:
+    """A `score_fn` scoring generated images against the `real` set (image folder, HDF5 folder or .npz)
+    in the standardised features of a local extractor file (`utils.evaluation.feature_scores`).
+
+    Row keys: FID (plug-in, all points), FID_corrected / FID_ci_low / FID_ci_high (bias-corrected
+    value, basic bootstrap interval of `num_bootstrap` replicates), KID / KID_se, Precision, Recall;
+    FID_matched / KID_matched (against real half A, n_matched samples) next to FID_matched_floor /
+    KID_matched_floor (real half B against A at the same counts: the noise floor); extractor_sha256."""
     norm = json.loads(Path(metadata_json).read_text()).get("data_normalization") if metadata_json else None
     network = load_extractor(extractor, extractor_path)
     real_images = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data,
                                  data_normalization=norm).images
     real_features = network.extract(real_images, progress=False)
+    options = dict(nhood_size=nhood_size, num_bootstrap=num_bootstrap, seed=seed)
 
     def score(images: np.ndarray) -> dict:
         features = network.extract(images, progress=False)
-        pr = precision_recall(real_features, features, k=nhood_size, num_bootstrap=0, seed=seed)
-        return {"FID": fid_from_features(real_features, features, num_bootstrap=0)["fid"],
-                "Precision": pr["precision"], "Recall": pr["recall"]}
+        full, floor = feature_scores(real_features, features, **options), noise_floor(real_features, features,
+                                                                                      **options)
+        matched, real_half = floor["real_vs_generated"], floor["real_vs_real"]
+        return {"FID": full["fid"]["fid"], "FID_corrected": full["fid"]["fid_corrected"],
+                "FID_ci_low": full["fid"]["ci_low"], "FID_ci_high": full["fid"]["ci_high"],
+                "KID": full["kid"]["kid"], "KID_se": full["kid"]["se"],
+                "Precision": full["precision_recall"]["precision"], "Recall": full["precision_recall"]["recall"],
+                "FID_matched": matched["fid"]["fid"], "FID_matched_floor": real_half["fid"]["fid"],
+                "KID_matched": matched["kid"]["kid"], "KID_matched_floor": real_half["kid"]["kid"],
+                "n_matched": floor["n_compared"], "extractor_sha256": network.digest}
     return score
+
+
+NOT_PLOTTED = ("_floor", "_se", "_ci_low", "_ci_high", "n_matched", "extractor_sha256")
 
 
 def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
     """One PNG per score (or seconds vs steps when there are no scores): a curve per configuration,
-    points annotated with their step counts."""
+    points annotated with their step counts; a score's interval (`<score>_ci_low/high`) as error
+    bars and its noise floor (`<score>_floor`) as a dashed line."""
     from utils.evaluation.plots import plt
 
-    scores = sorted({k for row in results for k in row} - {"label", "config", "steps", "seconds_per_sample"})
+    keys = {k for row in results for k in row} - {"label", "config", "steps", "seconds_per_sample"}
+    scores = sorted(k for k in keys if not k.endswith(NOT_PLOTTED))
     paths = []
     for score in scores or ["steps"]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for label in dict.fromkeys(row["label"] for row in results):
             rows = [row for row in results if row["label"] == label]
             xs, ys = [r["seconds_per_sample"] for r in rows], [r[score] for r in rows]
-            ax.plot(xs, ys, marker="o", label=label)
+            if f"{score}_ci_low" in rows[0] and rows[0][f"{score}_ci_low"] is not None:
+                errors = [[y - r[f"{score}_ci_low"] for r, y in zip(rows, ys)],
+                          [r[f"{score}_ci_high"] - y for r, y in zip(rows, ys)]]
+                ax.errorbar(xs, ys, yerr=np.clip(errors, 0, None), marker="o", label=label, capsize=2)
+            else:
+                ax.plot(xs, ys, marker="o", label=label)
             for r, x_, y_ in zip(rows, xs, ys):
                 ax.annotate(str(r["steps"]), (x_, y_), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        if f"{score}_floor" in results[0]:
+            ax.axhline(results[0][f"{score}_floor"], color="gray", linestyle="--", label="noise floor (real halves)")
         ax.set_xlabel("seconds per sample")
         ax.set_ylabel(score)
         ax.legend()
@@ -139,6 +163,17 @@ def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
         fig.savefig(paths[-1])
         plt.close(fig)
     return paths
+
+
+def score_text(row: dict) -> str:
+    """One line of a scored row: FID with interval, KID +- SE, precision/recall, matched values vs noise floor."""
+    if "FID" not in row:
+        return ""
+    interval = "" if row["FID_ci_low"] is None else f" [{row['FID_ci_low']:.4g}, {row['FID_ci_high']:.4g}]"
+    return (f"FID {row['FID']:.4g}{interval}  KID {row['KID']:.3g} "
+            f"+- {row['KID_se']:.2g}  P {row['Precision']:.3f} R {row['Recall']:.3f} | n={row['n_matched']}: "
+            f"FID {row['FID_matched']:.4g} (floor {row['FID_matched_floor']:.4g})  KID {row['KID_matched']:.3g} "
+            f"(floor {row['KID_matched_floor']:.3g})")
 
 
 def main(
@@ -156,9 +191,10 @@ def main(
     key_data: str | None = None,  # HDF5 dataset name of the reference data
     metadata_json: str | None = None,  # training metadata.json: maps real HDF5 data to model units
     nhood_size: int = 3,  # k of the precision / recall k-NN manifolds
+    num_bootstrap: int = 50,  # bootstrap replicates of the FID interval (0: none)
     overwrite: bool = False,  # replace an existing comparison.json
 ) -> list[dict]:
-    """Time the samplers and, given `real` and `extractor_path`, score them (FID, precision, recall)."""
+    """Time the samplers and, given `real` and `extractor_path`, score them (see `feature_score_fn`)."""
     configs = json.loads(Path(configs_json).read_text()) if configs_json else DEFAULT_CONFIGS
     folder = Path(url_save_folder)
     check_free([folder / "comparison.json"], overwrite)
@@ -166,15 +202,15 @@ def main(
         raise ValueError(f"real={real!r}, extractor_path={extractor_path!r}: give both to score the samplers "
                          "(or neither to time them only)")
     score_fn = None if real is None else feature_score_fn(real, extractor_path, extractor, key_data, metadata_json,
-                                                          nhood_size, seed=seed)
+                                                          nhood_size, seed=seed, num_bootstrap=num_bootstrap)
     results = compare_samplers(model_path, configs, [int(n) for n in step_counts], num_samples, batch_size, seed,
                                device, score_fn=score_fn)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "comparison.json").write_text(json.dumps(results, indent=1))
     plot_comparison(results, folder)
     for row in results:
-        scores = "  ".join(f"{k} {row[k]:.4g}" for k in ("FID", "Precision", "Recall") if k in row)
-        print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample  {scores}")
+        print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample  "
+              f"{score_text(row)}")
     return results
 
 
