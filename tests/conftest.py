@@ -6,6 +6,9 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# One intra-op thread from the start, so module-scoped fixtures (built before the autouse fixture below)
+# compute with the same thread count as the tests that compare against them bit for bit.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
