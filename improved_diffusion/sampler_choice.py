@@ -5,7 +5,6 @@ grid all pick their sampler here, so one option spelling means the same sampler 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -18,7 +17,8 @@ from .script_util import check_respacing
 
 SampleBatch = Callable[[Denoiser, torch.Tensor, torch.Generator], torch.Tensor]
 # keywords of `dpm_solver_sample` that `check_solver_options` validates
-_CHECKED = ("algorithm_type", "method_type", "order", "skip_type", "denoise_to_zero")
+_CHECKED = ("algorithm_type", "method_type", "order", "skip_type", "denoise_to_zero", "lambda_min", "lambda_max",
+            "atol", "rtol")
 
 
 def sampling_grid(num_timesteps: int, sampling_steps: int | None, timestep_respacing: str | None) -> torch.Tensor:
@@ -60,17 +60,6 @@ def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> SampleBa
     `dpm_solver_sample(denoiser, x_T, sample_steps, **solver)` (the generator is unused). The options are
     checked here (ValueError), before any checkpoint is loaded."""
     check_solver_options(steps=sample_steps, **{k: solver[k] for k in _CHECKED if k in solver})
-    for key in ("lambda_min", "lambda_max", "atol", "rtol"):
-        if key not in solver:
-            continue
-        value, is_lambda = solver[key], key.startswith("lambda")
-        if is_lambda and (value is None or value == "auto"):
-            continue
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or (not is_lambda and value <= 0)):
-            expected = "a finite half-log-SNR, 'auto' or None" if is_lambda else "a finite number > 0"
-            raise ValueError(f"{key}: got {value!r}; expected {expected}")
-
     def sample_batch(denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)
     return sample_batch

@@ -306,9 +306,19 @@ def singlestep_orders(budget: int, order: int, fixed: bool) -> list[int]:
 
 
 def check_solver_options(algorithm_type: str = "dpmsolver++", method_type: str = "multistep", order: int = 3,
-                         skip_type: str = "logSNR", steps: int = 1, denoise_to_zero: bool = True) -> None:
+                         skip_type: str = "logSNR", steps: int = 1, denoise_to_zero: bool = True,
+                         lambda_min: float | str | None = "auto", lambda_max: float | str | None = "auto",
+                         atol: float = 0.0078, rtol: float = 0.05) -> None:
     """ValueError (one line) for any unsupported DPM-Solver option; the one check of `dpm_solver_sample`'s
     options, also run by `sampler_choice.ode_sampler` before a checkpoint is loaded."""
+    for name, value in (("lambda_min", lambda_min), ("lambda_max", lambda_max), ("atol", atol), ("rtol", rtol)):
+        is_lambda = name.startswith("lambda")
+        if is_lambda and (value is None or value == "auto"):
+            continue
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or (not is_lambda and value <= 0)):
+            expected = "a finite half-log-SNR, 'auto' or None" if is_lambda else "a finite number > 0"
+            raise ValueError(f"{name}: got {value!r}; expected {expected}")
     for name, value, allowed in (("algorithm_type", algorithm_type, ALGORITHMS), ("method_type", method_type, METHODS),
                                  ("skip_type", skip_type, tuple(GRIDS)), ("order", order, (1, 2, 3))):
         if value not in allowed:
@@ -332,10 +342,8 @@ def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str
     output is the state at index 0. lambda_min / lambda_max: the lambda range of the grid spacing
     (`make_grid`); "auto" takes `lambda_range(steps)`, None the whole chain (lambda_max applies only
     with denoise_to_zero)."""
-    check_solver_options(algorithm_type, method_type, order, skip_type, steps, denoise_to_zero)
-    for name, value in (("lambda_min", lambda_min), ("lambda_max", lambda_max)):
-        if isinstance(value, str) and value != "auto":
-            raise ValueError(f"{name} must be a number, None or 'auto', got {value!r}")
+    check_solver_options(algorithm_type, method_type, order, skip_type, steps, denoise_to_zero, lambda_min,
+                         lambda_max, atol, rtol)
     auto_min, auto_max = lambda_range(steps)
     lambda_min = auto_min if lambda_min == "auto" else lambda_min
     lambda_max = None if not denoise_to_zero else auto_max if lambda_max == "auto" else lambda_max
