@@ -1,4 +1,6 @@
 """Standardised feature scores and the noise floor: scale-free values, matched counts, the table."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,17 @@ def test_standardise_uses_the_reference_statistics():
     ref_s, other_s = standardise(ref, np.array([[4.0, 6.0]]))
     # column 0: mean 1, std 1; column 1 is constant on the reference: std taken as 1
     assert np.allclose(ref_s, [[-1.0, 0.0], [1.0, 0.0]]) and np.allclose(other_s, [[3.0, 1.0]])
+
+
+def test_a_nearly_constant_dimension_is_flagged():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(200, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        standardise(real, real)
+    real[:, 3] *= 1e-4  # e.g. a ReLU unit that almost never fires on real data
+    with pytest.warns(UserWarning, match="1 of 4 feature dimensions are nearly constant"):
+        standardise(real, real)
 
 
 def test_scores_do_not_depend_on_feature_units():

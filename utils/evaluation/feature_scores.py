@@ -4,7 +4,8 @@ All scores use features standardised with the real (reference) set's per-dimensi
 standard deviation, so their scale does not depend on the extractor's arbitrary feature units:
 FID values are O(1) per dimension and comparable between extractors of the same kind (the
 classic FID of the raw features stays in ``fid_raw``). Dimensions constant on the real set keep
-their raw scale (divided by 1).
+their raw scale (divided by 1); a dimension nearly constant on the real set magnifies any generated
+variation along it, so a warning names how many there are (std < ``NEAR_CONSTANT`` x the median).
 
 The noise floor is the same scores between two disjoint random halves of the real set, at the
 same sample counts as a second, matched comparison of the samples: reference half A against the
@@ -13,6 +14,8 @@ the floor's interval is indistinguishable from real data at that sample count.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from utils.evaluation.fid import feature_statistics, fid_from_features, frechet_distance
@@ -20,13 +23,20 @@ from utils.evaluation.kid import kid_from_features
 from utils.evaluation.precision_recall import precision_recall
 
 SCORES = ("fid", "kid", "precision_recall")
+NEAR_CONSTANT = 1e-3  # std of a feature dimension, as a fraction of the median over dimensions, flagged
 
 
 def standardise(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Map (N, D) ``reference`` and each (M, D) array with the reference's per-dimension mean and
-    std (std 0 -> 1); returns float64 arrays, reference first."""
+    std (std 0 -> 1; warns when a dimension's std is under ``NEAR_CONSTANT`` x the median std);
+    returns float64 arrays, reference first."""
     reference = np.asarray(reference, dtype=np.float64)
     mean, std = reference.mean(axis=0), reference.std(axis=0)
+    small = int((std < NEAR_CONSTANT * np.median(std)).sum())
+    if small:
+        warnings.warn(f"{small} of {std.size} feature dimensions are nearly constant on the real set (std < "
+                      f"{NEAR_CONSTANT:g} x the median std): standardising magnifies generated variation along them, "
+                      "which may dominate the scores (or those features are in much smaller units)", stacklevel=2)
     std = np.where(std > 0, std, 1.0)
     return [(np.asarray(x, dtype=np.float64) - mean) / std for x in (reference, *others)]
 
