@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from improved_diffusion.sampler_choice import ode_sampler
+from improved_diffusion.samplers import resolve_lambda_range
 from utils.changed_defaults import notice_changed_default
 from utils.cli import pick_alias, run_cli
 from utils.sampling.run import run_sampling
@@ -33,6 +34,7 @@ def sample_from_ODE(
     order: int = 3,  # solver order 1-3
     plot: bool = True,  # PNG of the first 64 samples of the run, colorbar in the data units
     lambda_min: float | str | None = "auto",  # spacing starts at this half-log-SNR; "auto": by sample_steps; None: T-1
+    lambda_max: float | str | None = "auto",  # spacing ends at this half-log-SNR; "auto": by sample_steps; None: t=0
     denoise_to_zero: bool = True,  # last evaluation maps index 0 to clean data (else output the state at index 0)
     lower_order_final: bool = False,  # multistep: cap the order by the number of steps left
     dynamic_threshold_ratio: float | None = None,  # dynamic thresholding quantile (e.g. 0.995) instead of clipping
@@ -54,8 +56,8 @@ def sample_from_ODE(
     """Sample from a checkpoint by solving the probability-flow ODE; returns the path of the `.npz`."""
     sampled_class = pick_alias("sampled_class", sampled_class, "sample_class", sample_class)
     solver = dict(algorithm_type=algorithm_type, method_type=method_type, order=order, skip_type=skip_type,
-                  lambda_min=lambda_min, denoise_to_zero=denoise_to_zero, lower_order_final=lower_order_final,
-                  atol=atol, rtol=rtol)
+                  lambda_min=lambda_min, lambda_max=lambda_max, denoise_to_zero=denoise_to_zero,
+                  lower_order_final=lower_order_final, atol=atol, rtol=rtol)
 
     sample_batch = ode_sampler(sample_steps, progress, **solver)  # checks the options before loading
     for key, changed in (("dpm.algorithm_type", algorithm_type == "dpmsolver++"),
@@ -63,7 +65,9 @@ def sample_from_ODE(
                          ("superres.shift_to_lr_mean", url_lr_data is not None and not shift_to_lr_mean)):
         if changed:
             notice_changed_default(key)
-    provenance = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver}
+    resolved = resolve_lambda_range(sample_steps, lambda_min, lambda_max, denoise_to_zero)
+    provenance = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver,
+                  **({} if method_type == "adaptive" else dict(zip(("lambda_min", "lambda_max"), resolved)))}
     return run_sampling(sample_batch, provenance,
                         model_path=model_path, num_samples=num_samples, batch_size=batch_size, seed=seed,
                         device=device, url_save_path=url_save_path, sample_class=sampled_class,

@@ -331,6 +331,16 @@ def check_solver_options(algorithm_type: str = "dpmsolver++", method_type: str =
         singlestep_orders(steps - int(denoise_to_zero), order, fixed=True)
 
 
+def resolve_lambda_range(steps: int, lambda_min: float | str | None, lambda_max: float | str | None,
+                         denoise_to_zero: bool) -> tuple[float | None, float | None]:
+    """The (lambda_min, lambda_max) half-log-SNR range the grid spacing of `steps` calls uses: "auto" ->
+    `lambda_range(steps)`; lambda_max is None (spacing to index 0) without denoise_to_zero."""
+    auto_min, auto_max = lambda_range(steps)
+    lambda_min = auto_min if lambda_min == "auto" else lambda_min
+    lambda_max = None if not denoise_to_zero else auto_max if lambda_max == "auto" else lambda_max
+    return lambda_min, lambda_max
+
+
 def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str = "dpmsolver++",
                       method_type: str = "multistep", order: int = 3, skip_type: str = "logSNR",
                       lambda_min: float | str | None = "auto", denoise_to_zero: bool = True,
@@ -344,9 +354,7 @@ def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str
     with denoise_to_zero)."""
     check_solver_options(algorithm_type, method_type, order, skip_type, steps, denoise_to_zero, lambda_min,
                          lambda_max, atol, rtol)
-    auto_min, auto_max = lambda_range(steps)
-    lambda_min = auto_min if lambda_min == "auto" else lambda_min
-    lambda_max = None if not denoise_to_zero else auto_max if lambda_max == "auto" else lambda_max
+    lambda_min, lambda_max = resolve_lambda_range(steps, lambda_min, lambda_max, denoise_to_zero)
     schedule, final = denoiser.schedule, int(denoise_to_zero)
     if method_type == "adaptive":
         return sample_dpm_adaptive(denoiser, x, schedule, order, algorithm_type, to_clean=denoise_to_zero,

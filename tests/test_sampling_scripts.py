@@ -194,3 +194,15 @@ def test_both_class_spellings_and_the_same_batch_default(entry, monkeypatch):
     assert {kw["batch_size"] for kw in seen} == {16}
     assert keyword_defaults(sample.main_sample)["batch_size"] == keyword_defaults(sample_DPM.sample_from_ODE)[
         "batch_size"]
+
+
+def test_dpm_provenance_records_the_resolved_lambda_range(compat_dir, tmp_path):
+    kwargs = dict(model_path=str(compat_dir / CKPT), num_samples=2, sample_steps=5, plot=False, **FAST)
+    auto = sample_from_ODE(url_save_path=str(tmp_path / "auto"), **kwargs)
+    info = json.loads(auto.with_suffix(".json").read_text())["sampler"]
+    # 5 calls: the first row of noise_schedule.LAMBDA_RANGES (up to 7 calls: -2.0 to 2.5)
+    assert (info["lambda_min"], info["lambda_max"]) == (-2.0, 2.5)
+    whole = sample_from_ODE(url_save_path=str(tmp_path / "whole"), lambda_max=None, **kwargs)
+    info = json.loads(whole.with_suffix(".json").read_text())["sampler"]
+    assert (info["lambda_min"], info["lambda_max"]) == (-2.0, None)
+    assert not np.array_equal(load(whole)["arr_0"], load(auto)["arr_0"])
