@@ -13,9 +13,9 @@
   validation loss. HDF5 data are mapped to model units with ``metadata_json``, the same mapping
   the evaluation applies, so the extractor sees what it will score:
 
-      python example_fine_tuning.py --out_folder models_data/insar_simclr \
-          --unlabelled_data data/insar_synthetic/train --data_val_dir data/insar_synthetic/val \
-          --key_data unwrap --metadata_json models_data/demo_insar/metadata.json
+      python example_fine_tuning.py --out_folder models_data/domain_cnn_insar_mixture \
+          --unlabelled_data data/insar_mixture/train --data_val_dir data/insar_mixture/val \
+          --key_data unwrap --metadata_json models_data/demo_mixture/metadata.json
 
 * ``random_init=True`` (domain_cnn only): no training; writes a seeded random-initialised
   DomainCNN. Its features are random local filter-response statistics that barely separate a
@@ -38,6 +38,12 @@ from utils.evaluation.array_io import load_image_set
 from utils.evaluation.contrastive import train_contrastive
 from utils.evaluation.features import ARCHS, build_classifier, load_classifier, replace_head
 from utils.evaluation.fine_tuning import BEST_NAME, labelled_datasets, save_classifier, train_classifier
+
+# what to run on the built-in data (after `make demo`): the contrastive extractor of the main job's fields
+HINT = ("for unlabelled data such as the built-in InSAR fields: --unlabelled_data data/insar_mixture/train "
+        "--data_val_dir data/insar_mixture/val --key_data unwrap "
+        "--metadata_json models_data/demo_mixture/metadata.json --out_folder models_data/domain_cnn_insar_mixture "
+        "(after make demo)")
 
 
 def _start_run(out: Path, options: dict) -> None:
@@ -120,7 +126,8 @@ def main(
                                                         "training": f"random_init(seed={seed})"})
         return {"options": options, "best_path": str(path)}
     if data_train_dir is None or data_val_dir is None:
-        raise ValueError("data_train_dir / data_val_dir: both are required unless random_init=True")
+        raise ValueError(f"data_train_dir / data_val_dir: a classifier needs both (class-labelled image folders); "
+                         f"{HINT}")
     train_set, val_set, class_names = labelled_datasets(data_train_dir, data_val_dir, num_channels, image_size, crop)
     if weights_path is None:
         model, training = build_classifier(arch, len(class_names), num_channels, width), "from_scratch"

@@ -1,14 +1,18 @@
 """Every example at toy scale, as printed: the training examples on tiny built-in data (their default epochs, so
 the checkpoint names are the ones the hints print), the EMA checkpoint's samples as structured as the raw model's
 (std >= half, semivariogram at lags 1-4 px within a factor 2), and each hint an example prints run as printed."""
+import json
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import example_fine_tuning
 import example_sample
 import example_sample_superres
+import example_time_comparison_DPM
 import example_train
 import example_train_lowres
 import example_train_superres
@@ -16,6 +20,8 @@ from datasets import insar_synthetic, sar_synthetic
 from sample import main_sample
 from utils.cli import run_cli
 from utils.evaluation.semivariogram import empirical_semivariogram
+
+from .conftest import FIXTURES
 
 QUICK = dict(use_ddim=True, sampling_steps=8, num_samples=8, batch_size=8, device="cpu", progress=False)
 # extra flags of a hint run at toy scale (the hint's own flags are kept as printed)
@@ -95,3 +101,35 @@ def test_superres_pair_examples_and_the_chain_hint(tmp_path, monkeypatch):
     raw, ema = _raw_and_ema(superres_run, tmp_path / "superres", num_samples=4, batch_size=4, sampling_steps=4,
                             url_lr_data=str(next((superres.parent.parent / "lowres").glob("*.npz"))))
     _assert_structured_like_raw(raw, ema)
+
+
+def _tiny_mixture_and_model(tmp_path: Path) -> None:
+    """Tiny fields where `make demo` writes them, and the compat-a checkpoint (32 px, 1 channel) as its model."""
+    insar_synthetic.main(out_dir=str(tmp_path / "data/insar_mixture"), n_train=24, n_val=8, n_test=16,
+                         truth_monte_carlo_fields=0)
+    run = tmp_path / "models_data/demo_mixture"
+    run.mkdir(parents=True)
+    shutil.copy(FIXTURES / "compat-a" / "model_epoch=3_iter=120.pt", run / "ema_rate=0.99_6.pt")
+    shutil.copy(FIXTURES / "compat-a" / "metadata.json", run / "metadata.json")
+
+
+def test_time_comparison_trains_the_contrastive_extractor_and_scores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _tiny_mixture_and_model(tmp_path)
+    rows = example_time_comparison_DPM.main(step_counts=[1, 2], num_samples=8, batch_size=8)
+    options = json.loads((tmp_path / "models_data/domain_cnn_insar_mixture/options.json").read_text())
+    assert options["unlabelled_data"].endswith("data/insar_mixture/train") and options["key_data"] == "unwrap"
+    assert len(rows) == 8 and all(r["FID"] >= 0 and "KID" in r and "FID_matched_floor" in r for r in rows)
+    assert len({r["extractor_sha256"] for r in rows}) == 1
+    with pytest.raises(FileNotFoundError, match="a path ending in classifier_best.pt"):
+        example_time_comparison_DPM.main(extractor_path="missing.pt", overwrite=True)
+
+
+def test_the_fine_tuning_hint_runs_as_printed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _tiny_mixture_and_model(tmp_path)
+    with pytest.raises(ValueError, match="--unlabelled_data data/insar_mixture/train"):
+        example_fine_tuning.main()
+    result = _run_hint(example_fine_tuning.main, example_fine_tuning.HINT, ["--num_epochs", "1"])
+    assert Path(result["best_path"]).resolve() == (tmp_path / "models_data/domain_cnn_insar_mixture"
+                                                   / "classifier_best.pt").resolve()
