@@ -16,6 +16,8 @@ from utils.cli import run_cli
 from utils.evaluation.fine_tuning import BEST_NAME
 from utils.sampling.comparison import main as compare
 
+FULL_SIZE = {"num_samples": 1000, "step_counts": "5,10,20,50"}  # what a full-size comparison uses
+
 
 def main(
     model_path: str = "./models_data/demo_mixture/ema_rate=0.99_6.pt",  # checkpoint to compare samplers on
@@ -24,8 +26,8 @@ def main(
     val_data: str | None = "./data/insar_mixture/val",  # validation fields of that training (None: none)
     key_data: str = "unwrap",  # HDF5 key of the data
     extractor_path: str = "./models_data/domain_cnn_insar_mixture/" + BEST_NAME,  # extractor (trained if missing)
-    step_counts: list = (5, 10, 20, 50),  # network evaluations to compare
-    num_samples: int = 256,  # samples per (sampler, steps)
+    step_counts: list = (5, 10, 20),  # network evaluations to compare
+    num_samples: int = 128,  # samples per (sampler, steps)
     batch_size: int = 128,  # samples per network call
     url_save_folder: str = "./results/time_comparison/",  # JSON and plots
     seed: int = 0,  # seed of x_T (shared by all samplers) and of the extractor's training
@@ -41,6 +43,10 @@ def main(
         print(f"[extractor] training the contrastive domain CNN on {train_data} -> {extractor_path}")
         example_fine_tuning.main(out_folder=str(Path(extractor_path).parent), unlabelled_data=train_data,
                                  data_val_dir=val_data, key_data=key_data, metadata_json=metadata_json, seed=seed)
+    if num_samples < FULL_SIZE["num_samples"]:
+        print(f"[compare] a short run ({num_samples} samples per sampler and step count, about 5 min on 2 cores); "
+              f"a full-size comparison: --num_samples {FULL_SIZE['num_samples']} --step_counts "
+              f"{FULL_SIZE['step_counts']} (FID intervals hold from 8 x 64 samples)")
     return compare(model_path=model_path, step_counts=step_counts, num_samples=num_samples, batch_size=batch_size,
                    seed=seed, url_save_folder=url_save_folder, real=real, extractor_path=extractor_path,
                    key_data=key_data, metadata_json=metadata_json, overwrite=overwrite)
