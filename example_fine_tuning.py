@@ -145,9 +145,17 @@ def main(
 
 
 def summary_line(result: dict) -> str:
-    """One printable line: what was written and, after training, the best validation accuracy."""
-    if "best_val_accuracy" not in result:
-        return f"[fine_tuning] random-init {result['options']['arch']} written to {result['best_path']}"
+    """One printable line: what was written and, after training, the best validation accuracy or, after
+    contrastive training, the NT-Xent loss of the kept epoch (lowest validation, else the last)."""
+    options = result["options"]
+    if options["random_init"]:
+        return f"[fine_tuning] random-init {options['arch']} written to {result['best_path']}"
+    if options["unlabelled_data"] is not None:
+        chance = np.log(2 * options["batch_size"] - 1)  # NT-Xent of features that cannot tell views apart
+        kept = "lowest validation" if options["data_val_dir"] else "last training"
+        return (f"[fine_tuning] contrastive {options['arch']}: {kept} NT-Xent {result['best_loss']:.3f} at "
+                f"epoch {result['best_epoch']} (chance about {chance:.2f}); extractor written to "
+                f"{result['best_path']} (use it as --extractor_path)")
     return (f"[fine_tuning] best validation accuracy {result['best_val_accuracy']:.3f} at epoch "
             f"{result['best_epoch']}; classifier written to {result['best_path']} (use it as --extractor_path)")
 

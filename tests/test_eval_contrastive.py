@@ -62,6 +62,9 @@ def test_unlabelled_mode_trains_a_loadable_extractor(tmp_path):
     assert result["best_epoch"] == min(range(4), key=lambda e: history[e]["val_loss"])
     saved = torch.load(out / "classifier_best.pt", weights_only=True)
     assert saved["training"].startswith("simclr(") and saved["epoch"] == result["best_epoch"]
+    line = example_fine_tuning.summary_line(result)
+    assert f"lowest validation NT-Xent {result['best_loss']:.3f} at epoch {result['best_epoch']}" in line
+    assert "chance about 4.14" in line and "random-init" not in line  # ln(2 x 32 - 1)
     ext = load_extractor("domain_cnn", out / "classifier_best.pt")
     assert ext.dim == 32 and ext.description()["weights_sha256"] == file_sha256(out / "classifier_best.pt")
     # the two textures (white vs smooth) lie further apart than in the features of the same network
