@@ -44,7 +44,7 @@ def main(
         example_fine_tuning.main(out_folder=str(Path(extractor_path).parent), unlabelled_data=train_data,
                                  data_val_dir=val_data, key_data=key_data, metadata_json=metadata_json, seed=seed)
     if num_samples < FULL_SIZE["num_samples"]:
-        print(f"[compare] a short run ({num_samples} samples per sampler and step count, about 5 min on 2 cores); "
+        print(f"[compare] a short run ({num_samples} samples per sampler and step count); "
               f"a full-size comparison: --num_samples {FULL_SIZE['num_samples']} --step_counts "
               f"{FULL_SIZE['step_counts']} (FID intervals hold from 8 x 64 samples)")
     return compare(model_path=model_path, step_counts=step_counts, num_samples=num_samples, batch_size=batch_size,
