@@ -18,6 +18,7 @@ On CUDA, bf16 runs also let the fp32 matmuls left outside autocast use TF32 (`en
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import warnings
 from contextlib import nullcontext
@@ -30,10 +31,19 @@ AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 flags; "bf16" is the aarch64 feature name
 _CPU_NHWC_FLAGS = {"avx2", "avx512f"}  # x86 vector units with oneDNN's blocked NHWC convolution kernels
 MEMORY_FORMAT_WORDS = {"auto": "auto", "true": True, "false": False}
+# Set to 1, this environment variable adds the AVX512-BF16 flag to this CPU's flags, so `amp='auto'` resolves as on a
+# machine with native bfloat16: `make test` runs the numeric tests under it on every machine kind.
+ASSUME_BF16_ENV = "PDM_RADAR_ASSUME_BF16"
+
+
+def _cpu_flags() -> frozenset:
+    """Feature flags of this CPU, plus 'avx512_bf16' when the environment variable ASSUME_BF16_ENV is 1."""
+    forced = {"avx512_bf16"} if os.environ.get(ASSUME_BF16_ENV) == "1" else set()
+    return _proc_cpu_flags() | forced
 
 
 @functools.cache
-def _cpu_flags() -> frozenset:
+def _proc_cpu_flags() -> frozenset:
     """Feature flags of this CPU from /proc/cpuinfo (empty where that file does not exist)."""
     cpuinfo = Path("/proc/cpuinfo")
     if platform.system() != "Linux" or not cpuinfo.is_file():

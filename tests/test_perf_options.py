@@ -36,6 +36,26 @@ def test_auto_amp_is_bf16_only_with_native_bf16(monkeypatch, flags, expected):
     assert resolve_amp("auto", "cpu") == expected
 
 
+def test_assume_bf16_switch_makes_auto_resolve_as_on_a_bf16_cpu(monkeypatch):
+    monkeypatch.setattr(acceleration, "_proc_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.delenv(acceleration.ASSUME_BF16_ENV, raising=False)
+    assert resolve_amp("auto", "cpu") == "none"
+    monkeypatch.setenv(acceleration.ASSUME_BF16_ENV, "1")
+    assert resolve_amp("auto", "cpu") == "bf16"
+    assert {"avx2", "avx512_bf16"} <= acceleration._cpu_flags()
+    monkeypatch.setenv(acceleration.ASSUME_BF16_ENV, "0")
+    assert resolve_amp("auto", "cpu") == "none"
+
+
+def test_make_test_runs_every_numeric_module_under_the_bf16_switch(repo_root):
+    from .conftest import NUMERIC_MODULES
+    recipe = (repo_root / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert f"{acceleration.ASSUME_BF16_ENV}=1 $(BIN)/python -m pytest -q -m numeric" in recipe
+    assert '-m "not numeric"' in recipe
+    missing = sorted(m for m in NUMERIC_MODULES if not (repo_root / "tests" / f"{m}.py").is_file())
+    assert not missing, f"NUMERIC_MODULES names test files that do not exist: {missing}"
+
+
 def test_explicit_amp_modes_and_errors(monkeypatch):
     monkeypatch.setattr(acceleration, "_cpu_flags", lambda: frozenset({"avx2"}))
     assert resolve_amp("none", "cpu") == "none"
