@@ -49,6 +49,7 @@ TARGETS: dict[str, dict] = {
 
 def synthetic_sar(folder: str) -> None:
     """Built-in class-labelled SAR amplitude data (64 px speckled textures, 4 classes) in `folder`."""
+    print(f"[example] generating the built-in synthetic SAR set (64 px speckled textures, 4 classes) in {folder}")
     sar_synthetic.main(out_dir=folder, image_size=64, n_train_per_class=250)
 
 
@@ -74,7 +75,7 @@ def example_main(targets: dict[str, dict], default_target: str, default_epochs: 
             compute_val: bool = False,  # validation bits/dim each epoch (best-only checkpoints)
             device: str = "auto",  # 'auto', 'cpu', 'cuda', ...
             num_workers: int = 0,  # data-loading worker processes
-            amp: str = "none",  # 'none', 'bf16' or 'fp16' (CUDA)
+            amp: str = "auto",  # 'auto' (bf16 where computed natively), 'none' (original fp32), 'bf16', 'fp16'
             seed: int = 0,  # seed of weights, data order and noise
             ) -> dict:
         if target_data not in targets:
@@ -96,8 +97,12 @@ def example_main(targets: dict[str, dict], default_target: str, default_epochs: 
             print(f"[example] {target_data}: built-in data, {num_epochs} epochs by default (about 5 min on 2 CPU "
                   f"cores); a full-size run: {builtin.full_size}")
         settings["url_folder_experiment"] = url_folder_experiment or output_folder(target_data, folder_suffix)
-        return train.main(**settings, num_epochs=num_epochs, resume_checkpoint=resume_checkpoint,
-                          compute_val=compute_val, device=device, num_workers=num_workers, amp=amp, seed=seed)
+        result = train.main(**settings, num_epochs=num_epochs, resume_checkpoint=resume_checkpoint,
+                            compute_val=compute_val, device=device, num_workers=num_workers, amp=amp, seed=seed)
+        print(f"[example] run folder {os.path.abspath(settings['url_folder_experiment'])}: checkpoints, metadata.json "
+              f"and tensorboard logs (tensorboard --logdir {settings['url_folder_experiment']}); last checkpoint "
+              f"{result['checkpoint']}")
+        return result
 
     main.__doc__ = doc
     main.__annotations__["target_data"] = Literal[tuple(targets)]  # choices listed in --help

@@ -97,3 +97,20 @@ def test_pick_alias_takes_the_set_spelling_and_refuses_two_values():
     assert pick_alias("sample_class", 2, "sampled_class", 2) == 2
     with pytest.raises(ValueError, match="sample_class=1 and sampled_class=2"):
         pick_alias("sample_class", 1, "sampled_class", 2)
+
+
+def guarded(out: str | None = None,  # output file (required)
+            overwrite: bool = False):  # replace an existing output
+    raise FileExistsError(f"{out} exists; pass overwrite=True to replace it (overwrite=False keeps it)")
+
+
+def test_errors_spell_boolean_keywords_as_flags_and_required_help_states_no_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(guarded, ["--out", "x.npz"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: x.npz exists; pass --overwrite to replace it (--no-overwrite keeps it)"
+    with pytest.raises(SystemExit):
+        build_parser(guarded).parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "output file (required)" in out and "(required) (default" not in out

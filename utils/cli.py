@@ -103,6 +103,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except where the help text already states one (list flags) and for required flags."""
 
     def _get_help_string(self, action):
+        if "(required)" in (action.help or ""):  # a keyword whose None default means "must be given"
+            return action.help
         if action.required:
             return f"{action.help} (required)".strip()
         return action.help if "default:" in (action.help or "") else super()._get_help_string(action)
@@ -165,6 +167,20 @@ def error_line(err: BaseException) -> str:
     return text
 
 
+def command_line_spelling(text: str, func: Callable) -> str:
+    """`text` with the Python spelling of `func`'s boolean keywords (`overwrite=True`) turned into the flags a
+    command-line user types (`--overwrite`, `--no-overwrite` for `=False`)."""
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable annotations: no boolean keywords known
+        hints = {}
+    flags = [name for name, hint in hints.items() if hint is bool]
+    for name in flags:
+        text = re.sub(rf"\b{name}=True\b", f"--{name}", text)
+        text = re.sub(rf"\b{name}=False\b", f"--no-{name}", text)
+    return text
+
+
 def _close_progress_bars() -> None:
     """Close every open tqdm bar so that an error line starts on a line of its own."""
     try:
@@ -201,5 +217,5 @@ def run_cli(func: Callable, argv: Sequence[str] | None = None) -> Any:
         if os.environ.get(TRACEBACK_ENV, "").strip().lower() in {"1", "true", "yes"}:
             raise
         _close_progress_bars()
-        print(f"error: {error_line(err)}", file=sys.stderr)
+        print(f"error: {command_line_spelling(error_line(err), func)}", file=sys.stderr)
         raise SystemExit(2 if isinstance(err, (ValueError, FileNotFoundError, FileExistsError)) else 1) from None

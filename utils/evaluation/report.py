@@ -166,7 +166,7 @@ def evaluate_samples(
     real: str,                            # real data: image folder, HDF5 folder or .npz
     samples: str,                         # generated samples .npz (or folder)
     results_dir: str,                     # output folder for metrics.json and plots (not a checkpoint folder)
-    metrics: str = "fid,kid,precision_recall,semivariogram,spectrum,memorisation",  # comma list, subset of METRICS
+    metrics: str = "fid,kid,precision_recall,semivariogram,spectrum,memorisation",  # comma list; also scorecard
     extractor: str = "domain_cnn",        # feature network: domain_cnn, inception, vgg16
     extractor_path: str | None = None,    # local weights / checkpoint of the extractor (feature metrics)
     layer: int | None = None,             # inception block: 64, 192, 768 or 2048 (default)
