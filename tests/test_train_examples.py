@@ -24,7 +24,7 @@ def test_every_target_is_a_valid_train_call(script):
 def test_command_line_reaches_train_main(script, monkeypatch, tmp_path):
     module = importlib.import_module(script)
     seen = {}
-    monkeypatch.setattr(train, "main", lambda **kw: seen.update(kw) or kw)
+    monkeypatch.setattr(train, "main", lambda **kw: seen.update(kw) or {"checkpoint": None, "step_total": 0, "epochs": 0})
     target = sorted(module.TARGETS)[0]
     (tmp_path / module.TARGETS[target]["data_train_dir"]).mkdir(parents=True)
     run_cli(module.main, ["--target_data", target, "--data_root", str(tmp_path), "--num_epochs", "3",
@@ -46,7 +46,7 @@ def test_unknown_target_is_a_clear_error():
 def test_missing_data_points_to_builtin_targets_and_builtin_data_is_generated(monkeypatch, tmp_path):
     import example_train
     seen = {}
-    monkeypatch.setattr(train, "main", lambda **kw: seen.update(kw) or kw)
+    monkeypatch.setattr(train, "main", lambda **kw: seen.update(kw) or {"checkpoint": None, "step_total": 0, "epochs": 0})
     with pytest.raises(FileNotFoundError, match="--target_data demo"):
         example_train.main(target_data="mnist", data_root=str(tmp_path))
     example_train.main(target_data="demo", data_root=str(tmp_path), device="cpu")
