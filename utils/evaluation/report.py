@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.checkpoint import check_free, read_metadata
+from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import value_unit
+from improved_diffusion.file_io import check_free
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
 from utils.evaluation.feature_scores import feature_scores, format_scores, noise_floor
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor

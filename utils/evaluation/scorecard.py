@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
-from improved_diffusion.checkpoint import check_free
+from improved_diffusion.file_io import check_free
 from utils.evaluation.plots import plt
 from utils.evaluation.spectrum import radial_psd
 from utils.radar.insar_truth import covariance
