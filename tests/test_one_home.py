@@ -93,3 +93,12 @@ def test_scan_sees_the_whole_tree():
     rels = set(_sources())
     assert {"improved_diffusion/checkpoint.py", "utils/sampling/run.py", "train.py", "main_job.py"} <= rels
     assert Path(REPO_ROOT / "improved_diffusion").is_dir()
+
+
+def test_normalisation_kinds_are_listed_once():
+    def lists_kinds(node):
+        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else []
+        return {"minmax", "robust"} <= {e.value for e in items if isinstance(e, ast.Constant)}
+
+    hits = sorted({rel for rel, tree in _sources().items() if any(lists_kinds(n) for n in ast.walk(tree))})
+    assert hits == ["improved_diffusion/data_normalization.py"]
