@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from improved_diffusion.checkpoint import check_free, read_metadata
+from improved_diffusion.checkpoint import read_metadata
+from improved_diffusion.file_io import check_free
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.contrastive import train_contrastive
 from utils.evaluation.features import ARCHS, build_classifier, load_classifier, replace_head

@@ -29,6 +29,7 @@ from improved_diffusion.script_util import PRESETS, apply_preset  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.evaluation.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
 from utils.evaluation.report import evaluate_samples  # noqa: E402
+from utils.radar.ground_truth import GROUND_TRUTH_NAME, read_ground_truth  # noqa: E402
 
 DATA_PRESETS = {  # generator options, normalisation and default folders of each synthetic data set
     "mixture": {"generator": dict(atmo_sigma_rad=0.0, noise_sigma_rad=0.2, turbulence_sigma_rad=1.0,
@@ -44,9 +45,9 @@ def prepare_data(data_dir: Path, image_size: int, n_train: int, seed: int, prese
     """Generate the synthetic InSAR folders unless `data_dir` already holds the same data; return the truth JSON."""
     wanted = dict(image_size=image_size, n_train=n_train, n_val=500, n_test=1000, seed=seed,
                   **DATA_PRESETS[preset]["generator"])
-    truth_path = data_dir / "ground_truth.json"
+    truth_path = data_dir / GROUND_TRUTH_NAME
     if truth_path.is_file():
-        truth = json.loads(truth_path.read_text())
+        truth = read_ground_truth(truth_path)
         if all(truth["params"].get(k) == v for k, v in wanted.items()):
             print(f"[data] reusing {data_dir}")
             return truth
@@ -54,7 +55,7 @@ def prepare_data(data_dir: Path, image_size: int, n_train: int, seed: int, prese
                          "data_dir or delete that folder")
     print(f"[data] generating synthetic InSAR fields in {data_dir}")
     insar_synthetic.main(out_dir=str(data_dir), **wanted)
-    return json.loads(truth_path.read_text())
+    return read_ground_truth(truth_path)
 
 
 def latest_model_checkpoint(run_dir: Path) -> Path | None:
@@ -131,7 +132,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
     report = evaluate_samples(real=str(data / "test"), samples=str(npz), results_dir=str(results),
                               metrics="semivariogram,spectrum,memorisation,scorecard", key_data="unwrap",
                               metadata_json=str(run / "metadata.json"), units="physical",
-                              train_data=str(data / "train"), truth_json=str(data / "ground_truth.json"),
+                              train_data=str(data / "train"), truth_json=str(data / GROUND_TRUTH_NAME),
                               num_samples=num_samples, seed=seed)
     metadata = json.loads((run / "metadata.json").read_text())
     report["analytic"] = analytic_comparison(npz, data / "test", truth, metadata["data_normalization"], results)

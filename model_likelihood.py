@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from improved_diffusion.checkpoint import check_free, load_model
+from improved_diffusion.checkpoint import load_model
 from improved_diffusion.data_normalization import from_uint8
+from improved_diffusion.file_io import check_free
 from utils.changed_defaults import notice_changed_default
 from utils.evaluation.array_io import load_image_set
 

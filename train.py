@@ -9,11 +9,11 @@ value in F/metadata.json (docs/training.md#resume).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from improved_diffusion.checkpoint import write_metadata
+from improved_diffusion.data_normalization import Normalization
 from improved_diffusion.dist_util import barrier, cleanup_dist, is_distributed, is_main_process, setup_dist
 from improved_diffusion.resample import create_named_schedule_sampler
 from improved_diffusion.script_util import create_model_and_diffusion
@@ -81,7 +81,7 @@ def main(
         image_size_hr: int | None = NotGiven(None),  # low-res mode: read at this size, area-downscale to image_size
         image_size_lr: int | None = NotGiven(None),  # super-res mode: condition on the image area-downscaled to this
         key_class: str | None = NotGiven(None),  # HDF5 key of integer class labels (class_cond with HDF5)
-        normalization: Literal["none", "minmax", "range", "robust"] = NotGiven("none"),  # HDF5 values -> model units
+        normalization: Normalization = NotGiven("none"),  # HDF5 values -> model units
         norm_range: list[float] | None = NotGiven(None),  # HDF5 value range mapped to [-1, 1] ('range' normalization)
         nan_policy: str = NotGiven("error"),  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
         phase_as_cos_sin: bool = NotGiven(False),  # HDF5 wrapped phase as (cos, sin) channels

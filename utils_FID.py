@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from improved_diffusion.checkpoint import check_free
+from improved_diffusion.file_io import check_free
 from utils.evaluation.features import load_extractor
 from utils.evaluation.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
 

@@ -30,6 +30,7 @@ from utils.evaluation.demo_figures import analytic_semivariogram, physical_sampl
 from utils.evaluation.feature_scores import feature_scores, noise_floor  # noqa: E402
 from utils.evaluation.features import load_extractor  # noqa: E402
 from utils.evaluation.semivariogram import empirical_semivariogram  # noqa: E402
+from utils.radar.ground_truth import GROUND_TRUTH_NAME, read_ground_truth  # noqa: E402
 
 
 def semivariogram_error(fields: np.ndarray, truth: dict, min_lag: float = 2.0) -> float:
@@ -50,7 +51,7 @@ def main(model_path: str = "models_data/demo_insar/ema_rate=0.99_6.pt",  # EMA c
     """Print a table of semivariogram error and FID per sampler, and one JSON line."""
     out, data = Path(out_dir), Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    truth = json.loads((data / "ground_truth.json").read_text())
+    truth = read_ground_truth(data / GROUND_TRUTH_NAME)
     metadata_json = Path(model_path).parent / "metadata.json"
     norm = read_metadata(metadata_json)["data_normalization"]
     extractor = load_extractor("domain_cnn", train_domain_extractor(out / "extractor", data, metadata_json, seed))

@@ -12,7 +12,8 @@ Output: ``{out_dir}/{train,val,test}/{split}_{k:03d}.hdf5`` with keys ``unwrap``
 (float32 (n, H, W), radians) and, with ``write_labels``, ``label`` (int64 (n,), 1 = deformation);
 ``{out_dir}/sources_{split}.npz`` (per-field source parameters) and ``{out_dir}/ground_truth.json``
 (the generating parameters, loader settings, the exact semivariogram and spectrum of every
-component, and a Monte-Carlo reference with standard errors for the deformation part).
+component, and a Monte-Carlo reference with standard errors for the deformation part; schema and reader:
+``utils/radar/ground_truth.py``).
 
 Run ``python datasets/insar_synthetic.py --help``.
 """
@@ -32,6 +33,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.cli import run_cli  # noqa: E402
 from utils.radar.deformation import MAGNITUDE_LAWS, draw_magnitudes, mogi_los_phase, okada_los_phase  # noqa: E402
+from utils.radar.ground_truth import GROUND_TRUTH_NAME, SCHEMA_VERSION  # noqa: E402
 from utils.radar.insar_truth import COVARIANCE_MODELS, covariance, semivariogram  # noqa: E402
 from utils.radar.masks import correlated_masks  # noqa: E402
 from utils.radar.ramps import ramp_fields, ramp_semivariogram  # noqa: E402
@@ -314,7 +316,7 @@ def main(
     _check_options(opts)
     _check_components(opts)
     out = Path(out_dir)
-    written = [out / s for s in SPLITS] + [out / "ground_truth.json"] + [out / f"sources_{s}.npz" for s in SPLITS]
+    written = [out / s for s in SPLITS] + [out / GROUND_TRUTH_NAME] + [out / f"sources_{s}.npz" for s in SPLITS]
     existing = [str(p) for p in written if p.exists()]
     if existing and not overwrite:
         raise ValueError(f"out_dir={out_dir!r} already holds {existing}; expected a fresh folder or overwrite=True")
@@ -355,7 +357,8 @@ def main(
     half = math.ceil(peak * 10) / 10 if peak > 0 else 1.0
     monte_carlo = _monte_carlo_deformation(opts)
     truth = {
-        "generator": "datasets/insar_synthetic.py", "params": opts, "embedding": embedding, "splits": splits,
+        "schema_version": SCHEMA_VERSION, "generator": "datasets/insar_synthetic.py", "params": opts,
+        "embedding": embedding, "splits": splits,
         "keys": {"unwrap": "unwrapped phase (radians), float32 (n, H, W)",
                  "wrap": "wrapped phase in [-pi, pi) (radians), float32 (n, H, W)",
                  **({"masks": "NaN in unwrap and wrap = decorrelated pixel"} if mask_fraction > 0 else {}),
@@ -371,7 +374,7 @@ def main(
         "semivariogram": _semivariogram(run, -half, half, monte_carlo),
         "components": _components(run, monte_carlo),
     }
-    (out / "ground_truth.json").write_text(json.dumps(truth, indent=1))
+    (out / GROUND_TRUTH_NAME).write_text(json.dumps(truth, indent=1))
     return truth
 
 

@@ -30,7 +30,7 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datasets.png_folders import prepare_folders  # noqa: E402
-from improved_diffusion.checkpoint import check_free  # noqa: E402
+from improved_diffusion.file_io import check_free  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 SPLITS = ("train", "val", "test")

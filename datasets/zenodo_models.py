@@ -26,7 +26,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from improved_diffusion.checkpoint import check_free, load_model  # noqa: E402
+from improved_diffusion.checkpoint import load_model  # noqa: E402
+from improved_diffusion.file_io import check_free  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 RECORD_URL = "https://zenodo.org/api/records/8222779"

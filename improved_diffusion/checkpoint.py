@@ -1,24 +1,20 @@
-"""Checkpoint files: names (write and parse), metadata, atomic saves and the one `load_model`; also the
-file helpers every writer shares (`check_free`, `file_sha256`, `code_version`).
+"""Checkpoint files: names (write and parse), metadata and the one `load_model`.
+The file helpers every writer shares (atomic writes, the overwrite check, safe loading) live in `file_io.py`.
 
 Checkpoints are plain UNet state_dicts named as the original trainer names them (docs/original.md#checkpoint-files);
 the model is rebuilt from the single JSON beside them (`metadata.json`, or any one `*.json`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import pickle
 import re
-import subprocess
-import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .file_io import atomic_write, safe_torch_load
 from .script_util import CHANNEL_MULT, ORIGINAL_DEFAULTS, create_model_and_diffusion, is_super_res
 
 METADATA_NAME = "metadata.json"
@@ -124,67 +120,6 @@ def ema_checkpoint_name(rate: float | str, epoch: int, vb: float | None = None, 
 def opt_checkpoint_name(epoch: int, vb: float | None = None, mse: float | None = None,
                         step: int | None = None) -> str:
     return f"opt{epoch}{_suffix(vb, mse, step)}.pt"
-
-
-def check_free(paths: Iterable[str | os.PathLike], overwrite: bool, key: str | None = None) -> None:
-    """FileExistsError naming the first existing path (and the keyword `key` that gave it) unless `overwrite`."""
-    for path in paths:
-        if Path(path).exists() and not overwrite:
-            where = f"{key}: " if key else ""
-            raise FileExistsError(f"{where}{str(path)!r} already exists; pass overwrite=True to replace it")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def code_version() -> str:
-    """The git commit of this code when run from a clone, else the installed package version, else "unknown"."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode == 0:
-            return "git " + out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        from importlib.metadata import version
-        return "pdm-radar " + version("pdm-radar")
-    except Exception:  # package not installed and no git: say so rather than fail a run
-        return "unknown"
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Write through `write(tmp_path)` into a temporary file beside `path`, then rename over it.
-
-    A crash during the write leaves any previous `path` untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """torch.save(obj, path) atomically (temporary file, fsync, rename)."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def write_metadata(folder: str | os.PathLike, args_dic: dict, name: str = METADATA_NAME) -> Path:
@@ -313,25 +248,6 @@ def _mismatch_message(model: torch.nn.Module, state_dict: dict, path: Path) -> s
     return ". ".join(parts)
 
 
-def safe_torch_load(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """torch.load(path, weights_only=True); a corrupt or truncated file, or one whose pickle holds objects
-    that safe loading refuses, raises a one-line ValueError naming the file."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except OSError:
-        raise
-    except Exception as err:  # zip / pickle errors of a corrupt, truncated or unsafe file (RuntimeError, EOFError, ...)
-        text = str(err)
-        if isinstance(err, pickle.UnpicklingError) and "weights" in text.lower() and "only" in text.lower():
-            raise ValueError(f"{path}: its pickle holds objects that safe loading (weights_only=True) refuses "
-                             "(code or custom classes); expected tensors and plain containers as "
-                             "torch.save(model.state_dict()) writes") from None
-        first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-        first = first.split(". ")[0].rstrip(".")  # torch's explanation after the first sentence is generic
-        raise ValueError(f"{path}: not a readable torch file ({first}); expected a complete file written by "
-                         "torch.save (is it corrupt or truncated?)") from None
-
-
 def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
     """A plain UNet state_dict from `path` (safe loading only: weights_only=True)."""
     state = safe_torch_load(path, device)
@@ -411,9 +327,8 @@ def args_from_improved_diffusion(flags: dict, num_input_channels: int = 3) -> di
 
 
 __all__ = [
-    "CheckpointName", "set_name", "check_free", "file_sha256", "code_version", "parse_checkpoint_name",
-    "model_checkpoint_name", "ema_checkpoint_name", "opt_checkpoint_name",
-    "atomic_write", "atomic_torch_save", "write_metadata", "read_metadata", "find_metadata", "infer_architecture",
-    "complete_metadata", "safe_torch_load", "load_state_dict", "load_model", "args_from_improved_diffusion",
-    "is_super_res",
+    "CheckpointName", "set_name", "parse_checkpoint_name",
+    "model_checkpoint_name", "ema_checkpoint_name", "opt_checkpoint_name", "write_metadata", "read_metadata",
+    "find_metadata", "infer_architecture", "complete_metadata", "load_state_dict", "load_model",
+    "args_from_improved_diffusion", "is_super_res",
 ]

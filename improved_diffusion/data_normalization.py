@@ -28,11 +28,16 @@ under ``data_normalization``:
 from __future__ import annotations
 
 import math
+import typing
 import warnings
 
 import numpy as np
 
-KINDS = ("none", "minmax", "range", "image_8bit", "image_range", "cos_sin", "robust")
+# The `normalization=` choices of an HDF5 folder (train.py's flag, the loaders): how low / high are chosen.
+Normalization = typing.Literal["none", "minmax", "range", "robust"]
+NORMALIZATIONS: tuple[str, ...] = typing.get_args(Normalization)
+# Every `kind` a stored data_normalization may have: the choices above and those the image loaders set.
+KINDS = (*NORMALIZATIONS, "image_8bit", "image_range", "cos_sin")
 ROBUST_SIGMAS = 4.0  # robust standard deviations from the median mapped to -+1
 MAD_TO_SIGMA = 1.4826  # sigma / MAD of a normal distribution
 NEGLIGIBLE_FRACTION = 1e-3  # fraction of values outside [-1, 1] (or clipped) tolerated without a warning

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .gaussian_diffusion import ModelMeanType, ModelVarType
+from .diffusion_types import ModelMeanType, ModelVarType
 from .noise_schedule import DiscreteSchedule
 from .samplers import dynamic_threshold, learned_range_fraction, x0_from_eps
 

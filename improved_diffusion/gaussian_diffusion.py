@@ -7,7 +7,6 @@ exactly as the original code does (this matters for bit-level compatibility).
 """
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Iterator
 
@@ -15,6 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .denoiser import Denoiser
+from .diffusion_types import LossType, ModelMeanType, ModelVarType  # also the names upstream users import from here
 from .losses import discretized_gaussian_log_likelihood, normal_kl
 from .nn import mean_flat
 from .noise_schedule import CLEAN
@@ -45,31 +46,6 @@ def betas_for_alpha_bar(num_diffusion_timesteps: int, alpha_bar: Callable[[float
     T = num_diffusion_timesteps
     return np.array([min(1 - alpha_bar((i + 1) / T) / alpha_bar(i / T), max_beta) for i in range(T)],
                     dtype=np.float64)
-
-
-class ModelMeanType(enum.Enum):
-    """What the network predicts."""
-    PREVIOUS_X = enum.auto()  # x_{t-1}
-    START_X = enum.auto()  # x_0
-    EPSILON = enum.auto()  # the noise
-
-
-class ModelVarType(enum.Enum):
-    """How the reverse-process variance is chosen."""
-    LEARNED = enum.auto()  # the network outputs log-variance
-    FIXED_SMALL = enum.auto()  # posterior variance beta_tilde_t
-    FIXED_LARGE = enum.auto()  # beta_t
-    LEARNED_RANGE = enum.auto()  # IDDPM eq. 15: interpolate between log beta_tilde and log beta
-
-
-class LossType(enum.Enum):
-    MSE = enum.auto()  # simple loss (with the VLB term added for learned variances)
-    RESCALED_MSE = enum.auto()  # same, the VLB term scaled by T / 1000
-    KL = enum.auto()  # the variational bound
-    RESCALED_KL = enum.auto()  # the variational bound times T
-
-    def is_vb(self) -> bool:
-        return self in (LossType.KL, LossType.RESCALED_KL)
 
 
 def _extract_into_tensor(arr: np.ndarray, timesteps: torch.Tensor, broadcast_shape) -> torch.Tensor:
@@ -232,8 +208,6 @@ class GaussianDiffusion:
         """One step x_t -> x_{t-1} at chain indices t (N,) int64 through the one sampler implementation
         (`samplers.ddim_step` / `samplers.ancestral_step` over a `Denoiser`), examples grouped by t.
         The noise is drawn for the whole batch (`_noise_like`) and is zero at t = 0."""
-        from .denoiser import Denoiser  # denoiser.py imports this module
-
         kwargs = dict(model_kwargs or {})
         if set(kwargs) - {"y", "low_res"}:
             raise ValueError(f"model_kwargs: expected only 'y' and 'low_res', got {sorted(kwargs)}")

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from improved_diffusion.data_normalization import (
+    NORMALIZATIONS,
     make_normalization,
     normalize,
     range_report,
@@ -163,8 +164,8 @@ def hdf5_normalization(inv: Hdf5Inventory, key_data: str, normalization: str, no
     """
     if phase_as_cos_sin:
         return make_normalization("cos_sin", cos_sin=True)
-    if normalization not in ("none", "range", "minmax", "robust"):
-        raise ValueError(f"normalization={normalization!r}; expected 'none', 'minmax', 'range' or 'robust'")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization={normalization!r}; expected one of {NORMALIZATIONS}")
     if normalization == "range" and (norm_range is None or len(norm_range) != 2):
         raise ValueError(f"norm_range={norm_range!r}; expected (low, high) with normalization='range'")
     if normalization == "minmax":

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gaussian_diffusion import NOISE_SCHEDULES, LossType, ModelMeanType, ModelVarType, get_named_beta_schedule
+from .diffusion_types import LossType, ModelMeanType, ModelVarType
+from .gaussian_diffusion import NOISE_SCHEDULES, get_named_beta_schedule
 from .respace import SpacedDiffusion, space_timesteps
 from .unet import SuperResModel, UNetModel, attention_downsample_factors
 

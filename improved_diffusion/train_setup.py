@@ -17,13 +17,12 @@ from .acceleration import resolve_amp, resolve_channels_last
 from .checkpoint import (
     METADATA_NAME,
     CheckpointName,
-    atomic_write,
-    code_version,
     find_metadata,
     read_metadata,
     write_metadata,
 )
 from .dist_util import resolve_device
+from .file_io import atomic_write, code_version
 from .resample import SCHEDULE_SAMPLERS
 from .script_util import ORIGINAL_DEFAULTS, validate_args
 from .train_state import (

@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from .checkpoint import CHECKPOINT_PATTERNS, CheckpointName, atomic_torch_save, parse_checkpoint_name, safe_torch_load
+from .checkpoint import CHECKPOINT_PATTERNS, CheckpointName, parse_checkpoint_name
+from .file_io import atomic_torch_save, safe_torch_load
 
 STATE_FORMAT = 1
 RESUMABLE_PATTERNS = [p for p in CHECKPOINT_PATTERNS if p.startswith("model_epoch=")]
@@ -144,7 +143,7 @@ def remove_set(folder: str | os.PathLike, name: CheckpointName) -> None:
         path.unlink(missing_ok=True)
 
 
-# Temporary files of `checkpoint.atomic_write` (".<final name>.<random>.tmp") for the files of a run.
+# Temporary files of `file_io.atomic_write` (".<final name>.<random>.tmp") for the files of a run.
 _TMP_PATTERN = re.compile(r"^\.(model_epoch=|ema_rate=|opt\d|train_state_|metadata\.json).*\.tmp$")
 
 
@@ -199,14 +198,3 @@ def parse_ema_rates(ema_rate: float | str | list) -> list[float]:
     if not rates or any(not 0.0 < r < 1.0 for r in rates):
         raise ValueError(f"ema_rate: got {ema_rate!r}, expected rates in (0, 1), e.g. 0.9999 or '0.9999,0.99'")
     return rates
-
-
-def derive_seed(*parts: int, bits: int = 63) -> int:
-    """A seed that depends on every part (numpy SeedSequence hashing): the first 64-bit word of the state,
-    shifted to 63 bits (`bits=63`, torch generators of training) or its low 32 bits (`bits=32`, sampling batches)."""
-    word = int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0])
-    if bits == 63:
-        return word >> 1
-    if bits == 32:
-        return word & 0xFFFFFFFF
-    raise ValueError(f"bits: got {bits!r}, expected 63 or 32")

@@ -25,12 +25,12 @@ from tqdm.auto import tqdm
 from .acceleration import autocast, compile_model, enable_fast_matmul, memory_format, resolve_amp, resolve_channels_last
 from .checkpoint import CheckpointName, load_state_dict, set_name
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
+from .file_io import derive_seed
 from .nn import ema_decay, update_ema
 from .resample import LossSecondMomentResampler, UniformSampler
 from .train_logging import Logger, MetricAccumulator, ema_samples
 from .train_state import (
     TrainState,
-    derive_seed,
     find_set_files,
     load_train_state,
     parse_ema_rates,

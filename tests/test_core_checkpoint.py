@@ -8,13 +8,13 @@ import torch
 from improved_diffusion import checkpoint as ckpt
 from improved_diffusion.checkpoint import (
     args_from_improved_diffusion,
-    atomic_torch_save,
     ema_checkpoint_name,
     load_model,
     model_checkpoint_name,
     opt_checkpoint_name,
     parse_checkpoint_name,
 )
+from improved_diffusion.file_io import atomic_torch_save
 from improved_diffusion.script_util import PRESETS, create_model_and_diffusion
 from improved_diffusion.unet import UNetModel
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import example_fine_tuning
-from improved_diffusion.checkpoint import file_sha256
+from improved_diffusion.file_io import file_sha256
 from utils.evaluation.contrastive import nt_xent, random_views
 from utils.evaluation.features import load_extractor
 

@@ -8,10 +8,10 @@ from tests.conftest import REPO_ROOT
 # helper -> the module that must define it (and no other module may)
 HOMES = {
     "CheckpointName": "improved_diffusion/checkpoint.py",  # checkpoint file and set names
-    "check_free": "improved_diffusion/checkpoint.py",  # "exists and not overwrite"
-    "file_sha256": "improved_diffusion/checkpoint.py",
-    "code_version": "improved_diffusion/checkpoint.py",
-    "derive_seed": "improved_diffusion/train_state.py",  # per-epoch / per-batch seeds
+    "check_free": "improved_diffusion/file_io.py",  # "exists and not overwrite"
+    "file_sha256": "improved_diffusion/file_io.py",
+    "code_version": "improved_diffusion/file_io.py",
+    "derive_seed": "improved_diffusion/file_io.py",  # per-epoch / per-batch seeds
     "check_image_sizes": "improved_diffusion/script_util.py",  # image_size_hr / image_size_lr
     "apply_preset": "improved_diffusion/script_util.py",
 }
@@ -63,7 +63,7 @@ def _owner_copies(predicate) -> list[str]:
 
 
 def test_no_copied_overwrite_check():
-    assert _owner_copies(_is_exists_and_not_overwrite) == ["improved_diffusion/checkpoint.py:check_free"]
+    assert _owner_copies(_is_exists_and_not_overwrite) == ["improved_diffusion/file_io.py:check_free"]
 
 
 def test_no_copied_seed_derivation_or_git_version():
@@ -73,8 +73,8 @@ def test_no_copied_seed_derivation_or_git_version():
     def rev_parse(n):
         return isinstance(n, ast.Constant) and n.value == "rev-parse"
 
-    assert _owner_copies(seed_sequence) == ["improved_diffusion/train_state.py:derive_seed"]
-    assert _owner_copies(rev_parse) == ["improved_diffusion/checkpoint.py:code_version"]
+    assert _owner_copies(seed_sequence) == ["improved_diffusion/file_io.py:derive_seed"]
+    assert _owner_copies(rev_parse) == ["improved_diffusion/file_io.py:code_version"]
 
 
 def test_file_hashing_lives_in_file_sha256():
@@ -85,7 +85,7 @@ def test_file_hashing_lives_in_file_sha256():
 
     hits = [f"{rel}:{f.name}" for rel, tree in _sources().items() for f in _functions(tree)
             if isinstance(f, ast.FunctionDef) and hashes_a_file(f)]
-    assert hits == ["improved_diffusion/checkpoint.py:file_sha256"]
+    assert hits == ["improved_diffusion/file_io.py:file_sha256"]
 
 
 def test_scan_sees_the_whole_tree():
@@ -93,3 +93,12 @@ def test_scan_sees_the_whole_tree():
     rels = set(_sources())
     assert {"improved_diffusion/checkpoint.py", "utils/sampling/run.py", "train.py", "main_job.py"} <= rels
     assert Path(REPO_ROOT / "improved_diffusion").is_dir()
+
+
+def test_normalisation_kinds_are_listed_once():
+    def lists_kinds(node):
+        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else []
+        return {"minmax", "robust"} <= {e.value for e in items if isinstance(e, ast.Constant)}
+
+    hits = sorted({rel for rel, tree in _sources().items() if any(lists_kinds(n) for n in ast.walk(tree))})
+    assert hits == ["improved_diffusion/data_normalization.py"]

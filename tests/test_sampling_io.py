@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from improved_diffusion.checkpoint import check_free
 from improved_diffusion.data_normalization import make_normalization, value_unit
+from improved_diffusion.file_io import check_free
 from utils.sampling import sample_io
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.plots import plt
 from utils.evaluation.semivariogram import empirical_semivariogram
+from utils.radar.ground_truth import expected_semivariogram, screen_only
 from utils.radar.insar_truth import semivariogram
 
 RELATIVE_TOLERANCE = 0.20  # the acceptance band drawn on the error panel
@@ -17,12 +18,12 @@ def analytic_semivariogram(distance_px: np.ndarray, truth: dict) -> np.ndarray:
     """gamma(h) = C(0) - C(h) + nugget (rad^2) of the generator's field + white noise, h > 0 in px; with v2
     components (turbulence, ramps, deformation) the truth's total (or Monte-Carlo mixture) axis semivariogram,
     interpolated linearly between its integer lags."""
-    sv, params = truth["semivariogram"], truth["params"]
-    if "gamma_mixture" in sv or params.get("turbulence_sigma_rad", 0) > 0 or params.get("ramp_sigma_rad", 0) > 0:
-        return np.interp(distance_px, sv["lags_px"], sv.get("gamma_mixture", sv["gamma_total"]))
+    if not screen_only(truth):
+        lags, gamma, _ = expected_semivariogram(truth)
+        return np.interp(distance_px, lags, gamma)
+    sv = truth["semivariogram"]
     cov = sv["covariance"]
-    return semivariogram(distance_px, cov["model"], cov["sigma_rad"], cov["length_px"],
-                         nugget=truth["semivariogram"]["nugget_noise"])
+    return semivariogram(distance_px, cov["model"], cov["sigma_rad"], cov["length_px"], nugget=sv["nugget_noise"])
 
 
 def physical_samples(npz: str | Path, data_normalization: dict) -> np.ndarray:

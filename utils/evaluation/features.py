@@ -33,7 +33,7 @@ from torch import nn
 from torchvision.models import inception_v3, vgg16
 from tqdm import tqdm
 
-from improved_diffusion.checkpoint import file_sha256, safe_torch_load
+from improved_diffusion.file_io import file_sha256, safe_torch_load
 
 ARCHS = ("inception", "vgg16", "domain_cnn")
 INCEPTION_BLOCK_ENDS = {64: "maxpool1", 192: "maxpool2", 768: "Mixed_6e", 2048: "Mixed_7c"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.checkpoint import check_free
+from improved_diffusion.file_io import check_free
 from utils.evaluation.array_io import check_compatible
 from utils.evaluation.features import FeatureExtractor
 from utils.evaluation.plots import plt

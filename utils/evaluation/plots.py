@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first: no display
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
-from improved_diffusion.checkpoint import check_free  # noqa: E402
+from improved_diffusion.file_io import check_free  # noqa: E402
 
 
 def plot_mean_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str | Path, *,

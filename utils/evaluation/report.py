@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.checkpoint import check_free, read_metadata
+from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import value_unit
+from improved_diffusion.file_io import check_free
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
 from utils.evaluation.feature_scores import feature_scores, format_scores, noise_floor
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
@@ -25,6 +26,7 @@ from utils.evaluation.plots import plot_mean_curves
 from utils.evaluation.scorecard import format_table, plot_scorecard, scorecard
 from utils.evaluation.semivariogram import empirical_semivariogram, write_semivariogram_csv
 from utils.evaluation.spectrum import radial_psd
+from utils.radar.ground_truth import read_ground_truth
 
 METRICS = ("fid", "kid", "precision_recall", "semivariogram", "spectrum", "memorisation", "scorecard")
 FEATURE_METRICS = ("fid", "kid", "precision_recall")
@@ -105,6 +107,17 @@ def summary_lines(report: dict, results_dir: str) -> list[str]:
     return lines
 
 
+def _check_units(names: list[str], units: str, metadata_json: str | None) -> None:
+    """ValueError unless `units` is known and the metadata that physical units and the scorecard need is given."""
+    if units not in UNITS:
+        raise ValueError(f"units={units!r}; expected one of {UNITS}")
+    if units == "physical" and metadata_json is None:
+        raise ValueError("units='physical' needs metadata_json (the training metadata.json with data_normalization)")
+    if "scorecard" in names and metadata_json is None:
+        raise ValueError("metrics 'scorecard' needs metadata_json (the training metadata.json): it compares fields in "
+                         "physical units")
+
+
 def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
     if results_dir.is_dir():
         if (results_dir / "metadata.json").exists() or any(results_dir.glob("*.pt")):
@@ -146,12 +159,11 @@ def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_di
     return {"frequency": res["real"].frequency.tolist(), "mean_abs_log10_ratio": float(np.mean(np.abs(log_ratio)))}
 
 
-def scorecard_section(real: str, gen_set: ImageSet, results_dir: Path, *, truth_json: str | None,
+def scorecard_section(real: str, gen_set: ImageSet, results_dir: Path, *, truth: dict | None,
                       num_samples: int | None, key_data: str | None, channel: int, seed: int, overwrite: bool) -> dict:
     """Scorecard (``utils.evaluation.scorecard``) of the samples against the real folder in physical units, with
-    the truth and, when the generator wrote them, the real data's labels from ``truth_json``; prints the table."""
-    truth = None if truth_json is None else json.loads(Path(truth_json).read_text())
-    key_class = None if truth is None else truth["loader_kwargs"].get("key_class")
+    the truth (``read_ground_truth``) and, when the generator wrote them, the real data's labels; prints the table."""
+    key_class = None if truth is None else truth["loader_kwargs"]["key_class"]
     real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, key_class=key_class,
                               data_normalization=gen_set.data_normalization)
     units = "rad" if truth is not None else "physical units"
@@ -197,15 +209,10 @@ def evaluate_samples(
 ) -> dict:
     """Compute the requested metrics, write ``metrics.json`` + plots; return the metrics dict."""
     names = parse_metrics(metrics)
-    if units not in UNITS:
-        raise ValueError(f"units={units!r}; expected one of {UNITS}")
-    if units == "physical" and metadata_json is None:
-        raise ValueError("units='physical' needs metadata_json (the training metadata.json with data_normalization)")
-    if "scorecard" in names and metadata_json is None:
-        raise ValueError("metrics 'scorecard' needs metadata_json (the training metadata.json): it compares fields in "
-                         "physical units")
+    _check_units(names, units, metadata_json)
     out = Path(results_dir)
     _check_results_dir(out, overwrite)
+    truth = None if truth_json is None else read_ground_truth(truth_json)
     needs_features = any(m in FEATURE_METRICS for m in names)
     if needs_features and extractor_path is None:
         raise ValueError(f"extractor_path=None: metrics {[m for m in names if m in FEATURE_METRICS]} need a "
@@ -252,7 +259,7 @@ def evaluate_samples(
                            out / "memorisation_pairs.png", overwrite=overwrite)
         report["memorisation"] = {"train_data": train.source, **mem["summary"]}
     if "scorecard" in names:
-        report["scorecard"] = scorecard_section(real, gen_set, out, truth_json=truth_json, num_samples=num_samples,
+        report["scorecard"] = scorecard_section(real, gen_set, out, truth=truth, num_samples=num_samples,
                                                 key_data=key_data, channel=channel, seed=seed, overwrite=overwrite)
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     return report

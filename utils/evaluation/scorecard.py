@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
-from improved_diffusion.checkpoint import check_free
+from improved_diffusion.file_io import check_free
 from utils.evaluation.plots import plt
 from utils.evaluation.spectrum import radial_psd
+from utils.radar.ground_truth import check_ground_truth, expected_semivariogram
 from utils.radar.insar_truth import covariance
 from utils.radar.spectral import axis_semivariogram_fields, covariance_map, log_log_slope
 from utils.radar.turbulence import power_law_variances
@@ -159,9 +160,7 @@ def _truth_semivariogram(truth: dict | None, max_lag: int) -> tuple | None:
     deformation part with its SE) when the data hold deformation, else the exact total."""
     if truth is None:
         return None
-    sv = truth["semivariogram"]
-    gamma = np.array(sv.get("gamma_mixture", sv.get("gamma_total", sv["gamma_atmosphere_plus_noise"])))
-    se = np.array(sv["gamma_mixture_se"]) if "gamma_mixture" in sv else np.zeros_like(gamma)
+    _, gamma, se = expected_semivariogram(truth)
     return gamma[1:max_lag + 1], se[1:max_lag + 1]
 
 
@@ -224,11 +223,11 @@ def scorecard(samples: np.ndarray, real: np.ndarray, *, truth: dict | None = Non
               background_fields: int = 2000, seed: int = 0) -> dict:
     """The scorecard (JSON-ready dict) of (N, H, W) ``samples`` against (M, H, W) ``real`` fields (NaN = masked).
 
-    ``truth``: the generator's ``ground_truth.json`` dict (truth semivariogram, detection background, masked
-    fraction); ``real_labels``: (M,) int, 1 = deformation, for the detection check; ``units``: of the values
-    (e.g. "rad"); ``max_lag``: largest semivariogram lag in px (default H // 2); ``slope_band``: frequencies
-    (cycles/px) of the spectral slope fit. Keys: ``rows`` (per statistic, see :func:`_row`), ``w1``,
-    ``detection``, ``masks``, ``summary`` (flags within noise of the real data / of the truth).
+    ``truth``: the generator's ``ground_truth.json`` dict (schema: ``utils.radar.ground_truth``; truth
+    semivariogram, detection background, masked fraction); ``real_labels``: (M,) int, 1 = deformation, for the
+    detection check; ``units``: of the values (e.g. "rad"); ``max_lag``: largest semivariogram lag in px (default
+    H // 2); ``slope_band``: frequencies (cycles/px) of the spectral slope fit. Keys: ``rows`` (per statistic, see
+    :func:`_row`), ``w1``, ``detection``, ``masks``, ``summary`` (flags within noise of the real data / of the truth).
     """
     samples, real = np.asarray(samples, np.float64), np.asarray(real, np.float64)
     if samples.ndim != 3 or real.ndim != 3 or samples.shape[1:] != real.shape[1:]:
@@ -236,6 +235,7 @@ def scorecard(samples: np.ndarray, real: np.ndarray, *, truth: dict | None = Non
     if min(len(samples), len(real)) < 2:
         raise ValueError(f"{len(samples)} samples, {len(real)} real fields; expected at least 2 of each")
     max_lag = min(real.shape[1:]) // 2 if max_lag is None else int(max_lag)
+    truth = None if truth is None else check_ground_truth(truth)
     rng = np.random.default_rng(seed)
     threshold = background_threshold(truth, background_fields, seed=seed) if truth is not None else None
     cut = None if threshold is None else threshold["threshold_rad"]
@@ -267,7 +267,7 @@ def scorecard(samples: np.ndarray, real: np.ndarray, *, truth: dict | None = Non
     masks = {"real_masked_fraction": float(np.isnan(real).mean()),
              "samples_masked_fraction": float(np.isnan(samples).mean()),
              "truth_masked_fraction": (truth["components"]["masks"]["expected_masked_fraction"]
-                                       if truth is not None and "components" in truth else None),
+                                       if truth is not None else None),
              "treatment": "semivariogram: pairs with a NaN end left out; spectrum: NaN set to the field mean; "
                           "values, field std/max and plane fit: valid pixels only"}
     flags = [row["within_noise"] for row in rows] + [w1["within_noise"]]

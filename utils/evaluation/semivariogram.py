@@ -24,7 +24,7 @@ import scipy.fft
 import scipy.sparse
 from tqdm import tqdm
 
-from improved_diffusion.checkpoint import check_free
+from improved_diffusion.file_io import check_free
 
 
 @dataclass

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from improved_diffusion.checkpoint import check_free, load_model
+from improved_diffusion.checkpoint import load_model
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
+from improved_diffusion.file_io import check_free, derive_seed
 from improved_diffusion.sampler_choice import chain_sampler, ode_sampler
-from improved_diffusion.train_state import derive_seed
 from utils.cli import run_cli
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.feature_scores import feature_scores, noise_floor

@@ -26,20 +26,13 @@ from improved_diffusion.acceleration import (
     resolve_amp,
     resolve_channels_last,
 )
-from improved_diffusion.checkpoint import (
-    check_free,
-    code_version,
-    file_sha256,
-    find_metadata,
-    load_model,
-    read_metadata,
-)
+from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
 from improved_diffusion.data_normalization import default_clip, from_uint8, to_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import barrier, cleanup_dist, get_rank, get_world_size, is_distributed, setup_dist
+from improved_diffusion.file_io import check_free, code_version, derive_seed, file_sha256
 from improved_diffusion.sampler_choice import SampleBatch
 from improved_diffusion.script_util import check_types
-from improved_diffusion.train_state import derive_seed
 from utils.changed_defaults import notice_changed_default
 from utils.sampling import sample_io
 

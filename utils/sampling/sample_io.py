@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.checkpoint import atomic_write
 from improved_diffusion.data_normalization import from_uint8, to_uint8
+from improved_diffusion.file_io import atomic_write
 
 
 def npz_name(num_samples: int, image_size: int, channels: int) -> str:

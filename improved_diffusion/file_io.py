@@ -1,0 +1,109 @@
+"""File and seed helpers shared by every writer and reader: the overwrite check, sha256 of a file, the code
+version, atomic writes (temporary file + rename), the one safe `torch.load`, and derived seeds.
+
+A leaf of the library: it imports nothing of the model (no unet, gaussian_diffusion or script_util), so
+evaluation and data scripts can use it without loading the network code.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def check_free(paths: Iterable[str | os.PathLike], overwrite: bool, key: str | None = None) -> None:
+    """FileExistsError naming the first existing path (and the keyword `key` that gave it) unless `overwrite`."""
+    for path in paths:
+        if Path(path).exists() and not overwrite:
+            where = f"{key}: " if key else ""
+            raise FileExistsError(f"{where}{str(path)!r} already exists; pass overwrite=True to replace it")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    """The git commit of this code when run from a clone, else the installed package version, else "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode == 0:
+            return "git " + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        from importlib.metadata import version
+        return "pdm-radar " + version("pdm-radar")
+    except Exception:  # package not installed and no git: say so rather than fail a run
+        return "unknown"
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Write through `write(tmp_path)` into a temporary file beside `path`, then rename over it.
+
+    A crash during the write leaves any previous `path` untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """torch.save(obj, path) atomically (temporary file, fsync, rename)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def safe_torch_load(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """torch.load(path, weights_only=True); a corrupt or truncated file, or one whose pickle holds objects
+    that safe loading refuses, raises a one-line ValueError naming the file."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # zip / pickle errors of a corrupt, truncated or unsafe file (RuntimeError, EOFError, ...)
+        text = str(err)
+        if isinstance(err, pickle.UnpicklingError) and "weights" in text.lower() and "only" in text.lower():
+            raise ValueError(f"{path}: its pickle holds objects that safe loading (weights_only=True) refuses "
+                             "(code or custom classes); expected tensors and plain containers as "
+                             "torch.save(model.state_dict()) writes") from None
+        first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+        first = first.split(". ")[0].rstrip(".")  # torch's explanation after the first sentence is generic
+        raise ValueError(f"{path}: not a readable torch file ({first}); expected a complete file written by "
+                         "torch.save (is it corrupt or truncated?)") from None
+
+
+def derive_seed(*parts: int, bits: int = 63) -> int:
+    """A seed that depends on every part (numpy SeedSequence hashing): the first 64-bit word of the state,
+    shifted to 63 bits (`bits=63`, torch generators of training) or its low 32 bits (`bits=32`, sampling batches)."""
+    word = int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0])
+    if bits == 63:
+        return word >> 1
+    if bits == 32:
+        return word & 0xFFFFFFFF
+    raise ValueError(f"bits: got {bits!r}, expected 63 or 32")
