@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.checkpoint import check_free
+from improved_diffusion.file_io import check_free
 
 # metadata.json keys that are bookkeeping, or the run folder itself (each column is named after it): not compared
 NOT_SETTINGS = ("code_version", "resumes", "url_folder_experiment")
