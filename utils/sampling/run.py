@@ -6,7 +6,10 @@ r, r + N, ...; each writes its own shards), then rank 0 merges the shards in bat
 `.npz`. Every batch has its own seed (from `seed` and the batch index) and the labels are drawn once
 for the whole run, so the output equals a single-process run with the same `seed` and `batch_size`,
 and an interrupted run (with any N) resumes at the missing shards. The ranks share `url_save_path`
-(one machine, or a file system every node sees)."""
+(one machine, or a file system every node sees).
+
+`run_sampling` = `prepare_run` (every check, the model, the shard store) -> `sample_shards` (this rank's missing
+batches, from `sampler_choice.seeded_batches`) -> `finish_run` (rank 0: merge, figure, HDF5, provenance)."""
 from __future__ import annotations
 
 import math
