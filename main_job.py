@@ -137,7 +137,8 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
     metadata = json.loads((run / "metadata.json").read_text())
     report["analytic"] = analytic_comparison(npz, data / "test", truth, metadata["data_normalization"], results)
     real_vs_generated_figure(npz, data / "test", metadata["data_normalization"], results / "real_vs_generated.png")
-    report["run"] = {"checkpoint": str(checkpoint), "num_epochs": num_epochs, "sampler": "dpmsolver++ multistep 3",
+    sampler = json.loads(npz.with_suffix(".json").read_text())["sampler"]  # as sample_DPM.py recorded it
+    report["run"] = {"checkpoint": str(checkpoint), "num_epochs": num_epochs, "sampler": sampler,
                      "sample_steps": sample_steps, "seconds": round(time.time() - start, 1)}
     (results / "metrics.json").write_text(json.dumps(report, indent=1))
     worst = report["analytic"]["max_abs_rel_error_samples"]

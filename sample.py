@@ -12,6 +12,7 @@ from pathlib import Path
 from improved_diffusion.sampler_choice import chain_sampler, sampling_grid
 from utils.changed_defaults import notice_changed_default
 from utils.cli import pick_alias, run_cli
+from utils.sampling.options import SamplingOptions
 from utils.sampling.run import run_sampling
 
 
@@ -49,7 +50,7 @@ def main_sample(
         raise ValueError(f"eta={eta} only applies to DDIM; pass use_ddim=True")
 
     sample_class = pick_alias("sample_class", sample_class, "sampled_class", sampled_class)
-    sample_batch = chain_sampler(use_ddim, eta, sampling_steps, timestep_respacing, progress)
+    sampler = chain_sampler(use_ddim, eta, sampling_steps, timestep_respacing, progress)
 
     def check(T: int) -> None:
         sampling_grid(T, sampling_steps, timestep_respacing)
@@ -58,17 +59,13 @@ def main_sample(
         if url_lr_data is not None and not shift_to_lr_mean:
             notice_changed_default("superres.shift_to_lr_mean")
 
-    sampler_info = {"sampler": "ddim" if use_ddim else "ancestral", "eta": eta if use_ddim else None,
-                    "sampling_steps": sampling_steps, "timestep_respacing": timestep_respacing}
-    return run_sampling(sample_batch, sampler_info, model_path=model_path, num_samples=num_samples,
-                        batch_size=batch_size, seed=seed, device=device, url_save_path=url_save_path,
-                        sample_class=sample_class, clip_denoised=clip_denoised, max_clip_val=max_clip_val,
-                        diffusion_steps=diffusion_steps, to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5,
-                        url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean, amp=amp,
-                        channels_last=channels_last, compile=compile, overwrite=overwrite,
-                        progress=progress,
+    options = SamplingOptions.resolve(amp=amp, channels_last=channels_last, compile=compile, seed=seed,
+                                      device=device, batch_size=batch_size, overwrite=overwrite, progress=progress)
+    return run_sampling(sampler, options, model_path=model_path, num_samples=num_samples,
+                        url_save_path=url_save_path, sample_class=sample_class, clip_denoised=clip_denoised,
+                        max_clip_val=max_clip_val, diffusion_steps=diffusion_steps, to_0_255=to_0_255, plot=plot,
+                        save_hdf5=save_hdf5, url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean,
                         check=check)
-
 
 if __name__ == "__main__":
     run_cli(main_sample)

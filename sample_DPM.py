@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from improved_diffusion.sampler_choice import ode_sampler
-from improved_diffusion.samplers import resolve_lambda_range
 from utils.changed_defaults import notice_changed_default
 from utils.cli import pick_alias, run_cli
+from utils.sampling.options import SamplingOptions
 from utils.sampling.run import run_sampling
 
 
@@ -59,24 +57,19 @@ def sample_from_ODE(
                   lambda_min=lambda_min, lambda_max=lambda_max, denoise_to_zero=denoise_to_zero,
                   lower_order_final=lower_order_final, atol=atol, rtol=rtol)
 
-    sample_batch = ode_sampler(sample_steps, progress, **solver)  # checks the options before loading
+    sampler = ode_sampler(sample_steps, progress, **solver)  # checks the options before loading
     for key, changed in (("dpm.algorithm_type", algorithm_type == "dpmsolver++"),
                          ("dpm.skip_type", skip_type == "logSNR"),
                          ("superres.shift_to_lr_mean", url_lr_data is not None and not shift_to_lr_mean)):
         if changed:
             notice_changed_default(key)
-    resolved = resolve_lambda_range(sample_steps, lambda_min, lambda_max, denoise_to_zero)
-    provenance = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver,
-                  **({} if method_type == "adaptive" else dict(zip(("lambda_min", "lambda_max"), resolved)))}
-    return run_sampling(sample_batch, provenance,
-                        model_path=model_path, num_samples=num_samples, batch_size=batch_size, seed=seed,
-                        device=device, url_save_path=url_save_path, sample_class=sampled_class,
-                        clip_denoised=clip_denoised, max_clip_val=max_clip_val,
-                        threshold_ratio=dynamic_threshold_ratio, diffusion_steps=diffusion_steps,
-                        to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5, url_lr_data=url_lr_data,
-                        shift_to_lr_mean=shift_to_lr_mean, trajectory_dtype=torch.float64, amp=amp,
-                        channels_last=channels_last, compile=compile, overwrite=overwrite,
-                        progress=progress)
+    options = SamplingOptions.resolve(amp=amp, channels_last=channels_last, compile=compile, seed=seed,
+                                      device=device, batch_size=batch_size, overwrite=overwrite, progress=progress)
+    return run_sampling(sampler, options, model_path=model_path, num_samples=num_samples,
+                        url_save_path=url_save_path, sample_class=sampled_class, clip_denoised=clip_denoised,
+                        max_clip_val=max_clip_val, threshold_ratio=dynamic_threshold_ratio,
+                        diffusion_steps=diffusion_steps, to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5,
+                        url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from improved_diffusion.sampler_choice import chain_sampler, ode_sampler  # noqa
 from improved_diffusion.script_util import PRESETS, create_model_and_diffusion  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
-SAMPLERS = {"DDIM-50": (lambda: chain_sampler(True, sampling_steps=50), torch.float32),
-            "DPM-Solver++(3M)-20": (lambda: ode_sampler(20), torch.float64)}
+SAMPLERS = {"DDIM-50": lambda: chain_sampler(True, sampling_steps=50),
+            "DPM-Solver++(3M)-20": lambda: ode_sampler(20)}
 
 
 def main(
@@ -52,13 +52,13 @@ def main(
     size, channels = args["image_size"], args.get("num_input_channels", 3)
     y = torch.zeros(batch_size, dtype=torch.int64, device=device) if args.get("class_cond") else None
     results = {}
-    for name, (factory, dtype) in SAMPLERS.items():
+    for name, factory in SAMPLERS.items():
         results[name] = {}
         for precision in precisions:
             autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                         else contextlib.nullcontext())
-            x_T = torch.randn(batch_size, channels, size, size, device=device, dtype=dtype)
             sample_batch, times = factory(), []
+            x_T = torch.randn(batch_size, channels, size, size, device=device, dtype=sample_batch.trajectory_dtype)
             with torch.inference_mode(), autocast:
                 Denoiser(model, diffusion, y=y)(x_T, torch.tensor(0.0, dtype=torch.float64))  # warm-up
                 for _ in range(repeats):

@@ -6,7 +6,8 @@ CUDA only; training adds loss scaling) and 'auto' = 'bf16' where the hardware co
 natively (CUDA devices that support it; CPUs with AVX512-BF16 or AMX, or Arm's BF16 extension),
 else 'none'. On a CPU without native bf16, PyTorch emulates it and a bf16 model runs ~10-20x *slower*
 than float32 (measured: demo training step 0.96 s fp32 vs 18 s bf16 on an AVX2-only EPYC).
-GroupNorm and the losses stay float32 under every mode (`nn.GroupNorm32`, `losses`).
+GroupNorm, the UNet's output layer and the losses stay float32 under every mode (`nn.GroupNorm32`,
+`unet.UNetModel.forward`, `losses`).
 
 Memory format (`channels_last`): True, False or 'auto', resolved by `resolve_channels_last` with a fixed
 rule from the hardware (no timing probe, so two processes on one machine always agree): channels_last

@@ -5,12 +5,14 @@
 output, what the network predicts (noise, x0 or x_{t-1}), the time it receives
 (`diffusion.model_time`, interpolated between indices for fractional times when the model uses
 rescaled times, rounded to the nearest index otherwise), the fixed conditioning (labels, low-res
-input) and the clipping or dynamic thresholding of x0.
+input), the clipping or dynamic thresholding of x0, and the network's precision: under `amp` only the network
+call is autocast; its output is cast back to x's dtype before any arithmetic, so the trajectory keeps x's dtype.
 """
 import math
 
 import torch
 
+from .acceleration import autocast
 from .diffusion_types import ModelMeanType, ModelVarType
 from .noise_schedule import DiscreteSchedule
 from .samplers import dynamic_threshold, learned_range_fraction, x0_from_eps
@@ -28,11 +30,12 @@ class Denoiser:
     low_res: float (N, C, h, w) low-resolution input in model units (super-resolution models).
     clip_denoised / max_clip_val: clamp x0 to [-max_clip_val, max_clip_val];
     threshold_ratio: use dynamic thresholding at that quantile instead (Imagen), None to disable.
+    amp: resolved autocast mode of the network call ('none', 'bf16', 'fp16'; `acceleration.resolve_amp`).
     """
 
     def __init__(self, model: torch.nn.Module, diffusion, y: torch.Tensor | None = None,
                  low_res: torch.Tensor | None = None, clip_denoised: bool = True, max_clip_val: float = 1.0,
-                 threshold_ratio: float | None = None) -> None:
+                 threshold_ratio: float | None = None, amp: str = "none") -> None:
         if max_clip_val <= 0:
             raise ValueError(f"max_clip_val must be > 0, got {max_clip_val}")
         if threshold_ratio is not None and not 0 < threshold_ratio <= 1:
@@ -45,6 +48,7 @@ class Denoiser:
         self.model_kwargs = {k: v for k, v in (("y", y), ("low_res", low_res)) if v is not None}
         self.clip_denoised, self.max_clip_val, self.threshold_ratio = clip_denoised, max_clip_val, threshold_ratio
         self.variance = VARIANCE_NAMES[diffusion.model_var_type]
+        self.amp = amp
         self.nfe = 0  # network evaluations so far
 
     @property
@@ -72,7 +76,9 @@ class Denoiser:
         for name, value in self.model_kwargs.items():
             if value.shape[0] != n:
                 raise ValueError(f"{name} has batch size {value.shape[0]}, x has {n}")
-        out = self.model(x.to(self._dtype), self.model_time(t, n, x.device), **self.model_kwargs).to(x.dtype)
+        with autocast(x.device, self.amp):
+            out = self.model(x.to(self._dtype), self.model_time(t, n, x.device), **self.model_kwargs)
+        out = out.to(x.dtype)
         self.nfe += 1
         v = None
         if self.variance == "learned_range":

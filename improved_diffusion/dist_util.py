@@ -36,16 +36,24 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+def process_device(device: str | torch.device | None = None) -> torch.device:
+    """The device this process runs on: `resolve_device(device)`, and under `torchrun` (WORLD_SIZE > 1) a CUDA
+    device is this process's local rank (`cuda:LOCAL_RANK`). Changes nothing (no process group, no set_device)."""
+    device = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
 def setup_dist(device: str | torch.device | None = None) -> torch.device:
     """Join the process group when launched by `torchrun` (WORLD_SIZE > 1) and return this process's device.
 
     The backend is NCCL on CUDA and gloo on CPU; MASTER_ADDR / MASTER_PORT / RANK come from torchrun.
     On a single process nothing is initialised and this is `resolve_device(device)`.
     """
-    device = resolve_device(device)
+    device = process_device(device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_distributed():
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device

@@ -12,7 +12,7 @@ import torch
 
 from .denoiser import Denoiser
 from .dist_util import all_reduce_sum
-from .sampler_choice import chain_sampler
+from .sampler_choice import chain_sampler, seeded_batches
 
 QUARTILES = 4
 GRID_STEPS = 50  # DDIM steps of the tensorboard sample grids
@@ -113,11 +113,12 @@ class Logger:
 def ema_samples(model: torch.nn.Module, ema_params: list, diffusion, shape: tuple, model_kwargs: dict,
                 device: torch.device, seed: int) -> torch.Tensor:
     """DDIM samples (shape, float32 model units) on the trailing grid of `GRID_STEPS` steps (the whole chain
-    when it is shorter) from a copy of `model` carrying the EMA weights; model_kwargs: `y` and/or `low_res`."""
+    when it is shorter) from a copy of `model` carrying the EMA weights; model_kwargs: `y` and/or `low_res`.
+    One batch of `seeded_batches` (batch 0 of `seed`)."""
     ema_model = copy.deepcopy(model).eval()
     for p, e in zip(ema_model.parameters(), ema_params):
         p.copy_(e)
-    generator = torch.Generator(device).manual_seed(seed)
-    x_T = torch.randn(*shape, generator=generator, device=device)
-    sample_batch = chain_sampler(True, sampling_steps=min(GRID_STEPS, diffusion.num_timesteps))
-    return sample_batch(Denoiser(ema_model, diffusion, **model_kwargs), x_T, generator)
+    sampler = chain_sampler(True, sampling_steps=min(GRID_STEPS, diffusion.num_timesteps))
+    batch = next(seeded_batches(sampler, lambda lo, hi: Denoiser(ema_model, diffusion, **model_kwargs), shape[1:],
+                                shape[0], shape[0], seed, device))
+    return batch.x

@@ -263,7 +263,10 @@ class UNetModel(nn.Module):
         h = self.middle_block(h, emb)
         for module in self.output_blocks:
             h = module(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h.type(x.dtype))
+        # The output layer runs in x's dtype even under autocast: an x_start model's output is the sample of the
+        # last step, which bf16 would round to 8 significant bits (issue #27).
+        with torch.autocast(x.device.type, enabled=False):
+            return self.out(h.type(x.dtype))
 
 
 class SuperResModel(UNetModel):

@@ -16,13 +16,14 @@ from tqdm import tqdm
 import train
 import utils.sampling.run as sampling_run
 from improved_diffusion.dataloaders import create_dataloader
-from improved_diffusion.sampler_choice import sampling_grid
+from improved_diffusion.sampler_choice import Sampler, sampling_grid
 from improved_diffusion.script_util import validate_args
 from sample import main_sample
 from sample_DPM import sample_from_ODE
 from tests.test_sampling_scripts import superres_dir  # noqa: F401 (a fixture: 64 px super-res, T = 20)
 from tests.test_train_loop import folder_hashes
 from utils.cli import TRACEBACK_ENV, run_cli
+from utils.sampling.options import SamplingOptions
 
 from .conftest import FIXTURES
 
@@ -227,9 +228,10 @@ def test_provenance_records_the_checkpoint_sha256(ckpt, tmp_path):
 
 def test_non_finite_samples_exit_non_zero_and_merge_nothing(ckpt, tmp_path, capsys):
     def nan_sampling(model_path: str = "", url_save_path: str = ""):
-        return sampling_run.run_sampling(lambda denoiser, x, generator: x * float("nan"), {"sampler": "nan"},
-                                         model_path=model_path, num_samples=1, batch_size=1, seed=0, device="cpu",
-                                         url_save_path=url_save_path, plot=False, progress=False)
+        nan = Sampler("ddim", {"sampler": "ddim"}, torch.float32, lambda denoiser, x, generator: x * float("nan"))
+        options = SamplingOptions.resolve(batch_size=1, seed=0, device="cpu", progress=False)
+        return sampling_run.run_sampling(nan, options, model_path=model_path, num_samples=1,
+                                         url_save_path=url_save_path, plot=False)
     code, err = cli(nan_sampling, ["--model_path", ckpt / CKPT, "--url_save_path", tmp_path / "out"], capsys)
     assert code == 1 and "non-finite" in err and CKPT in err
     assert not list((tmp_path / "out").glob("*.npz"))

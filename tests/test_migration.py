@@ -168,14 +168,14 @@ def test_super_resolution_of_low_res_samples(tmp_path, capsys):
 
 def test_amp_auto_notice_only_when_it_leaves_float32(tmp_path, capsys, monkeypatch):
     from sample import main_sample
-    from utils.sampling import run
+    from utils.sampling import options
 
     kw = dict(model_path=str(ORIGINAL_CKPT), num_samples=1, sampling_steps=2, sample_class=0, plot=False,
               progress=False)
-    monkeypatch.setattr(run, "resolve_amp", lambda amp, device: "none")  # a machine without native bf16
+    monkeypatch.setattr(options, "resolve_amp", lambda amp, device: "none")  # a machine without native bf16
     main_sample(url_save_path=str(tmp_path / "a"), **kw)
     assert "amp='auto'" not in capsys.readouterr().out
-    monkeypatch.setattr(run, "resolve_amp", lambda amp, device: "bf16")  # one with it
+    monkeypatch.setattr(options, "resolve_amp", lambda amp, device: "bf16")  # one with it
     main_sample(url_save_path=str(tmp_path / "b"), **kw)
     assert "amp='auto' runs the network under bf16" in capsys.readouterr().out
 

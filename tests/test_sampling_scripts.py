@@ -186,7 +186,7 @@ def test_both_class_spellings_and_the_same_batch_default(entry, monkeypatch):
     from utils.cli import run_cli
     seen = []
     monkeypatch.setattr(sample if entry == "sample" else sample_DPM, "run_sampling",
-                        lambda *a, **kw: seen.append(kw) or kw)
+                        lambda sampler, options, **kw: seen.append({**kw, "batch_size": options.batch_size}) or kw)
     func = sample.main_sample if entry == "sample" else sample_DPM.sample_from_ODE
     for flag in ("--sample_class", "--sampled_class"):
         run_cli(func, ["--model_path", "m.pt", flag, "3"])

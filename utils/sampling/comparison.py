@@ -4,13 +4,13 @@ noise floor of two real halves at matched counts), the scores; a JSON and score-
 
     python -m utils.sampling.comparison --model_path run/ema_rate=0.9999_3.pt --step_counts 10,20,50
 
-A configuration is a dict: {"sampler": "ddim" | "ancestral"} (+ "eta") or {"sampler": "dpm", ...keywords
-of `dpm_solver_sample`: algorithm_type, method_type, order, skip_type, ...}; "label" names its curve.
+A configuration is a dict: {"sampler": "ddim" | "ancestral"} (+ "eta") or {"sampler": "dpm-solver", ...keywords
+of `dpm_solver_sample`: algorithm_type, method_type, order, skip_type, ...} (the names of
+`improved_diffusion.sampler_choice`; the older spelling "dpm" is read too); "label" names its curve.
 """
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from improved_diffusion.checkpoint import load_model
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
-from improved_diffusion.file_io import check_free, derive_seed
-from improved_diffusion.sampler_choice import chain_sampler, ode_sampler
+from improved_diffusion.file_io import check_free
+from improved_diffusion.sampler_choice import Sampler, choose_sampler, seeded_batches
 from utils.cli import run_cli
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.feature_scores import feature_scores, noise_floor
@@ -31,19 +31,18 @@ from utils.sampling.run import choose_labels
 
 DEFAULT_CONFIGS = [
     {"sampler": "ddim", "label": "DDIM"},
-    {"sampler": "dpm", "algorithm_type": "dpmsolver++", "method_type": "multistep", "order": 2, "label": "DPM++(2M)"},
-    {"sampler": "dpm", "algorithm_type": "dpmsolver++", "method_type": "multistep", "order": 3, "label": "DPM++(3M)"},
-    {"sampler": "dpm", "algorithm_type": "dpmsolver", "method_type": "singlestep", "order": 3, "label": "DPM(3S)"},
+    {"sampler": "dpm-solver", "algorithm_type": "dpmsolver++", "method_type": "multistep", "order": 2,
+     "label": "DPM++(2M)"},
+    {"sampler": "dpm-solver", "algorithm_type": "dpmsolver++", "method_type": "multistep", "order": 3,
+     "label": "DPM++(3M)"},
+    {"sampler": "dpm-solver", "algorithm_type": "dpmsolver", "method_type": "singlestep", "order": 3,
+     "label": "DPM(3S)"},
 ]
 
 
-def _sampler(config: dict, steps: int):
+def _sampler(config: dict, steps: int) -> Sampler:
     options = {k: v for k, v in config.items() if k not in ("sampler", "label")}
-    if config["sampler"] in ("ddim", "ancestral"):
-        return chain_sampler(config["sampler"] == "ddim", options.get("eta", 0.0), sampling_steps=steps)
-    if config["sampler"] == "dpm":
-        return ode_sampler(steps, **options)
-    raise ValueError(f"configs: sampler must be 'ddim', 'ancestral' or 'dpm', got {config['sampler']!r}")
+    return choose_sampler(config["sampler"], steps, **options)
 
 
 def label_of(config: dict) -> str:
@@ -67,31 +66,23 @@ def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int
     size, channels = args_dic["image_size"], args_dic["num_input_channels"]
     labels = choose_labels(sampled_class, num_samples, args_dic.get("num_class"), seed) if args_dic.get(
         "class_cond") else None
+
+    def denoiser_for(lo: int, hi: int) -> Denoiser:
+        return Denoiser(model, diffusion, y=None if labels is None else torch.as_tensor(labels[lo:hi], device=device))
     warm = min(batch_size, num_samples)
     with torch.inference_mode():  # warm-up network call at the batch shape, not timed
-        Denoiser(model, diffusion, y=None if labels is None else torch.as_tensor(labels[:warm], device=device))(
-            torch.zeros(warm, channels, size, size, device=device), torch.tensor(0.0, dtype=torch.float64))
+        denoiser_for(0, warm)(torch.zeros(warm, channels, size, size, device=device),
+                              torch.tensor(0.0, dtype=torch.float64))
     results = []
     for config in configs:
         for steps in tqdm(step_counts, desc=label_of(config)):
-            sample_batch, images, seconds = _sampler(config, steps), [], 0.0
-            for b, lo in enumerate(range(0, num_samples, batch_size)):
-                hi = min(lo + batch_size, num_samples)
-                generator = torch.Generator(device).manual_seed(derive_seed(seed, b, bits=32))
-                dtype = torch.float64 if config["sampler"] == "dpm" else torch.float32
-                x_T = torch.randn((hi - lo, channels, size, size), generator=generator, device=device, dtype=dtype)
-                y = None if labels is None else torch.as_tensor(labels[lo:hi], device=device)
-                start = time.perf_counter()
-                with torch.inference_mode():
-                    x = sample_batch(Denoiser(model, diffusion, y=y), x_T, generator)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds += time.perf_counter() - start
-                images.append(x.float().permute(0, 2, 3, 1).cpu().numpy())
+            batches = list(seeded_batches(_sampler(config, steps), denoiser_for, (channels, size, size), num_samples,
+                                          batch_size, seed, device))
             row = {"label": label_of(config), "config": config, "steps": steps,
-                   "seconds_per_sample": seconds / num_samples}
+                   "seconds_per_sample": sum(batch.seconds for batch in batches) / num_samples}
             if score_fn is not None:
-                row.update(score_fn(np.concatenate(images)))
+                row.update(score_fn(np.concatenate([batch.x.float().permute(0, 2, 3, 1).cpu().numpy()
+                                                    for batch in batches])))
             results.append(row)
     return results
 

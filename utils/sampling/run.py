@@ -6,35 +6,32 @@ r, r + N, ...; each writes its own shards), then rank 0 merges the shards in bat
 `.npz`. Every batch has its own seed (from `seed` and the batch index) and the labels are drawn once
 for the whole run, so the output equals a single-process run with the same `seed` and `batch_size`,
 and an interrupted run (with any N) resumes at the missing shards. The ranks share `url_save_path`
-(one machine, or a file system every node sees)."""
+(one machine, or a file system every node sees).
+
+`run_sampling` = `prepare_run` (every check, the model, the shard store) -> `sample_shards` (this rank's missing
+batches, from `sampler_choice.seeded_batches`) -> `finish_run` (rank 0: merge, figure, HDF5, provenance)."""
 from __future__ import annotations
 
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from improved_diffusion.acceleration import (
-    autocast,
-    compile_model,
-    enable_fast_matmul,
-    memory_format,
-    resolve_amp,
-    resolve_channels_last,
-)
+from improved_diffusion.acceleration import compile_model, enable_fast_matmul, memory_format
 from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
 from improved_diffusion.data_normalization import default_clip, from_uint8, to_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import barrier, cleanup_dist, get_rank, get_world_size, is_distributed, setup_dist
-from improved_diffusion.file_io import check_free, code_version, derive_seed, file_sha256
-from improved_diffusion.sampler_choice import SampleBatch
+from improved_diffusion.file_io import check_free, code_version, file_sha256
+from improved_diffusion.sampler_choice import Sampler, seeded_batches
 from improved_diffusion.script_util import check_types
 from utils.changed_defaults import notice_changed_default
 from utils.sampling import sample_io
+from utils.sampling.options import SamplingOptions
 
 
 def read_run_metadata(model_path: str, diffusion_steps: int | None) -> dict:
@@ -106,12 +103,11 @@ def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> 
     return np.ascontiguousarray(np.moveaxis(images.astype(np.float32), -1, 1)), labels
 
 
-def check_run_options(num_samples: int, batch_size: int, max_clip_val: float, threshold_ratio: float | None) -> None:
-    """ValueError naming the option when a count is not a positive int, max_clip_val not a finite number > 0
+def check_run_options(num_samples: int, max_clip_val: float, threshold_ratio: float | None) -> None:
+    """ValueError naming the option when num_samples is not a positive int, max_clip_val not a finite number > 0
     or dynamic_threshold_ratio not in (0, 1] (checked before any file or folder is written)."""
-    for name, value in (("num_samples", num_samples), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: got {value!r}; expected a positive integer")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples: got {num_samples!r}; expected a positive integer")
     if isinstance(max_clip_val, bool) or not isinstance(max_clip_val, (int, float)) or not (
             math.isfinite(max_clip_val) and max_clip_val > 0):
         raise ValueError(f"max_clip_val: got {max_clip_val!r}; expected a finite number > 0 (the clamp bound of x0)")
@@ -121,118 +117,181 @@ def check_run_options(num_samples: int, batch_size: int, max_clip_val: float, th
                          "(e.g. 0.995) or None")
 
 
-def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: str, num_samples: int,
-                 batch_size: int, seed: int, device, url_save_path: str, sample_class=None,
-                 clip_denoised: bool | None = None, max_clip_val: float = 1.0, threshold_ratio: float | None = None,
-                 diffusion_steps: int | None = None, to_0_255: bool = False, plot: bool = True,
-                 save_hdf5: bool = False, url_lr_data: str | None = None, shift_to_lr_mean: bool = False,
-                 trajectory_dtype: torch.dtype = torch.float32, amp: str = "auto", channels_last: bool | str = "auto",
-                 compile: bool = False, overwrite: bool = False,
-                 progress: bool = True, check: Callable[[int], None] | None = None) -> Path:
-    """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
-    `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps.
-    `clip_denoised=None` takes the clamp from the model's data normalisation (`default_clip`); the provenance
-    records the clamp applied and why. Under torchrun, rank r samples batches r, r + N, ...; rank 0 merges."""
-    check_run_options(num_samples, batch_size, max_clip_val, threshold_ratio)
-    joined = not is_distributed()
-    device = setup_dist(device)  # joins torchrun's process group (no-op in one process)
-    rank, world = get_rank(), get_world_size()
-    amp_requested, amp = amp, resolve_amp(amp, device)
-    if amp_requested == "auto" and amp != "none":
-        notice_changed_default("amp.auto")
-    channels_last = resolve_channels_last(channels_last, device, amp_requested, amp)  # recorded in the provenance
-    args_dic = read_run_metadata(model_path, diffusion_steps)
+@dataclass(frozen=True)
+class RunRequest:
+    """What a sampling run is asked for, beyond the shared `SamplingOptions` (the keywords of `run_sampling`)."""
+    model_path: str
+    num_samples: int
+    url_save_path: str
+    sample_class: object = None
+    clip_denoised: bool | None = None
+    max_clip_val: float = 1.0
+    threshold_ratio: float | None = None
+    diffusion_steps: int | None = None
+    to_0_255: bool = False
+    plot: bool = True
+    save_hdf5: bool = False
+    url_lr_data: str | None = None
+    shift_to_lr_mean: bool = False
+
+
+@dataclass
+class PreparedRun:
+    """A checked run ready to sample: the network (in its memory format, compiled if asked), the diffusion, the
+    completed metadata, the final sample count, labels (int64 (N,) or None), low-res input (float32 NCHW or
+    None), the clamp applied, the output paths (npz first), the provenance `config` and the shard store."""
+    network: torch.nn.Module
+    diffusion: object
+    args_dic: dict
+    num_samples: int
+    labels: np.ndarray | None
+    low_res: np.ndarray | None
+    clip_denoised: bool
+    outputs: list[Path]
+    config: dict
+    store: sample_io.ShardStore
+
+
+def load_checked_model(request: RunRequest, device: torch.device, check: Callable[[int], None] | None):
+    """(model, diffusion, metadata completed from the weights) after the checks that need no weights:
+    metadata, `check(T)` (the sampler's options for a chain of T steps), the results folder."""
+    args_dic = read_run_metadata(request.model_path, request.diffusion_steps)
     if check is not None:
-        check(int(diffusion_steps or args_dic.get("diffusion_steps", 1000)))
-    out_dir = Path(url_save_path)
-    if out_dir.resolve() == Path(model_path).resolve().parent:
-        raise ValueError(f"url_save_path: {url_save_path} is the folder of the checkpoint {model_path}; expected "
-                         "a results folder elsewhere (a JSON written beside a checkpoint makes it unloadable)")
-    # the metadata completed from the weights (image_size, num_input_channels, ... of older JSONs)
-    model, diffusion, args_dic = load_model(model_path, device=device, diffusion_steps=diffusion_steps)
-    size, channels = args_dic["image_size"], args_dic["num_input_channels"]
-    clip_reason = "set by the caller"
+        check(int(request.diffusion_steps or args_dic.get("diffusion_steps", 1000)))
+    if Path(request.url_save_path).resolve() == Path(request.model_path).resolve().parent:
+        raise ValueError(f"url_save_path: {request.url_save_path} is the folder of the checkpoint "
+                         f"{request.model_path}; expected a results folder elsewhere (a JSON written beside a "
+                         "checkpoint makes it unloadable)")
+    return load_model(request.model_path, device=device, diffusion_steps=request.diffusion_steps)
+
+
+def conditioning(request: RunRequest, args_dic: dict, seed: int) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """(num_samples, labels int64 (N,) or None, low-res input float32 NCHW or None) of the run: a super-res model
+    samples at most one image per low-res input; labels come from the low-res file, else from `sample_class`."""
+    num_samples, low_res, lr_labels, labels = request.num_samples, None, None, None
+    if args_dic.get("image_size_lr") is not None:
+        low_res, lr_labels = load_low_res(request.url_lr_data, args_dic["image_size_lr"],
+                                          args_dic["num_input_channels"])
+        if num_samples > len(low_res):
+            print(f"[sample] {len(low_res)} low-res images in {request.url_lr_data}: sampling {len(low_res)}")
+            num_samples = len(low_res)
+    if args_dic.get("class_cond"):
+        labels = lr_labels[:num_samples] if lr_labels is not None else choose_labels(
+            request.sample_class, num_samples, args_dic.get("num_class"), seed)
+        if labels.min() < 0 or labels.max() >= args_dic["num_class"]:
+            raise ValueError(f"labels must lie in [0, {args_dic['num_class'] - 1}], got {labels.min()}..{labels.max()}")
+    return num_samples, labels, low_res
+
+
+def prepare_run(sampler: Sampler, options: SamplingOptions, request: RunRequest,
+                check: Callable[[int], None] | None, rank: int) -> PreparedRun:
+    """Check everything, load the model and open the shard store (rank 0 checks or clears it first); nothing is
+    written before every check has passed. `clip_denoised=None` takes the clamp from the model's data
+    normalisation (`default_clip`); the provenance records the clamp applied and why."""
+    model, diffusion, args_dic = load_checked_model(request, options.device, check)
+    clip_denoised, clip_reason = request.clip_denoised, "set by the caller"
     if clip_denoised is None:
         clip_denoised, clip_reason = default_clip(args_dic.get("data_normalization"))
         if not clip_denoised:
             notice_changed_default("sample.clip_denoised")
-    low_res = lr_labels = None
-    if args_dic.get("image_size_lr") is not None:
-        low_res, lr_labels = load_low_res(url_lr_data, args_dic["image_size_lr"], channels)
-        if num_samples > len(low_res):
-            print(f"[sample] {len(low_res)} low-res images in {url_lr_data}: sampling {len(low_res)}")
-            num_samples = len(low_res)
-    labels = None
-    if args_dic.get("class_cond"):
-        labels = lr_labels[:num_samples] if lr_labels is not None else choose_labels(
-            sample_class, num_samples, args_dic.get("num_class"), seed)
-        if labels.min() < 0 or labels.max() >= args_dic["num_class"]:
-            raise ValueError(f"labels must lie in [0, {args_dic['num_class'] - 1}], got {labels.min()}..{labels.max()}")
-    npz_path = out_dir / sample_io.npz_name(num_samples, size, channels)
-    outputs = [npz_path, npz_path.with_suffix(".json")] + [npz_path.with_suffix(".png")] * plot + [
-        npz_path.with_suffix(".hdf5")] * save_hdf5
-    check_free(outputs, overwrite)
-
-    model.to(memory_format=memory_format(channels_last))
-    enable_fast_matmul(device, amp)
-    network = compile_model(model, "sample") if compile else model
-    config = {"model_path": str(Path(model_path).resolve()), "checkpoint_sha256": file_sha256(model_path),
-              "sampler": sampler_info, "seed": seed,
-              "batch_size": batch_size, "num_samples": num_samples, "to_0_255": to_0_255,
-              "clip_denoised": clip_denoised, "clip_denoised_reason": clip_reason, "max_clip_val": max_clip_val,
-              "threshold_ratio": threshold_ratio,
-              "diffusion_steps": diffusion_steps, "shift_to_lr_mean": shift_to_lr_mean, "url_lr_data": url_lr_data,
-              "sample_class": sample_class, "amp": amp, "channels_last": channels_last}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shard_folder = out_dir / f".shards_{npz_path.stem}"
-    store = sample_io.ShardStore(shard_folder, config, overwrite) if rank == 0 else None
+    num_samples, labels, low_res = conditioning(request, args_dic, options.seed)
+    npz_path = Path(request.url_save_path) / sample_io.npz_name(num_samples, args_dic["image_size"],
+                                                                args_dic["num_input_channels"])
+    outputs = [npz_path, npz_path.with_suffix(".json")] + [npz_path.with_suffix(".png")] * request.plot + [
+        npz_path.with_suffix(".hdf5")] * request.save_hdf5
+    check_free(outputs, options.overwrite)
+    model.to(memory_format=memory_format(options.channels_last))
+    enable_fast_matmul(options.device, options.amp)
+    config = {"model_path": str(Path(request.model_path).resolve()),
+              "checkpoint_sha256": file_sha256(request.model_path), "sampler": sampler.info, "seed": options.seed,
+              "batch_size": options.batch_size, "num_samples": num_samples, "to_0_255": request.to_0_255,
+              "clip_denoised": clip_denoised, "clip_denoised_reason": clip_reason,
+              "max_clip_val": request.max_clip_val, "threshold_ratio": request.threshold_ratio,
+              "diffusion_steps": request.diffusion_steps, "shift_to_lr_mean": request.shift_to_lr_mean,
+              "url_lr_data": request.url_lr_data, "sample_class": request.sample_class, "amp": options.amp,
+              "channels_last": options.channels_last}
+    npz_path.parent.mkdir(parents=True, exist_ok=True)
+    shard_folder = npz_path.parent / f".shards_{npz_path.stem}"
+    store = sample_io.ShardStore(shard_folder, config, options.overwrite) if rank == 0 else None
     barrier()  # rank 0 has checked (or cleared) the shard folder; the others join it
-    store = store or sample_io.ShardStore(shard_folder, config)
-    num_batches = -(-num_samples // batch_size)
-    for b in tqdm(range(rank, num_batches, world), desc="batches", disable=not progress or rank != 0):
-        if store.done(b):
-            continue
-        lo, hi = b * batch_size, min((b + 1) * batch_size, num_samples)
-        # per-batch seed: resuming redraws exactly the same batches
-        generator = torch.Generator(device).manual_seed(derive_seed(seed, b, bits=32))
-        y = None if labels is None else torch.as_tensor(labels[lo:hi], device=device)
-        lr = None if low_res is None else torch.as_tensor(low_res[lo:hi], device=device)
-        denoiser = Denoiser(network, diffusion, y=y, low_res=lr, clip_denoised=clip_denoised,
-                            max_clip_val=max_clip_val, threshold_ratio=threshold_ratio)
-        x_T = torch.randn((hi - lo, channels, size, size), generator=generator, device=device, dtype=trajectory_dtype)
-        # autocast covers the network only: the samplers' update formulas are elementwise and stay in the
-        # trajectory dtype.
-        with torch.inference_mode(), autocast(device, amp):
-            x = sample_batch(denoiser, x_T, generator).float()
+    network = compile_model(model, "sample") if options.compile else model
+    return PreparedRun(network, diffusion, args_dic, num_samples, labels, low_res, clip_denoised, outputs, config,
+                       store or sample_io.ShardStore(shard_folder, config))
+
+
+def sample_shards(run: PreparedRun, sampler: Sampler, options: SamplingOptions, request: RunRequest, rank: int,
+                  world: int) -> None:
+    """Sample this rank's missing batches (r, r + N, ...) with `seeded_batches` and write each to its shard;
+    FloatingPointError at the first batch with non-finite values."""
+    device, num_batches = options.device, -(-run.num_samples // options.batch_size)
+
+    def denoiser_for(lo: int, hi: int) -> Denoiser:
+        y = None if run.labels is None else torch.as_tensor(run.labels[lo:hi], device=device)
+        lr = None if run.low_res is None else torch.as_tensor(run.low_res[lo:hi], device=device)
+        return Denoiser(run.network, run.diffusion, y=y, low_res=lr, clip_denoised=run.clip_denoised,
+                        max_clip_val=request.max_clip_val, threshold_ratio=request.threshold_ratio, amp=options.amp)
+
+    todo = [b for b in range(rank, num_batches, world) if not run.store.done(b)]
+    image_shape = (run.args_dic["num_input_channels"], run.args_dic["image_size"], run.args_dic["image_size"])
+    for batch in seeded_batches(sampler, denoiser_for, image_shape, run.num_samples, options.batch_size,
+                                options.seed, device, todo, options.progress and rank == 0):
+        x = batch.x.float()
         if not torch.isfinite(x).all():
-            raise FloatingPointError(f"batch {b} of {model_path} gave {int((~torch.isfinite(x)).sum())} non-finite "
-                                     f"sample values (NaN/Inf); nothing was merged into {npz_path} (try amp='none', "
-                                     "clip_denoised=True or another checkpoint)")
-        if shift_to_lr_mean and lr is not None:  # original's bias removal (docs/original.md#superres-sampling)
+            raise FloatingPointError(f"batch {batch.index} of {request.model_path} gave "
+                                     f"{int((~torch.isfinite(x)).sum())} non-finite sample values (NaN/Inf); nothing "
+                                     f"was merged into {run.outputs[0]} (try amp='none', clip_denoised=True or "
+                                     "another checkpoint)")
+        if request.shift_to_lr_mean and run.low_res is not None:  # docs/original.md#superres-sampling
+            lr = torch.as_tensor(run.low_res[batch.lo:batch.hi], device=device)
             x = x - x.mean(dim=(1, 2, 3), keepdim=True) + lr.mean(dim=(1, 2, 3), keepdim=True)
         images = x.permute(0, 2, 3, 1).cpu().numpy()
-        store.write(b, to_uint8(images) if to_0_255 else images.astype(np.float32),
-                    None if labels is None else labels[lo:hi])
+        run.store.write(batch.index, to_uint8(images) if request.to_0_255 else images.astype(np.float32),
+                        None if run.labels is None else run.labels[batch.lo:batch.hi])
+
+
+def finish_run(run: PreparedRun, request: RunRequest, options: SamplingOptions, world: int) -> None:
+    """Rank 0: merge the shards in batch order into the `.npz`, write the figure, HDF5 and provenance JSON."""
+    npz_path, args_dic = run.outputs[0], run.args_dic
+    num_batches = -(-run.num_samples // options.batch_size)
+    sample_io.merge_shards(run.store, num_batches, run.num_samples, npz_path)
+    if request.plot:
+        sample_io.save_sample_figure(sample_io.first_samples(run.store, num_batches), npz_path.with_suffix(".png"),
+                                     args_dic.get("data_normalization"), run.num_samples,
+                                     (args_dic.get("hdf5_keys") or {}).get("key_data"))
+    units = None
+    if request.save_hdf5:
+        units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
+    run.store.remove()
+    sample_io.write_provenance(npz_path.with_suffix(".json"), {
+        **run.config, "code_version": code_version(),
+        "num_timesteps_model": int(len(run.diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
+        "label_counts": None if run.labels is None else np.bincount(
+            run.labels, minlength=args_dic["num_class"]).tolist(),
+        "arr_0": f"NHWC {'uint8' if request.to_0_255 else 'float32 in model units'}", "hdf5_units": units,
+        "device": str(options.device), "processes": world, "outputs": [p.name for p in run.outputs]})
+    print(f"[sample] wrote {npz_path}")
+
+
+def run_sampling(sampler: Sampler, options: SamplingOptions, *, model_path: str, num_samples: int,
+                 url_save_path: str, sample_class=None, clip_denoised: bool | None = None, max_clip_val: float = 1.0,
+                 threshold_ratio: float | None = None, diffusion_steps: int | None = None, to_0_255: bool = False,
+                 plot: bool = True, save_hdf5: bool = False, url_lr_data: str | None = None,
+                 shift_to_lr_mean: bool = False, check: Callable[[int], None] | None = None) -> Path:
+    """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
+    `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps.
+    Under torchrun, rank r samples batches r, r + N, ...; rank 0 merges."""
+    check_run_options(num_samples, max_clip_val, threshold_ratio)
+    request = RunRequest(model_path, num_samples, url_save_path, sample_class, clip_denoised, max_clip_val,
+                         threshold_ratio, diffusion_steps, to_0_255, plot, save_hdf5, url_lr_data, shift_to_lr_mean)
+    joined = not is_distributed()
+    setup_dist(options.device)  # joins torchrun's process group (no-op in one process)
+    rank, world = get_rank(), get_world_size()
+    run = prepare_run(sampler, options, request, check, rank)
+    sample_shards(run, sampler, options, request, rank, world)
     barrier()  # every rank's shards are written
     if rank == 0:
-        sample_io.merge_shards(store, num_batches, num_samples, npz_path)
-        if plot:
-            sample_io.save_sample_figure(sample_io.first_samples(store, num_batches), npz_path.with_suffix(".png"),
-                                         args_dic.get("data_normalization"), num_samples,
-                                         (args_dic.get("hdf5_keys") or {}).get("key_data"))
-        units = "model"
-        if save_hdf5:
-            units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
-        store.remove()
-        sample_io.write_provenance(npz_path.with_suffix(".json"), {
-            **config, "code_version": code_version(),
-            "num_timesteps_model": int(len(diffusion.alphas_cumprod)), "class_names": args_dic.get("class_names"),
-            "label_counts": None if labels is None else np.bincount(labels, minlength=args_dic["num_class"]).tolist(),
-            "arr_0": f"NHWC {'uint8' if to_0_255 else 'float32 in model units'}",
-            "hdf5_units": units if save_hdf5 else None,
-            "device": str(device), "processes": world, "outputs": [p.name for p in outputs]})
-        print(f"[sample] wrote {npz_path}")
+        finish_run(run, request, options, world)
     barrier()  # the merged outputs exist before any rank returns
     if joined:
         cleanup_dist()
-    return npz_path
+    return run.outputs[0]
