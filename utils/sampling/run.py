@@ -80,8 +80,9 @@ def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: i
     elif sample_class == "balanced":
         labels = rng.permutation(np.arange(num_samples) % num_class)
     else:
-        chosen = [sample_class] if isinstance(sample_class, (int, np.integer)) else list(sample_class)
-        if not chosen or any(not isinstance(c, (int, np.integer)) or not 0 <= c < num_class for c in chosen):
+        chosen = sample_class if isinstance(sample_class, (list, tuple)) else [sample_class]
+        if not chosen or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < num_class
+                             for c in chosen):
             raise ValueError(f"sample_class: got {sample_class!r}; expected an int or a list of ints in "
                              f"[0, {num_class - 1}], 'balanced', 'random' or None")
         labels = np.resize(np.asarray(chosen), num_samples)
@@ -165,6 +166,9 @@ def run_sampling(sample_batch: SampleBatch, sampler_info: dict, *, model_path: s
             print(f"[sample] {len(low_res)} low-res images in {url_lr_data}: sampling {len(low_res)}")
             num_samples = len(low_res)
     labels = None
+    if not args_dic.get("class_cond") and sample_class is not None:
+        raise ValueError(f"sample_class: got {sample_class!r}, but {model_path} is an unconditional model "
+                         "(metadata class_cond is false); leave sample_class out")
     if args_dic.get("class_cond"):
         labels = lr_labels[:num_samples] if lr_labels is not None else choose_labels(
             sample_class, num_samples, args_dic.get("num_class"), seed)
