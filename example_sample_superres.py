@@ -23,7 +23,7 @@ def main(
     lowres_model_path: str = "./models_data/SAR_lowres_128_cond_sigma_2000/ema_rate=0.99_78.pt",  # low-res checkpoint
     superres_model_path: str = "./models_data/SAR_superres_128_to_256_cond_sigma_2000/ema_rate=0.99_33.pt",  # super-res
     num_samples: int = 8,  # images to produce
-    sample_class: int = 5,  # class of the low-res samples (ignored by unconditional models)
+    sample_class: int | None = 5,  # class of the low-res samples (None: unconditional model or random classes)
     batch_size: int = 8,  # samples per network call
     sampling_steps: int = 100,  # network evaluations of each stage
     use_ddim: bool = True,  # DDIM (True) or ancestral sampling

@@ -2,27 +2,37 @@
 
 Inputs: GeoTIFF (``.tif``/``.tiff``, read with tifffile), ``.npy`` or HDF5 (``.h5``/``.hdf5``, dataset
 ``hdf5_key``) files, or folders of them. A 2-D array is one scene; a 3-D ``(n, rows, cols)`` array holds n
-scenes (e.g. a stack of unwrapped interferograms). Non-finite values and ``nodata`` are masked pixels.
+scenes (e.g. a stack of unwrapped interferograms). A multi-band raster (a GeoTIFF with a sample axis,
+band-first or band-last; a ``.npy`` / HDF5 array with ``band_axis``) needs ``band``: one band, or ``"each"``
+(every band a scene). Non-finite values, ``nodata`` and a GeoTIFF's own GDAL_NODATA tag are masked pixels
+(a ``nodata`` contradicting the tag is refused unless ``nodata_override``).
 
 Every scene is cut into ``patch_size`` windows at ``stride``; windows with more than ``max_nan_fraction``
-masked pixels are dropped; masked pixels stay NaN. Whole scenes are assigned to train / val / test, so
+masked pixels are dropped; masked pixels stay NaN (or are filled: ``fill``). Every input is read and checked
+before anything is written: a scene that yields no patch (smaller than a patch, all masked) or a file that
+cannot be read stops the run with one line naming it. Whole scenes are assigned to train / val / test, so
 overlapping patches of one scene never straddle splits.
 
 Output: ``{out_dir}/{train,val,test}/{split}_{k:03d}.hdf5`` with keys ``data_key`` (float32 (n, P, P),
-NaN = masked), ``mask`` (uint8 (n, P, P), 1 = valid), ``scene`` (int64 (n,), index into the scene list of
-``tiles.json``) and ``window`` (int64 (n, 4): row0, col0, rows, cols of the patch in its scene, pixels);
-``{out_dir}/tiles.json``: the options, every scene (source file, index in its stack, shape, split, patch
-counts) and ``loader_kwargs`` for ``create_dataloader`` (``nan_policy='fill'``, robust normalisation).
+NaN = masked unless ``fill``), ``mask`` (uint8 (n, P, P), 1 = valid), ``scene`` (int64 (n,), index into the
+scene list of ``tiles.json``) and ``window`` (int64 (n, 4): row0, col0, rows, cols of the patch in its scene,
+pixels); ``{out_dir}/tiles.json``: the options, every scene (source file, index in its stack, band, nodata
+applied, shape, split, patch counts) and ``loader_kwargs`` for ``create_dataloader`` (``nan_policy='fill'``,
+robust normalisation).
 
 Run ``python datasets/tile_interferograms.py --help``.
 """
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -35,6 +45,9 @@ from utils.cli import run_cli  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 TIFF, NPY, HDF5 = (".tif", ".tiff"), (".npy",), (".h5", ".hdf5")
+FILLS = ("none", "zero", "mean")
+BAND_AXES = ("auto", "first", "last")
+GDAL_NODATA = 42113  # TIFF tag where GDAL stores a raster's nodata value (ASCII)
 
 
 def list_sources(inputs: list[str]) -> list[Path]:
@@ -53,38 +66,102 @@ def list_sources(inputs: list[str]) -> list[Path]:
     return files
 
 
-def raster_shape(path: Path, hdf5_key: str) -> tuple[int, ...]:
-    """Shape (rows, cols) or (n, rows, cols) of one raster file, read from its header where the format allows."""
-    suffix = path.suffix.lower()
-    if suffix in HDF5:
-        with h5py.File(path, "r") as f:
-            if hdf5_key not in f:
-                raise ValueError(f"HDF5 file {str(path)!r} has no dataset hdf5_key={hdf5_key!r}; "
-                                 f"its keys are {sorted(f.keys())}")
-            shape = f[hdf5_key].shape
-    elif suffix in NPY:
-        shape = np.load(path, mmap_mode="r").shape
-    else:
-        with tifffile.TiffFile(path) as tif:
-            shape = tif.series[0].shape
-    if len(shape) not in (2, 3):
-        raise ValueError(f"raster {str(path)!r} has shape {shape}; expected (rows, cols) or (n, rows, cols)")
-    return tuple(shape)
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a library's read error (corrupt file, pickled objects, truncated data) into one line naming `path`."""
+    try:
+        yield
+    except (OSError, EOFError, KeyError, IndexError, ValueError) as err:  # tifffile.TiffFileError is a ValueError
+        raise ValueError(f"raster {str(path)!r} cannot be read ({type(err).__name__}: {err}); expected a GeoTIFF, "
+                         "a .npy without pickled objects or an HDF5 file") from None
 
 
-def read_scene(path: Path, index: int | None, hdf5_key: str, nodata: float | None) -> np.ndarray:
-    """Scene (rows, cols) float32 with NaN at masked pixels (non-finite or equal to ``nodata``)."""
-    suffix = path.suffix.lower()
+@dataclass(frozen=True)
+class Raster:
+    """Header of one raster file: array `shape` and `dtype`, tifffile `axes` (GeoTIFF, e.g. "YXS" = band-last)
+    and the text of its GDAL_NODATA tag (GeoTIFF, None without one)."""
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    axes: str | None = None
+    nodata_tag: str | None = None
+
+
+def read_header(path: Path, hdf5_key: str) -> Raster:
+    """The :class:`Raster` of one file, read from its header (the pixels are not read)."""
+    suffix, keys = path.suffix.lower(), None
     if suffix in HDF5:
-        with h5py.File(path, "r") as f:
-            a = f[hdf5_key][()] if index is None else f[hdf5_key][index]
+        with _reading(path), h5py.File(path, "r") as f:
+            keys = sorted(f.keys())
+            found = isinstance(f.get(hdf5_key), h5py.Dataset)
+            raster = Raster(path, f[hdf5_key].shape, f[hdf5_key].dtype) if found else None
+        if raster is None:
+            raise ValueError(f"HDF5 file {str(path)!r} has no dataset hdf5_key={hdf5_key!r}; its keys are {keys}")
     elif suffix in NPY:
-        a = np.load(path, mmap_mode="r")
-        a = a if index is None else a[index]
+        with _reading(path):
+            a = np.load(path, mmap_mode="r")
+            raster = Raster(path, a.shape, a.dtype)
     else:
-        a = tifffile.imread(path)
-        a = a if index is None else a[index]
-    a = np.array(a, dtype=np.float32)
+        with _reading(path), tifffile.TiffFile(path) as tif:
+            series, tag = tif.series[0], tif.pages[0].tags.get(GDAL_NODATA)
+            raster = Raster(path, tuple(series.shape), series.dtype, series.axes,
+                            None if tag is None else str(tag.value).strip("\x00 "))
+    if not (np.issubdtype(raster.dtype, np.integer) or np.issubdtype(raster.dtype, np.floating)):
+        raise ValueError(f"raster {str(path)!r} holds {raster.dtype} values; expected integer or float pixels")
+    if len(raster.shape) not in (2, 3):
+        raise ValueError(f"raster {str(path)!r} has shape {raster.shape}; expected (rows, cols), (n, rows, cols), "
+                         "(bands, rows, cols) or (rows, cols, bands)")
+    return raster
+
+
+def band_axis_of(raster: Raster, band_axis: str, patch_size: int) -> int | None:
+    """Axis of the bands of a 3-D raster (0 band-first, 2 band-last), None for a 2-D raster or a stack of scenes
+    (n, rows, cols). ``band_axis="auto"``: a GeoTIFF's sample axis ("S" in its axes), else a stack; a 3-D array
+    whose last axis is shorter than a patch while the others are not is refused as a likely band-last raster."""
+    shape = raster.shape
+    if len(shape) == 2:
+        return None
+    if band_axis != "auto":
+        return 0 if band_axis == "first" else 2
+    if raster.axes is not None and "S" in raster.axes:
+        return raster.axes.index("S")
+    if shape[2] < patch_size <= min(shape[:2]):
+        raise ValueError(f"raster {str(raster.path)!r} has shape {shape}: it looks band-last (rows, cols, bands) but "
+                         "is read as a stack (n, rows, cols); pass band_axis='last' with band=<index> or band='each'")
+    return None
+
+
+def file_nodata(raster: Raster, nodata: float | None, nodata_override: bool) -> float | None:
+    """The nodata value applied to one file: its GDAL_NODATA tag, or ``nodata`` when it has none or with
+    ``nodata_override``; a ``nodata`` contradicting the tag is refused."""
+    if raster.nodata_tag is None or nodata_override:
+        return nodata
+    try:
+        tag = float(raster.nodata_tag)
+    except ValueError:
+        raise ValueError(f"raster {str(raster.path)!r}: its GDAL_NODATA tag {raster.nodata_tag!r} is not a number; "
+                         "pass nodata=<value> with nodata_override=True") from None
+    if math.isnan(tag):
+        return nodata  # NaN is masked anyway
+    if nodata is not None and nodata != tag:
+        raise ValueError(f"nodata={nodata:g} contradicts the GDAL_NODATA tag {tag:g} of {str(raster.path)!r}; "
+                         "leave nodata out to use the tag, or pass nodata_override=True to use nodata instead")
+    return tag
+
+
+def read_scene(path: Path, take: tuple, hdf5_key: str, nodata: float | None) -> np.ndarray:
+    """Scene ``array[take]`` (rows, cols) float32 with NaN at masked pixels (non-finite or equal to ``nodata``)."""
+    with _reading(path):
+        if path.suffix.lower() in HDF5:
+            with h5py.File(path, "r") as f:
+                a = f[hdf5_key][take]
+        elif path.suffix.lower() in NPY:
+            a = np.load(path, mmap_mode="r")[take]
+        else:
+            with tifffile.TiffFile(path) as tif:
+                a = tif.series[0].asarray()[take]
+        a = np.array(a, dtype=np.float32)
     a[~np.isfinite(a)] = np.nan
     if nodata is not None:
         a[a == nodata] = np.nan
@@ -107,12 +184,26 @@ def assign_splits(num_scenes: int, frac_val: float, frac_test: float, seed: int)
     return split
 
 
+def fill_masked(patches: np.ndarray, fill: str) -> np.ndarray:
+    """(n, P, P) float32 patches with their NaN (masked) pixels kept (``fill="none"``), set to 0 (``"zero"``) or to
+    the mean of the patch's valid pixels (``"mean"``; 0 for a patch without any)."""
+    if fill == "none":
+        return patches
+    valid = np.isfinite(patches)
+    value = np.zeros((len(patches), 1, 1), np.float32)
+    if fill == "mean":
+        count = valid.sum(axis=(1, 2), keepdims=True)
+        value = np.where(count > 0, np.where(valid, patches, 0).sum(axis=(1, 2), keepdims=True) / np.maximum(count, 1),
+                         0).astype(np.float32)
+    return np.where(valid, patches, value).astype(np.float32)
+
+
 class _SplitWriter:
     """Buffers patches of one split and writes them as ``{split}_{k:03d}.hdf5`` files of ``per_file`` patches."""
 
-    def __init__(self, folder: Path, split: str, data_key: str, per_file: int, scenes_attr: str):
+    def __init__(self, folder: Path, split: str, data_key: str, per_file: int, scenes_attr: str, fill: str):
         self.folder, self.split, self.data_key = folder, split, data_key
-        self.per_file, self.attr = per_file, scenes_attr
+        self.per_file, self.attr, self.fill = per_file, scenes_attr, fill
         self.patches, self.scene, self.window, self.files, self.count = [], [], [], [], 0
 
     def add(self, patch: np.ndarray, scene: int, window: tuple[int, int, int, int]) -> None:
@@ -128,7 +219,7 @@ class _SplitWriter:
         name = f"{self.split}_{len(self.files):03d}.hdf5"
         data = np.stack(self.patches)
         with h5py.File(self.folder / name, "w") as f:
-            f[self.data_key] = data
+            f[self.data_key] = fill_masked(data, self.fill)
             f["mask"] = np.isfinite(data).astype(np.uint8)
             f["scene"] = np.array(self.scene, dtype=np.int64)
             f["window"] = np.array(self.window, dtype=np.int64)
@@ -138,15 +229,77 @@ class _SplitWriter:
         self.patches, self.scene, self.window = [], [], []
 
 
-def _scenes(files: list[Path], hdf5_key: str) -> Iterator[tuple[Path, int | None, tuple[int, int]]]:
-    """(file, index in its stack or None for a 2-D raster, (rows, cols)) of every scene."""
+class Scene(NamedTuple):
+    """One scene: its file, position in a stack (or band with ``band='each'``), band tiled of a multi-band
+    raster, (rows, cols), the index ``take`` of the scene in the file's array and the nodata value applied."""
+
+    path: Path
+    index: int | None
+    band: int | None
+    shape: tuple[int, int]
+    take: tuple
+    nodata: float | None
+
+
+def _raster_scenes(raster: Raster, axis: int | None, band: int | str | None, nodata: float | None) -> list[Scene]:
+    """The scenes of one raster whose band axis is ``axis`` (see :func:`band_axis_of`)."""
+    shape, name = raster.shape, str(raster.path)
+    if len(shape) == 2:
+        return [Scene(raster.path, None, None, shape, (), nodata)]
+    if axis is None:
+        return [Scene(raster.path, i, None, shape[1:], (i,), nodata) for i in range(shape[0])]
+    bands, rows_cols = shape[axis], tuple(n for k, n in enumerate(shape) if k != axis)
+    layout = "band-first (bands, rows, cols)" if axis == 0 else "band-last (rows, cols, bands)"
+    if band is None or (band != "each" and band >= bands):
+        raise ValueError(f"raster {name!r} has {bands} bands, {layout}, shape {shape}; pass band=<0..{bands - 1}> to "
+                         f"tile one band or band='each' to tile every band as a scene of its own (got band={band!r})")
+
+    def take(b):
+        return (b,) if axis == 0 else (slice(None), slice(None), b)
+    if band == "each":
+        return [Scene(raster.path, b, None, rows_cols, take(b), nodata) for b in range(bands)]
+    return [Scene(raster.path, None, band, rows_cols, take(band), nodata)]
+
+
+def list_scenes(files: list[Path], *, hdf5_key: str, band: int | str | None, band_axis: str, patch_size: int,
+                nodata: float | None, nodata_override: bool) -> list[Scene]:
+    """Every scene of the files, from their headers; ValueError naming the file for any it cannot serve."""
+    if band is not None and band != "each" and (isinstance(band, bool) or not isinstance(band, int) or band < 0):
+        raise ValueError(f"band={band!r}; expected None, an integer >= 0 or 'each'")
+    if band_axis not in BAND_AXES:
+        raise ValueError(f"band_axis={band_axis!r}; expected one of {BAND_AXES}")
+    scenes, multi_band = [], False
     for path in files:
-        shape = raster_shape(path, hdf5_key)
-        if len(shape) == 2:
-            yield path, None, shape
-        else:
-            for i in range(shape[0]):
-                yield path, i, shape[1:]
+        raster = read_header(path, hdf5_key)
+        axis = band_axis_of(raster, band_axis, patch_size)
+        multi_band |= axis is not None
+        scenes += _raster_scenes(raster, axis, band, file_nodata(raster, nodata, nodata_override))
+    if band is not None and not multi_band:
+        raise ValueError(f"band={band!r}: no input raster has bands; leave band out (or set band_axis for "
+                         ".npy / HDF5 arrays)")
+    return scenes
+
+
+def kept_windows(scene: Scene, *, hdf5_key: str, patch_size: int, stride: int, max_nan_fraction: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(window origins (K, 2), bool (K,) kept) of one scene; ValueError naming it when it yields no patch."""
+    label = f"scene {str(scene.path)!r}" + (f" (index {scene.index})" if scene.index is not None else "")
+    rows, cols = scene.shape
+    if rows < patch_size or cols < patch_size:
+        raise ValueError(f"{label} is {rows} x {cols} px, smaller than patch_size={patch_size}; expected "
+                         "a smaller patch_size (or leave the file out)")
+    a = read_scene(scene.path, scene.take, hdf5_key, scene.nodata)
+    if np.isnan(a).all():
+        raise ValueError(f"{label} has no valid pixel (all NaN / Inf / nodata={scene.nodata}); leave the file out "
+                         "or check nodata")
+    origins = windows(rows, cols, patch_size, stride)
+    limit = max_nan_fraction * patch_size * patch_size
+    kept = np.array([np.isnan(a[r0:r0 + patch_size, c0:c0 + patch_size]).sum() <= limit for r0, c0 in origins])
+    if not kept.any():
+        raise ValueError(f"{label}: none of its {len(origins)} windows has at most max_nan_fraction="
+                         f"{max_nan_fraction} masked pixels; raise max_nan_fraction, lower patch_size or leave the "
+                         "file out")
+    return origins, kept
 
 
 def main(
@@ -156,6 +309,10 @@ def main(
         stride: int | None = None,  # step between patch origins in pixels; None = patch_size (no overlap)
         max_nan_fraction: float = 0.1,  # drop patches with a larger fraction of masked (NaN / nodata) pixels
         nodata: float | None = None,  # stored value that marks a masked pixel (besides NaN / Inf), e.g. 0
+        nodata_override: bool = False,  # use nodata instead of a GeoTIFF's own GDAL_NODATA tag (else must agree)
+        band: int | str | None = None,  # multi-band rasters: the band to tile (0-based) or "each" (every band a scene)
+        band_axis: str = "auto",  # 3-D arrays: "auto" (GeoTIFF: tags; .npy/HDF5: (n, rows, cols)), "first", "last"
+        fill: str = "none",  # masked pixels of the written patches: "none" (NaN), "zero" or "mean" (of the patch)
         hdf5_key: str = "unwrap",  # dataset read from HDF5 inputs, (rows, cols) or (n, rows, cols)
         data_key: str = "unwrap",  # key of the patches in the output HDF5 files
         frac_val: float = 0.1,  # fraction of the scenes (not patches) assigned to val
@@ -166,9 +323,60 @@ def main(
 ) -> dict:
     """Tile the rasters into patches, split by scene, and write the HDF5 folders and ``tiles.json``.
 
+    Every input is read and checked (each scene must yield a patch) before the first folder is created.
     Returns the ``tiles.json`` dict.
     """
     stride = patch_size if stride is None else stride
+    _check_options(patch_size, stride, fields_per_file, max_nan_fraction, frac_val, frac_test, data_key, fill)
+    files = list_sources(list(inputs or []))
+    scenes = list_scenes(files, hdf5_key=hdf5_key, band=band, band_axis=band_axis, patch_size=patch_size,
+                         nodata=nodata, nodata_override=nodata_override)
+    found = [kept_windows(s, hdf5_key=hdf5_key, patch_size=patch_size, stride=stride,
+                          max_nan_fraction=max_nan_fraction) for s in scenes]
+    out = Path(out_dir)
+    check_free([out / "tiles.json"], overwrite, key="out_dir")
+    prepare_folders([out / s for s in SPLITS], overwrite)
+    (out / "tiles.json").unlink(missing_ok=True)
+    splits = assign_splits(len(scenes), frac_val, frac_test, split_seed)
+    listing = [{"source": str(s.path), "index": s.index, "band": s.band, "nodata": s.nodata, "shape": list(s.shape),
+                "split": split, "windows": len(origins), "patches": int(kept.sum())}
+               for s, split, (origins, kept) in zip(scenes, splits, found)]
+    attr = json.dumps([{k: s[k] for k in ("source", "index")} for s in listing])
+    writers = {s: _SplitWriter(out / s, s, data_key, fields_per_file, attr, fill) for s in SPLITS}
+    for k, (scene, entry, (origins, kept)) in enumerate(zip(scenes, listing, found)):
+        a = read_scene(scene.path, scene.take, hdf5_key, scene.nodata)
+        for r0, c0 in origins[kept]:
+            writers[entry["split"]].add(a[r0:r0 + patch_size, c0:c0 + patch_size], k,
+                                        (int(r0), int(c0), patch_size, patch_size))
+    for w in writers.values():
+        w.flush()
+    empty = [s for s in SPLITS if writers[s].count == 0]
+    for s in empty:
+        shutil.rmtree(out / s)
+    tiles = {
+        "generator": "datasets/tile_interferograms.py",
+        "params": {"inputs": [str(f) for f in files], "patch_size": patch_size, "stride": stride,
+                   "max_nan_fraction": max_nan_fraction, "nodata": nodata, "nodata_override": nodata_override,
+                   "band": band, "band_axis": band_axis, "fill": fill, "hdf5_key": hdf5_key,
+                   "data_key": data_key, "frac_val": frac_val, "frac_test": frac_test, "split_seed": split_seed},
+        "scenes": listing,
+        "splits": {s: {"folder": s, "num_patches": writers[s].count, "files": writers[s].files}
+                   for s in SPLITS if s not in empty},
+        "keys": {data_key: "float32 (n, P, P), masked pixels " + {"none": "NaN", "zero": "0",
+                                                                  "mean": "the patch mean"}[fill],
+                 "mask": "uint8 (n, P, P), 1 = valid",
+                 "scene": "int64 (n,), index into scenes", "window": "int64 (n, 4): row0, col0, rows, cols (px)"},
+        "loader_kwargs": {"type_dataset": "hdf5", "image_size": patch_size, "num_channels": 1,
+                          "list_keys_hdf5_original": [data_key, "mask", "scene", "window"], "key_data": data_key,
+                          "nan_policy": "fill", "normalization": "robust"},
+    }
+    (out / "tiles.json").write_text(json.dumps(tiles, indent=1))
+    return tiles
+
+
+def _check_options(patch_size: int, stride: int, fields_per_file: int, max_nan_fraction: float, frac_val: float,
+                   frac_test: float, data_key: str, fill: str) -> None:
+    """ValueError naming the first option out of its range."""
     for name, value in (("patch_size", patch_size), ("stride", stride), ("fields_per_file", fields_per_file)):
         if value < 1:
             raise ValueError(f"{name}={value}; expected >= 1")
@@ -178,49 +386,8 @@ def main(
         raise ValueError(f"frac_val={frac_val}, frac_test={frac_test}; expected fractions >= 0 with sum <= 1")
     if data_key in ("mask", "scene", "window"):
         raise ValueError(f"data_key={data_key!r} collides with an output key; expected another name")
-    files = list_sources(list(inputs or []))
-    scenes = list(_scenes(files, hdf5_key))
-    out = Path(out_dir)
-    check_free([out / "tiles.json"], overwrite, key="out_dir")
-    prepare_folders([out / s for s in SPLITS], overwrite)
-    (out / "tiles.json").unlink(missing_ok=True)
-    splits = assign_splits(len(scenes), frac_val, frac_test, split_seed)
-    listing = [{"source": str(path), "index": index, "shape": list(shape), "split": split}
-               for (path, index, shape), split in zip(scenes, splits)]
-    attr = json.dumps([{k: s[k] for k in ("source", "index")} for s in listing])
-    writers = {s: _SplitWriter(out / s, s, data_key, fields_per_file, attr) for s in SPLITS}
-    limit = max_nan_fraction * patch_size * patch_size
-    for k, ((path, index, shape), entry) in enumerate(zip(scenes, listing)):
-        a = read_scene(path, index, hdf5_key, nodata)
-        origins = windows(*shape, patch_size, stride)
-        kept = 0
-        for r0, c0 in origins:
-            patch = a[r0:r0 + patch_size, c0:c0 + patch_size]
-            if np.isnan(patch).sum() <= limit:
-                writers[entry["split"]].add(patch, k, (int(r0), int(c0), patch_size, patch_size))
-                kept += 1
-        entry.update({"windows": len(origins), "patches": kept})
-    for w in writers.values():
-        w.flush()
-    empty = [s for s in SPLITS if writers[s].count == 0]
-    for s in empty:
-        shutil.rmtree(out / s)
-    tiles = {
-        "generator": "datasets/tile_interferograms.py",
-        "params": {"inputs": [str(f) for f in files], "patch_size": patch_size, "stride": stride,
-                   "max_nan_fraction": max_nan_fraction, "nodata": nodata, "hdf5_key": hdf5_key,
-                   "data_key": data_key, "frac_val": frac_val, "frac_test": frac_test, "split_seed": split_seed},
-        "scenes": listing,
-        "splits": {s: {"folder": s, "num_patches": writers[s].count, "files": writers[s].files}
-                   for s in SPLITS if s not in empty},
-        "keys": {data_key: "float32 (n, P, P), NaN = masked", "mask": "uint8 (n, P, P), 1 = valid",
-                 "scene": "int64 (n,), index into scenes", "window": "int64 (n, 4): row0, col0, rows, cols (px)"},
-        "loader_kwargs": {"type_dataset": "hdf5", "image_size": patch_size, "num_channels": 1,
-                          "list_keys_hdf5_original": [data_key, "mask", "scene", "window"], "key_data": data_key,
-                          "nan_policy": "fill", "normalization": "robust"},
-    }
-    (out / "tiles.json").write_text(json.dumps(tiles, indent=1))
-    return tiles
+    if fill not in FILLS:
+        raise ValueError(f"fill={fill!r}; expected one of {FILLS}")
 
 
 if __name__ == "__main__":

@@ -329,6 +329,11 @@ def check_solver_options(algorithm_type: str = "dpmsolver++", method_type: str =
         raise ValueError("method_type='adaptive' needs order 2 or 3, got 1")
     if method_type == "singlestep_fixed":
         singlestep_orders(steps - int(denoise_to_zero), order, fixed=True)
+    low, high = resolve_lambda_range(steps, lambda_min, lambda_max, denoise_to_zero)
+    spaced = method_type != "adaptive" and steps - int(denoise_to_zero) > 1  # make_grid spaces between them
+    if spaced and low is not None and high is not None and low >= high:
+        raise ValueError(f"lambda_min: got {low!r} with lambda_max={high!r} (from lambda_max={lambda_max!r}, "
+                         f"sample_steps={steps}); expected lambda_min < lambda_max")
 
 
 def resolve_lambda_range(steps: int, lambda_min: float | str | None, lambda_max: float | str | None,

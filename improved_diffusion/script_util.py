@@ -10,7 +10,7 @@ import numpy as np
 from .diffusion_types import LossType, ModelMeanType, ModelVarType
 from .gaussian_diffusion import NOISE_SCHEDULES, get_named_beta_schedule
 from .respace import SpacedDiffusion, space_timesteps
-from .unet import SuperResModel, UNetModel, attention_downsample_factors
+from .unet import SuperResModel, UNetModel, attention_downsample_factors, attention_sizes
 
 # The keyword defaults of the original train.py main() (docs/original.md#train-defaults), in its key order.
 ORIGINAL_DEFAULTS: dict = {
@@ -100,8 +100,8 @@ def _type_name(value) -> str:
 
 
 def check_types(a: dict) -> None:
-    """ValueError naming the first key of INT_KEYS / BOOL_KEYS / FLOAT_KEYS / STR_KEYS (and `num_class`) whose
-    value has the wrong type, e.g. `class_cond: "false"` (a string, which Python reads as true) or `32.0`."""
+    """ValueError naming the first key of INT_KEYS / BOOL_KEYS / FLOAT_KEYS / STR_KEYS (and `num_class`, `resumes`)
+    whose value has the wrong type, e.g. `class_cond: "false"` (a string, which Python reads as true) or `32.0`."""
     def fail(key: str, expected: str):
         raise ValueError(f"{key}: got {a[key]!r} ({_type_name(a[key])}), expected {expected}")
     for key in BOOL_KEYS:
@@ -118,6 +118,9 @@ def check_types(a: dict) -> None:
     for key in STR_KEYS:
         if key in a and not isinstance(a[key], str):
             fail(key, "a string")
+    resumes = a.get("resumes")
+    if resumes is not None and not (isinstance(resumes, list) and all(isinstance(r, dict) for r in resumes)):
+        fail("resumes", "a list with one object per resume (checkpoint, step_total, overrides, code_version)")
 
 
 def validate_args(args_dic: dict) -> None:
@@ -138,11 +141,14 @@ def validate_args(args_dic: dict) -> None:
         _fail("num_model_channels", C, f"a multiple of 32 (GroupNorm uses 32 groups){extra}")
     if not isinstance(a["num_res_blocks"], int) or a["num_res_blocks"] < 1:
         _fail("num_res_blocks", a["num_res_blocks"], "a positive integer")
-    factors = attention_downsample_factors(a["attention_resolutions"], size)
-    max_factor = 2 ** (len(CHANNEL_MULT[size]) - 1)
-    if any(f < 1 or f > max_factor or f & (f - 1) for f in factors):
+    feature_maps = [size // 2 ** i for i in range(len(CHANNEL_MULT[size]))]
+    try:  # a size must be a feature map (image_size / 2^k): 7 at 32 px would floor to factor 4
+        sizes = attention_sizes(a["attention_resolutions"])
+    except (TypeError, ValueError):
+        sizes = [None]
+    if any(r not in feature_maps for r in sizes):
         _fail("attention_resolutions", a["attention_resolutions"],
-              f"comma-separated feature-map sizes among {[size // 2 ** i for i in range(len(CHANNEL_MULT[size]))]}")
+              f"comma-separated feature-map sizes among {feature_maps}")
     for key in ("num_heads", "num_heads_upsample"):
         heads = a["num_heads"] if key == "num_heads_upsample" and a[key] == -1 else a[key]
         if not isinstance(heads, int) or heads < 1 or any(w % heads for w in widths):

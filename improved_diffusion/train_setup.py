@@ -24,7 +24,7 @@ from .checkpoint import (
 from .dist_util import resolve_device
 from .file_io import atomic_write, code_version
 from .resample import SCHEDULE_SAMPLERS
-from .script_util import ORIGINAL_DEFAULTS, validate_args
+from .script_util import ORIGINAL_DEFAULTS, check_types, validate_args
 from .train_state import (
     leftover_files,
     list_sets,
@@ -193,6 +193,10 @@ def plan_resume(values: dict, given: set, defaults: dict) -> ResumePlan:
     source = path.parent
     meta_path = find_metadata(source)
     meta = read_metadata(meta_path)
+    try:
+        check_types(meta)
+    except ValueError as err:
+        raise ValueError(f"metadata file {meta_path}: {err}") from None
     stored = _stored_keywords(meta)
     args, overrides, fixed = {}, {}, []
     for key, value in values.items():

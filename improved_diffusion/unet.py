@@ -153,13 +153,16 @@ class AttentionBlock(nn.Module):
         return (x + self.proj_out(h)).reshape(b, c, *spatial)
 
 
+def attention_sizes(attention_resolutions: str | Sequence[int]) -> list[int]:
+    """Feature-map sizes in px of a spec "16,8" (or a sequence of ints)."""
+    if isinstance(attention_resolutions, str):
+        return [int(r) for r in attention_resolutions.split(",") if r.strip()]
+    return [int(r) for r in attention_resolutions]
+
+
 def attention_downsample_factors(attention_resolutions: str | Sequence[int], image_size: int) -> list[int]:
     """Convert feature-map sizes ("16,8") to downsample factors (image_size // size)."""
-    if isinstance(attention_resolutions, str):
-        sizes = [int(r) for r in attention_resolutions.split(",") if r.strip()]
-    else:
-        sizes = [int(r) for r in attention_resolutions]
-    return [image_size // r for r in sizes]
+    return [image_size // r for r in attention_sizes(attention_resolutions)]
 
 
 class UNetModel(nn.Module):

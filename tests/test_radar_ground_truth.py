@@ -126,6 +126,6 @@ def test_report_cli_names_a_bad_truth_file_before_writing_anything(data, tmp_pat
     run = subprocess.run([sys.executable, "-m", "utils.report", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 2, run.stderr
-    assert run.stderr.strip().splitlines() == [f"error: {bad}: key 'semivariogram.lags_px' is missing; expected the "
+    assert run.stderr.strip().splitlines() == [f"error: truth_json: {bad}: key 'semivariogram.lags_px' is missing; expected the "
                                                "layout datasets/insar_synthetic.py writes (regenerate the data)"]
     assert not out.exists()

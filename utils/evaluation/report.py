@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from utils.evaluation.feature_scores import feature_scores, format_scores, noise
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
 from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
 from utils.evaluation.plots import plot_mean_curves
-from utils.evaluation.scorecard import format_table, plot_scorecard, scorecard
+from utils.evaluation.scorecard import PLOTS, format_table, plot_scorecard, scorecard
 from utils.evaluation.semivariogram import empirical_semivariogram, write_semivariogram_csv
 from utils.evaluation.spectrum import radial_psd
 from utils.radar.ground_truth import read_ground_truth
@@ -126,52 +127,105 @@ def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
         check_free([results_dir / "metrics.json"], overwrite, key="results_dir")
 
 
+# A report section: its summary for metrics.json, the files it writes and the writer of those files, called
+# only once every section has been computed (so bad input never leaves files that block the corrected rerun).
+Section = tuple[dict, list[Path], Callable[[], object]]
+
+
 def semivariogram_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
-                          max_lag: float | None, rescale: bool, overwrite: bool, unit: str = "model units") -> dict:
-    """Semivariograms of (N, H, W) real and generated fields (values in `unit`): CSVs, PNG and a summary dict."""
+                          max_lag: float | None, rescale: bool, overwrite: bool, unit: str = "model units") -> Section:
+    """Semivariograms of (N, H, W) real and generated fields (values in `unit`): summary, CSVs and PNG."""
     res = {k: empirical_semivariogram(f, max_lag=max_lag, rescale=rescale)
            for k, f in (("real", real_fields), ("generated", gen_fields))}
-    for k, r in res.items():
-        write_semivariogram_csv(r, results_dir / f"semivariogram_{k}.csv", overwrite=overwrite)
-    plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()},
-                     results_dir / "semivariogram.png", xlabel="lag (px)", ylabel=f"semivariance ({unit}²)",
-                     title="Semivariogram: real vs generated fields (mean ± 1.96 SE)", overwrite=overwrite)
+    csv = {k: results_dir / f"semivariogram_{k}.csv" for k in res}
+    png = results_dir / "semivariogram.png"
+
+    def write() -> None:
+        for k, r in res.items():
+            write_semivariogram_csv(r, csv[k], overwrite=overwrite)
+        plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()}, png,
+                         xlabel="lag (px)", ylabel=f"semivariance ({unit}²)",
+                         title="Semivariogram: real vs generated fields (mean ± 1.96 SE)", overwrite=overwrite)
     gap = np.abs(res["generated"].gamma - res["real"].gamma) / np.abs(res["real"].gamma)
-    return {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
-            "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
+    summary = {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
+               "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
+    return summary, [*csv.values(), png], write
 
 
 def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_dir: Path, *,
-                     rescale: bool, overwrite: bool, unit: str = "model units") -> dict:
-    """Radially averaged PSDs of (N, H, W) real and generated fields (values in `unit`): CSV, PNG and a summary."""
+                     rescale: bool, overwrite: bool, unit: str = "model units") -> Section:
+    """Radially averaged PSDs of (N, H, W) real and generated fields (values in `unit`): summary, CSV and PNG."""
     res = {k: radial_psd(f, rescale=rescale) for k, f in (("real", real_fields), ("generated", gen_fields))}
-    path = results_dir / "spectrum.csv"
-    check_free([path], overwrite)
-    table = np.column_stack([res["real"].frequency, res["real"].psd, res["real"].psd_se,
-                             res["generated"].psd, res["generated"].psd_se])
-    np.savetxt(path, table, delimiter=",", comments="", fmt="%.10g",
-               header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se")
-    plot_mean_curves({k: (r.frequency, r.psd, r.psd_se) for k, r in res.items()}, results_dir / "spectrum.png",
-                     xlabel="frequency (cycles / px)", ylabel=f"PSD ({unit}²)",
-                     title="Radial PSD: real vs generated (mean ± 1.96 SE)",
-                     log_x=True, log_y=True, overwrite=overwrite)
+    path, png = results_dir / "spectrum.csv", results_dir / "spectrum.png"
+
+    def write() -> None:
+        check_free([path], overwrite)
+        table = np.column_stack([res["real"].frequency, res["real"].psd, res["real"].psd_se,
+                                 res["generated"].psd, res["generated"].psd_se])
+        np.savetxt(path, table, delimiter=",", comments="", fmt="%.10g",
+                   header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se")
+        plot_mean_curves({k: (r.frequency, r.psd, r.psd_se) for k, r in res.items()}, png,
+                         xlabel="frequency (cycles / px)", ylabel=f"PSD ({unit}²)",
+                         title="Radial PSD: real vs generated (mean ± 1.96 SE)",
+                         log_x=True, log_y=True, overwrite=overwrite)
     log_ratio = np.log10(res["generated"].psd / res["real"].psd)
-    return {"frequency": res["real"].frequency.tolist(), "mean_abs_log10_ratio": float(np.mean(np.abs(log_ratio)))}
+    summary = {"frequency": res["real"].frequency.tolist(), "mean_abs_log10_ratio": float(np.mean(np.abs(log_ratio)))}
+    return summary, [path, png], write
 
 
-def scorecard_section(real: str, gen_set: ImageSet, results_dir: Path, *, truth: dict | None,
-                      num_samples: int | None, key_data: str | None, channel: int, seed: int, overwrite: bool) -> dict:
-    """Scorecard (``utils.evaluation.scorecard``) of the samples against the real folder in physical units, with
-    the truth (``read_ground_truth``) and, when the generator wrote them, the real data's labels; prints the table."""
-    key_class = None if truth is None else truth["loader_kwargs"]["key_class"]
+def memorisation_section(gen_set: ImageSet, train: ImageSet, results_dir: Path, *, extractor: FeatureExtractor | None,
+                         pixel_threshold: float, feature_threshold: float | None, device: str,
+                         overwrite: bool) -> Section:
+    """Nearest training image of every sample (``memorisation_check``): summary and the closest-pairs PNG."""
+    mem = memorisation_check(gen_set.images, train.images, extractor=extractor, pixel_threshold=pixel_threshold,
+                             feature_threshold=feature_threshold, device=device)
+    png = results_dir / "memorisation_pairs.png"
+
+    def write() -> None:
+        plot_closest_pairs(gen_set.images, train.images, mem["pixel_distance"], mem["pixel_index"], png,
+                           overwrite=overwrite)
+    return {"train_data": train.source, **mem["summary"]}, [png], write
+
+
+def read_truth(truth_json: str | None) -> dict | None:
+    """The checked ``ground_truth.json`` (``read_ground_truth``), None without a file; errors name ``truth_json``."""
+    if truth_json is None:
+        return None
+    try:
+        return read_ground_truth(truth_json)
+    except (FileNotFoundError, ValueError) as err:
+        raise type(err)(f"truth_json: {err}") from None
+
+
+def scorecard_inputs(real: str, gen_set: ImageSet, truth_json: str | None, *, num_samples: int | None,
+                     key_data: str | None, seed: int) -> tuple[dict | None, ImageSet]:
+    """The truth (``read_truth``) and the real set read with the labels the generator wrote (its
+    ``loader_kwargs['key_class']``), mapped with the samples' ``data_normalization``."""
+    truth = read_truth(truth_json)
+    key_class = None if truth is None else truth["loader_kwargs"].get("key_class")
     real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, key_class=key_class,
                               data_normalization=gen_set.data_normalization)
+    for key, images in (("real", real_set), ("samples", gen_set)):
+        if len(images.images) < 2:
+            raise ValueError(f"{key}: {images.source} holds {len(images.images)} field(s); the scorecard's noise "
+                             "bands need at least 2 real fields and 2 samples")
+    return truth, real_set
+
+
+def scorecard_section(real_set: ImageSet, gen_set: ImageSet, results_dir: Path, *, truth: dict | None,
+                      truth_json: str | None, channel: int, seed: int, overwrite: bool) -> Section:
+    """Scorecard (``utils.evaluation.scorecard``) of the samples against the real set in physical units, with the
+    truth and the real data's labels (``scorecard_inputs``); prints the table."""
     units = "rad" if truth is not None else "physical units"
     samples, real_fields = gen_set.physical()[..., channel], real_set.physical()[..., channel]
-    card = scorecard(samples, real_fields, truth=truth, real_labels=real_set.labels, units=units, seed=seed)
-    plot_scorecard(card, samples, real_fields, results_dir, overwrite=overwrite)
+    try:
+        card = scorecard(samples, real_fields, truth=truth, real_labels=real_set.labels, units=units, seed=seed)
+    except KeyError as err:
+        raise ValueError(f"truth_json: {truth_json} has no key {err}; expected the ground_truth.json a generator "
+                         "of datasets/ writes") from None
     print(format_table(card))
-    return card
+    return card, [results_dir / name for name in PLOTS], lambda: plot_scorecard(
+        card, samples, real_fields, results_dir, overwrite=overwrite)
 
 
 def evaluate_samples(
@@ -207,16 +261,15 @@ def evaluate_samples(
     device: str = "cpu",                  # torch device of the extractor
     overwrite: bool = False,              # replace existing report files
 ) -> dict:
-    """Compute the requested metrics, write ``metrics.json`` + plots; return the metrics dict."""
+    """Compute the requested metrics, write ``metrics.json`` + plots; return the metrics dict.
+
+    Every input is read and every metric computed before the first file is written: a refused input
+    (non-finite or undeclared integer samples, a truth file without ``loader_kwargs``, too few fields) leaves
+    ``results_dir`` as it was."""
     names = parse_metrics(metrics)
-    _check_units(names, units, metadata_json)
+    _check_options(names, units, metadata_json, extractor_path)
     out = Path(results_dir)
     _check_results_dir(out, overwrite)
-    truth = None if truth_json is None else read_ground_truth(truth_json)
-    needs_features = any(m in FEATURE_METRICS for m in names)
-    if needs_features and extractor_path is None:
-        raise ValueError(f"extractor_path=None: metrics {[m for m in names if m in FEATURE_METRICS]} need a "
-                         "feature extractor file (train one with example_fine_tuning.py)")
     ext = load_extractor(extractor, extractor_path, layer, resize_to) if extractor_path is not None else None
     norm = normalization_from(metadata_json)
     if metadata_json is None and real_scale == 1.0 and real_offset == 0.0 and _is_hdf5(real):
@@ -230,10 +283,14 @@ def evaluate_samples(
                                else (real_set.images, gen_set.images))
     if not 0 <= channel < gen_values.shape[3]:
         raise ValueError(f"channel={channel!r}: the data have {gen_values.shape[3]} channel(s) in {units} units")
-    out.mkdir(parents=True, exist_ok=True)
+    train = real_set if train_data is None or "memorisation" not in names else load_image_set(
+        train_data, key_data=key_data, num_channels=gen_set.num_channels, image_size=image_size,
+        data_normalization=norm, scale=real_scale, offset=real_offset)
+    truth, card_real = (scorecard_inputs(real, gen_set, truth_json, num_samples=num_samples, key_data=key_data,
+                                         seed=seed) if "scorecard" in names else (None, None))
     report = {"real": real_set.source, "samples": gen_set.source, "n_real": len(real_set.images),
               "n_generated": len(gen_set.images), "image_shape_hwc": list(gen_set.images.shape[1:])}
-    if needs_features:
+    if any(m in FEATURE_METRICS for m in names):
         report.update(feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
                                       num_bootstrap=num_bootstrap, num_subsets=num_subsets, batch_size=batch_size,
                                       cache_dir=cache_dir, device=device, seed=seed))
@@ -243,23 +300,38 @@ def evaluate_samples(
     real_fields, gen_fields = real_values[..., channel], gen_values[..., channel]
     unit = "min-max scaled to [-1, 1]" if rescale else value_unit(norm, units == "physical", key_data)
     report["field_unit"] = unit
+    sections = {}
     if "semivariogram" in names:
-        report["semivariogram"] = semivariogram_section(real_fields, gen_fields, out, max_lag=max_lag,
-                                                        rescale=rescale, overwrite=overwrite, unit=unit)
+        sections["semivariogram"] = semivariogram_section(real_fields, gen_fields, out, max_lag=max_lag,
+                                                          rescale=rescale, overwrite=overwrite, unit=unit)
     if "spectrum" in names:
-        report["spectrum"] = spectrum_section(real_fields, gen_fields, out, rescale=rescale, overwrite=overwrite,
-                                              unit=unit)
+        sections["spectrum"] = spectrum_section(real_fields, gen_fields, out, rescale=rescale, overwrite=overwrite,
+                                                unit=unit)
     if "memorisation" in names:
-        train = real_set if train_data is None else load_image_set(
-            train_data, key_data=key_data, num_channels=gen_set.num_channels, image_size=image_size,
-            data_normalization=norm, scale=real_scale, offset=real_offset)
-        mem = memorisation_check(gen_set.images, train.images, extractor=ext, pixel_threshold=pixel_threshold,
-                                 feature_threshold=feature_threshold, device=device)
-        plot_closest_pairs(gen_set.images, train.images, mem["pixel_distance"], mem["pixel_index"],
-                           out / "memorisation_pairs.png", overwrite=overwrite)
-        report["memorisation"] = {"train_data": train.source, **mem["summary"]}
+        sections["memorisation"] = memorisation_section(gen_set, train, out, extractor=ext, device=device,
+                                                        pixel_threshold=pixel_threshold,
+                                                        feature_threshold=feature_threshold, overwrite=overwrite)
     if "scorecard" in names:
-        report["scorecard"] = scorecard_section(real, gen_set, out, truth=truth, num_samples=num_samples,
-                                                key_data=key_data, channel=channel, seed=seed, overwrite=overwrite)
+        sections["scorecard"] = scorecard_section(card_real, gen_set, out, truth=truth, truth_json=truth_json,
+                                                  channel=channel, seed=seed, overwrite=overwrite)
+    check_free([path for _, paths, _ in sections.values() for path in paths], overwrite, key="results_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (summary, _, write) in sections.items():
+        write()
+        report[name] = summary
     (out / "metrics.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def _check_options(names: list[str], units: str, metadata_json: str | None, extractor_path: str | None) -> None:
+    """ValueError for an option combination the report cannot serve (checked before anything is read)."""
+    if units not in UNITS:
+        raise ValueError(f"units={units!r}; expected one of {UNITS}")
+    if units == "physical" and metadata_json is None:
+        raise ValueError("units='physical' needs metadata_json (the training metadata.json with data_normalization)")
+    if "scorecard" in names and metadata_json is None:
+        raise ValueError("metrics 'scorecard' needs metadata_json (the training metadata.json): it compares fields in "
+                         "physical units")
+    if any(m in FEATURE_METRICS for m in names) and extractor_path is None:
+        raise ValueError(f"extractor_path=None: metrics {[m for m in names if m in FEATURE_METRICS]} need a "
+                         "feature extractor file (train one with example_fine_tuning.py)")

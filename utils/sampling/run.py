@@ -70,8 +70,9 @@ def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: i
     elif sample_class == "balanced":
         labels = rng.permutation(np.arange(num_samples) % num_class)
     else:
-        chosen = [sample_class] if isinstance(sample_class, (int, np.integer)) else list(sample_class)
-        if not chosen or any(not isinstance(c, (int, np.integer)) or not 0 <= c < num_class for c in chosen):
+        chosen = sample_class if isinstance(sample_class, (list, tuple)) else [sample_class]
+        if not chosen or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < num_class
+                             for c in chosen):
             raise ValueError(f"sample_class: got {sample_class!r}; expected an int or a list of ints in "
                              f"[0, {num_class - 1}], 'balanced', 'random' or None")
         labels = np.resize(np.asarray(chosen), num_samples)
@@ -91,11 +92,6 @@ def load_low_res(url_lr_data: str | None, image_size_lr: int, channels: int) -> 
                          f"{image_size_lr}, {channels}) (NHWC at the model's image_size_lr)")
     if images.dtype == np.uint8:
         images = from_uint8(images)
-    elif not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"url_lr_data: arr_0 has dtype {images.dtype}; expected uint8 or float in [-1, 1]")
-    elif not np.isfinite(images).all():
-        raise ValueError(f"url_lr_data: arr_0 holds {int(np.sum(~np.isfinite(images)))} non-finite values "
-                         "(NaN/Inf); expected finite low-res images in [-1, 1]")
     elif np.abs(images).max() > 1 + 1e-3:
         raise ValueError(f"url_lr_data: float images must be in [-1, 1], got values up to {np.abs(images).max():.3g}")
     if labels is not None and len(labels) != len(images):
@@ -175,6 +171,9 @@ def conditioning(request: RunRequest, args_dic: dict, seed: int) -> tuple[int, n
         if num_samples > len(low_res):
             print(f"[sample] {len(low_res)} low-res images in {request.url_lr_data}: sampling {len(low_res)}")
             num_samples = len(low_res)
+    if not args_dic.get("class_cond") and request.sample_class is not None:
+        raise ValueError(f"sample_class: got {request.sample_class!r}, but {request.model_path} is an unconditional "
+                         "model (metadata class_cond is false); leave sample_class out")
     if args_dic.get("class_cond"):
         labels = lr_labels[:num_samples] if lr_labels is not None else choose_labels(
             request.sample_class, num_samples, args_dic.get("num_class"), seed)

@@ -23,9 +23,22 @@ def npz_name(num_samples: int, image_size: int, channels: int) -> str:
     return f"samples_{num_samples}x{image_size}x{image_size}x{channels}.npz"
 
 
+def check_sample_values(images: np.ndarray, path: str | Path, key: str) -> None:
+    """ValueError naming `key` and `path` unless `images` (arr_0) is uint8 (0..255, `to_0_255`) or a float array
+    with finite values only: other integer dtypes would be taken as model units, NaN / Inf as masked pixels."""
+    if images.dtype == np.uint8:
+        return
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"{key}: {path} has arr_0 of dtype {images.dtype}; expected float32 in model units or "
+                         "uint8 (0..255, as to_0_255 writes them); convert other integers explicitly")
+    bad = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
+    if bad:
+        raise ValueError(f"{key}: {path} has {bad} non-finite values (NaN/Inf) in arr_0; expected finite samples")
+
+
 def read_samples_npz(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(arr_0, arr_1 as int64 or None) of a samples `.npz`; a missing, unreadable or pickled file, or one
-    without arr_0, raises a one-line error naming the option `key` that gave the path."""
+    """(arr_0, arr_1 as int64 or None) of a samples `.npz`; a missing, unreadable or pickled file, one without
+    arr_0, or an arr_0 refused by `check_sample_values` raises a one-line error naming the option `key`."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{key}: no file at {path}")
     try:
@@ -33,7 +46,7 @@ def read_samples_npz(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray
             if "arr_0" not in data:
                 raise ValueError(f"{key}: {path} has no array arr_0 (found {sorted(data.files)}); expected the "
                                  "images as arr_0 (NHWC), as sample.py writes them")
-            return data["arr_0"], data["arr_1"].astype(np.int64) if "arr_1" in data else None
+            images, labels = data["arr_0"], data["arr_1"].astype(np.int64) if "arr_1" in data else None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{key}: {path} is not a readable .npz ({err}); expected np.savez output with arr_0 "
                          "NHWC") from None
@@ -41,6 +54,8 @@ def read_samples_npz(path: str | Path, key: str) -> tuple[np.ndarray, np.ndarray
         if str(err).startswith(f"{key}:"):
             raise
         raise ValueError(f"{key}: {path} cannot be read without pickle ({err}); expected plain arrays") from None
+    check_sample_values(images, path, key)
+    return images, labels
 
 
 def _differences(tag: Path, config: dict) -> str:
