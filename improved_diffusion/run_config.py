@@ -40,6 +40,7 @@ class Key(NamedTuple):
     help: str
     strict: bool = False
     legacy: Any = _SAME
+    in_group: str = ""  # the metadata.json group holding it ('' = top level)
 
     @property
     def has_legacy(self) -> bool:
@@ -109,16 +110,18 @@ _ADDED_ROWS = (
     Key("url_folder_experiment", "./models_data/first_try/", 'str', PROCESS, OVERRIDABLE,
         'output folder (resume: another = branch)'),
     Key("list_keys_hdf5_original", ("wrap", "unwrap"), 'list[str]', DATA, OVERRIDABLE,
-        'keys allowed in the HDF5 files'),
-    Key("key_data", "unwrap", 'str', DATA, OVERRIDABLE, 'HDF5 key of the data to model'),
-    Key("key_other", None, 'str | None', DATA, OVERRIDABLE, 'HDF5 key used to count examples cheaply'),
+        'keys allowed in the HDF5 files', in_group="hdf5_keys"),
+    Key("key_data", "unwrap", 'str', DATA, OVERRIDABLE, 'HDF5 key of the data to model', in_group="hdf5_keys"),
+    Key("key_other", None, 'str | None', DATA, OVERRIDABLE, 'HDF5 key used to count examples cheaply',
+        in_group="hdf5_keys"),
     Key("subset_timesteps", None, 'int | None', LOOP, OVERRIDABLE,
         'validation bound over the k lowest-noise steps only'),
     Key("image_size_hr", None, 'int | None', DATA, FIXED,
         'low-res mode: read at this size, area-downscale to image_size'),
     Key("image_size_lr", None, 'int | None', DATA, FIXED,
         'super-res mode: condition on the image area-downscaled to this'),
-    Key("key_class", None, 'str | None', DATA, OVERRIDABLE, 'HDF5 key of integer class labels (class_cond with HDF5)'),
+    Key("key_class", None, 'str | None', DATA, OVERRIDABLE,
+        'HDF5 key of integer class labels (class_cond with HDF5)', in_group="hdf5_keys"),
     Key("normalization", "none", 'Literal["none", "minmax", "range", "robust"]', DATA, FIXED,
         'HDF5 values -> model units'),
     Key("norm_range", None, 'list[float] | None', DATA, FIXED,
@@ -148,7 +151,8 @@ TABLE: dict[str, Key] = {row.name: row for row in _ORIGINAL_ROWS + _ADDED_ROWS}
 ORIGINAL_DEFAULTS: dict = {row.name: row.default for row in _ORIGINAL_ROWS}
 FIXED_ON_RESUME = frozenset(name for name, row in TABLE.items() if row.resume == FIXED)
 NOT_STORED_KEYS = frozenset(name for name, row in TABLE.items() if row.resume == NOT_STORED)
-HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")  # stored in the `hdf5_keys` group
+HDF5_KEYS = tuple(name for name, row in TABLE.items() if row.in_group == "hdf5_keys")
+BOOKKEEPING = frozenset({"resumes", "code_version", "hdf5_keys"})  # metadata.json keys that are not keywords
 
 
 def group_keys(group: str) -> tuple[str, ...]:

@@ -28,8 +28,10 @@ from .checkpoint import (
 from .dist_util import resolve_device
 from .resample import SCHEDULE_SAMPLERS
 from .run_config import (
+    BOOKKEEPING,
     FIXED_ON_RESUME,
     HDF5_KEYS,
+    MODEL,
     NOT_STORED,
     NOT_STORED_KEYS,
     ORIGINAL_DEFAULTS,
@@ -51,8 +53,6 @@ from .train_state import (
 )
 
 LEGACY = "the original trainer's behaviour"
-# metadata.json keys that are bookkeeping, not keywords of a run.
-BOOKKEEPING = {"resumes", "code_version", "hdf5_keys"}
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
 
@@ -248,14 +248,15 @@ def _recover_missing(values: dict, given: set, stored: dict, meta: dict, meta_pa
     weights = None
     for key in missing:
         row = TABLE[key]
-        if key in record_keys:
-            found[key], sources[key] = record_keys[key], f"recorded in {record_name}"
-            continue
-        if row.group == "model" and weights is None:
+        if row.group == MODEL and weights is None and key not in record_keys:
             weights = infer_architecture(load_state_dict(path), super_res=is_super_res(stored))
-        if key in (weights or {}):
+        if row.has_legacy:  # absent: the run predates the key (docs/architecture.md#metadata-keys)
+            found[key], sources[key] = row.absent, LEGACY
+        elif key in record_keys:
+            found[key], sources[key] = record_keys[key], f"recorded in {record_name}"
+        elif key in (weights or {}):
             found[key], sources[key] = weights[key], f"read off the weights of {path.name}"
-        elif row.has_legacy or ("code_version" not in meta and key not in ORIGINAL_DEFAULTS):
+        elif "code_version" not in meta and key not in ORIGINAL_DEFAULTS:
             found[key], sources[key] = row.absent, LEGACY
         elif key in given:
             found[key], sources[key] = values[key], "given in the call"
