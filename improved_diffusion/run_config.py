@@ -27,6 +27,9 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.key = key
 
+    def __reduce__(self):  # pickled across processes (DataLoader workers, torch.distributed) with its key
+        return ConfigError, (self.key, str(self))
+
 
 class Key(NamedTuple):
     """One training keyword. `legacy`: the value a run recorded without this key in its metadata.json ran

@@ -53,6 +53,7 @@ from .train_state import (
 )
 
 LEGACY = "the original trainer's behaviour"
+FROM_THE_CALL = ("resume_checkpoint", "url_folder_experiment")  # stored, but a resume takes them from the call
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
 
@@ -240,7 +241,7 @@ def _recover_missing(values: dict, given: set, stored: dict, meta: dict, meta_pa
     with a `legacy` value), or the call. ConfigError naming the key and `meta_path` for any other.
     Returns (key -> value, one line per source)."""
     missing = [k for k, row in TABLE.items() if row.resume != NOT_STORED and k not in stored
-               and k not in ("resume_checkpoint", "url_folder_experiment")]
+               and k not in FROM_THE_CALL]
     path = Path(values["resume_checkpoint"])
     record, record_name = _run_record(path.parent, parse_resume_name(path)) if missing else ({}, "")
     record_keys = {**{k: v for k, v in record.items() if k not in BOOKKEEPING}, **(record.get("hdf5_keys") or {})}
@@ -295,9 +296,9 @@ def plan_resume(values: dict, given: set) -> ResumePlan:
     stored.update(recovered)
     args, overrides, fixed = {}, {}, []
     for key, value in values.items():
-        from_call = key in given or key in NOT_STORED_KEYS or key in ("resume_checkpoint", "url_folder_experiment")
-        args[key] = value if from_call else stored[key]
-        if not from_call or key in NOT_STORED_KEYS or key in ("resume_checkpoint", "url_folder_experiment"):
+        from_call = key in NOT_STORED_KEYS or key in FROM_THE_CALL
+        args[key] = value if from_call or key in given else stored[key]
+        if from_call or key not in given:
             continue
         before = stored[key]
         if _comparable(key, value) != _comparable(key, before):

@@ -5,6 +5,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,8 @@ def test_errors_carry_their_key(key, value):
     with pytest.raises(ConfigError) as err:
         validate_call(values)
     assert err.value.key == key and isinstance(err.value, ValueError)
+    copy = pickle.loads(pickle.dumps(err.value))  # as a worker process hands it back
+    assert (copy.key, str(copy)) == (key, str(err.value))
 
 
 def _first_run(tmp_path, **extra):
