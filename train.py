@@ -15,19 +15,18 @@ import torch
 from improved_diffusion.checkpoint import write_metadata
 from improved_diffusion.data_normalization import Normalization
 from improved_diffusion.dist_util import barrier, cleanup_dist, is_distributed, is_main_process, setup_dist
-from improved_diffusion.resample import create_named_schedule_sampler
-from improved_diffusion.script_util import create_model_and_diffusion
+from improved_diffusion.run_config import RunConfig
+from improved_diffusion.script_util import build_diffusion, build_model
 from improved_diffusion.train_setup import (
     NotGiven,
     check_output_folder,
     clear_run_files,
-    keyword_defaults,
     plan_resume,
+    resolve_run,
     run_metadata,
     split_call,
     start_resumed_run,
     undo_failed_start,
-    validate_call,
 )
 from improved_diffusion.train_util import EpochData, TrainLoop
 from utils.changed_defaults import notice_changed_default
@@ -111,63 +110,31 @@ def main(
         cleanup_dist()
 
 
-def _loaders(args: dict, device: torch.device) -> tuple[EpochData, EpochData | None, dict]:
-    from improved_diffusion.dataloaders import create_dataloader, set_loader_epoch
-    common = dict(type_dataset=args["type_dataset"], image_size=args["image_size"],
-                  num_channels=args["num_input_channels"], batch_size=args["batch_size"],
-                  class_cond=args["class_cond"], num_class=args["num_class"], crop=args["crop"],
-                  image_size_hr=args["image_size_hr"], image_size_lr=args["image_size_lr"],
-                  list_keys_hdf5_original=args["list_keys_hdf5_original"], key_data=args["key_data"],
-                  key_other=args["key_other"], key_class=args["key_class"], normalization=args["normalization"],
-                  norm_range=args["norm_range"], nan_policy=args["nan_policy"],
-                  phase_as_cos_sin=args["phase_as_cos_sin"], db=args["db"], num_workers=args["num_workers"],
-                  seed=args["seed"], distributed=is_distributed(), device=device)
-    train, info = create_dataloader(args["data_train_dir"], class_names=args.get("class_names"),
-                                    norm_stats=args.get("data_normalization"), **common)
-    val = None
-    if args["compute_val"]:
-        loader, _ = create_dataloader(args["data_val_dir"], class_names=info.get("class_names"),
-                                      norm_stats=info["data_normalization"], deterministic=True, **common)
-        val = EpochData(loader, lambda epoch: set_loader_epoch(loader, epoch))
-    return EpochData(train, lambda epoch: set_loader_epoch(train, epoch)), val, info
+def _loaders(config: RunConfig, device: torch.device) -> tuple[EpochData, EpochData | None, dict]:
+    from improved_diffusion.dataloaders import create_run_loaders, set_loader_epoch
+    train, val, info = create_run_loaders(config.data, distributed=is_distributed(), device=device)
+    val_data = None if val is None else EpochData(val, lambda epoch: set_loader_epoch(val, epoch))
+    return EpochData(train, lambda epoch: set_loader_epoch(train, epoch)), val_data, info
 
 
 def _train(values: dict, given: set, device: torch.device) -> dict:
     # 1. Validate everything before any file is read heavily or written.
     plan = None
     if values["resume_checkpoint"] is not None:
-        plan = plan_resume(values, given, keyword_defaults(main))
+        plan = plan_resume(values, given)
         args, folder = plan.args, plan.folder
     else:
         args, folder = dict(values), Path(values["url_folder_experiment"])
         check_output_folder(folder, args["overwrite"], resuming=False)
-    try:
-        options = validate_call(args, device)  # amp and EMA rates, resolved once for the run
-    except ValueError as err:
-        if plan is None or str(err).split(":", 1)[0] in given:
-            raise
-        raise ValueError(f"{err} (read from {plan.metadata_path})") from None
-    if args["amp"] == "auto" and options["amp"] != "none":
+    config = resolve_run(args, device, plan, given)
+    if args["amp"] == "auto" and config.loop.amp != "none":
         notice_changed_default("amp.auto")
-    args["amp"], args["channels_last"] = options["amp"], options["channels_last"]  # recorded resolved
-    for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
-        if not args[key] or not Path(args[key]).is_dir():
-            raise FileNotFoundError(f"{key}: got {args[key]!r}, expected an existing data folder")
 
     # 2. Data, model and the loop (a resume is loaded and checked here, still before any write).
-    train_data, val_data, data_info = _loaders(args, device)
-    torch.manual_seed(args["seed"])
-    model, diffusion = create_model_and_diffusion(args)
-    loop = TrainLoop(
-        model=model, diffusion=diffusion, data=train_data, val_data=val_data, folder=str(folder),
-        num_epochs=args["num_epochs"], lr=args["lr"], ema_rate=options["ema_rates"], microbatch=args["microbatch"],
-        schedule_sampler=create_named_schedule_sampler(args["schedule_sampler"], diffusion),
-        weight_decay=args["weight_decay"], lr_anneal_steps=args["lr_anneal_steps"],
-        warmup_steps=args["warmup_steps"], grad_clip=args["grad_clip"], save_interval=args["save_interval"],
-        keep_checkpoints=args["keep_checkpoints"], log_interval=args["log_interval"], amp=options["amp"],
-        fp16_scale_growth=args["fp16_scale_growth"], subset_timesteps=args["subset_timesteps"], seed=args["seed"],
-        grid_interval=args["grid_interval"], compile=args["compile"],
-        channels_last=args["channels_last"], device=device, options_resolved=True, ema_warmup=args["ema_warmup"])
+    train_data, val_data, data_info = _loaders(config, device)
+    torch.manual_seed(config.loop.seed)
+    loop = TrainLoop(model=build_model(config.model), diffusion=build_diffusion(config.diffusion), data=train_data,
+                     val_data=val_data, folder=str(folder), config=config.loop, device=device)
     notes = loop.resume(plan.checkpoint) if plan is not None else []
 
     # 3. Write: rank 0 prepares the folder and the metadata, then every process trains.
@@ -175,15 +142,17 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
     created = not folder.exists()
     if is_main_process():
         if plan is not None:
-            for line in notes + start_resumed_run(plan, data_info, loop.step_total):
+            lines, loop.metadata = start_resumed_run(plan, data_info, loop.step_total)
+            for line in notes + lines:
                 print(f"[train] resume: {line}")
         else:
-            if args["ema_warmup"]:
+            if config.loop.ema_warmup:
                 notice_changed_default("train.ema_warmup")
             if args["overwrite"] and folder.exists():
                 clear_run_files(folder)
             folder.mkdir(parents=True, exist_ok=True)
-            write_metadata(folder, run_metadata(args, data_info))
+            loop.metadata = run_metadata(config.args, data_info)
+            write_metadata(folder, loop.metadata)
     barrier()
     try:
         return loop.run()

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from improved_diffusion.dist_util import resolve_device  # noqa: E402
-from improved_diffusion.resample import create_named_schedule_sampler  # noqa: E402
 from improved_diffusion.script_util import PRESETS, create_model_and_diffusion  # noqa: E402
+from improved_diffusion.train_setup import loop_config  # noqa: E402
 from improved_diffusion.train_util import EpochData, TrainLoop  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
@@ -52,10 +52,10 @@ def _loop_steps(args: dict, x: torch.Tensor, cond: dict, steps: int, amp: str, d
     with tempfile.TemporaryDirectory() as folder:
         for batches in (1, 1, 1 + steps):  # the first run warms up
             data = EpochData([(x, dict(cond))] * batches)
-            loop = TrainLoop(model=model, diffusion=diffusion, data=data, folder=folder, num_epochs=1, lr=1e-4,
-                             ema_rate="0.9999", amp=amp, grid_interval=0, log_interval=max(1, steps // 2),
-                             device=device,
-                             schedule_sampler=create_named_schedule_sampler(args["schedule_sampler"], diffusion))
+            config = loop_config({"num_epochs": 1, "lr": 1e-4, "ema_rate": "0.9999", "amp": amp, "grid_interval": 0,
+                                  "log_interval": max(1, steps // 2), "schedule_sampler": args["schedule_sampler"]},
+                                 device)
+            loop = TrainLoop(model=model, diffusion=diffusion, data=data, folder=folder, config=config, device=device)
             start = time.perf_counter()
             loop.run()
             elapsed.append(time.perf_counter() - start)

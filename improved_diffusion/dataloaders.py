@@ -20,9 +20,10 @@ from improved_diffusion.image_datasets import (
     list_image_files_recursively,
     resolve_class_labels,
 )
+from improved_diffusion.run_config import DataConfig
 from improved_diffusion.script_util import check_image_sizes
 
-__all__ = ["EpochBatchSampler", "create_dataloader", "denormalize", "set_loader_epoch"]
+__all__ = ["EpochBatchSampler", "create_dataloader", "create_run_loaders", "denormalize", "set_loader_epoch"]
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):
@@ -183,3 +184,17 @@ def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int) -> None:
     """Fix the order and per-item randomness of the next pass over ``loader`` to (seed, epoch)."""
     loader.sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
+
+
+def create_run_loaders(config: DataConfig, distributed: bool = False, device: str | torch.device = "cpu"
+                       ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader | None, dict]:
+    """(training loader, validation loader or None, data_info) of a run's data group. The validation loader
+    (in file order) reuses the class names and normalisation found for the training folder."""
+    loader_keys = {k: v for k, v in vars(config).items() if k not in ("data_train_dir", "data_val_dir")}
+    train, info = create_dataloader(config.data_train_dir, distributed=distributed, device=device, **loader_keys)
+    if config.data_val_dir is None:
+        return train, None, info
+    loader_keys.update(class_names=info.get("class_names"), norm_stats=info["data_normalization"])
+    val, _ = create_dataloader(config.data_val_dir, deterministic=True, distributed=distributed, device=device,
+                               **loader_keys)
+    return train, val, info

@@ -5,25 +5,11 @@ take the original `train.py` defaults (`ORIGINAL_DEFAULTS`).
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .diffusion_types import LossType, ModelMeanType, ModelVarType
 from .gaussian_diffusion import NOISE_SCHEDULES, get_named_beta_schedule
 from .respace import SpacedDiffusion, space_timesteps
+from .run_config import ORIGINAL_DEFAULTS, ConfigError, DiffusionConfig, ModelConfig, check_types
 from .unet import SuperResModel, UNetModel, attention_downsample_factors, attention_sizes
-
-# The keyword defaults of the original train.py main() (docs/original.md#train-defaults), in its key order.
-ORIGINAL_DEFAULTS: dict = {
-    "data_train_dir": None, "data_val_dir": None, "num_epochs": 1000, "schedule_sampler": "uniform",
-    "lr": 1e-4, "weight_decay": 0.0, "lr_anneal_steps": 0, "batch_size": 4, "microbatch": -1,
-    "ema_rate": "0.9999", "save_interval": None, "resume_checkpoint": None, "use_fp16": False,
-    "fp16_scale_growth": 1e-3, "image_size": 64, "num_input_channels": 3, "num_model_channels": 128,
-    "num_res_blocks": 2, "num_heads": 4, "num_heads_upsample": -1, "attention_resolutions": "16,8",
-    "dropout": 0.0, "learn_sigma": False, "sigma_small": False, "class_cond": False, "num_class": None,
-    "diffusion_steps": 1000, "noise_schedule": "linear", "timestep_respacing": "", "loss_name": "mse",
-    "output_type": "epsilon", "rescale_timesteps": True, "use_checkpoint": False, "use_scale_shift_norm": True,
-    "type_dataset": "image", "compute_val": False, "crop": False,
-}
 
 # Channel multipliers per resolution level, by image size (docs/original.md#unet; 512 made to work).
 CHANNEL_MULT: dict[int, tuple] = {
@@ -84,47 +70,11 @@ def with_defaults(args_dic: dict) -> dict:
 
 
 def _fail(key: str, value, expected: str):
-    raise ValueError(f"{key}: got {value!r}, expected {expected}")
-
-
-# JSON types of the keys validate_args checks (metadata.json is hand-edited at times: "false" or 32.0 must not pass)
-INT_KEYS = ("image_size", "num_input_channels", "num_model_channels", "num_res_blocks", "num_heads",
-            "num_heads_upsample", "diffusion_steps")
-BOOL_KEYS = ("learn_sigma", "sigma_small", "class_cond", "use_checkpoint", "use_scale_shift_norm", "rescale_timesteps")
-FLOAT_KEYS = ("dropout", "weight_decay")
-STR_KEYS = ("noise_schedule", "loss_name", "output_type", "timestep_respacing")
-
-
-def _type_name(value) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def check_types(a: dict) -> None:
-    """ValueError naming the first key of INT_KEYS / BOOL_KEYS / FLOAT_KEYS / STR_KEYS (and `num_class`, `resumes`)
-    whose value has the wrong type, e.g. `class_cond: "false"` (a string, which Python reads as true) or `32.0`."""
-    def fail(key: str, expected: str):
-        raise ValueError(f"{key}: got {a[key]!r} ({_type_name(a[key])}), expected {expected}")
-    for key in BOOL_KEYS:
-        if key in a and not isinstance(a[key], (bool, np.bool_)):
-            fail(key, "a boolean (JSON true/false, not a string or number)")
-    for key in INT_KEYS + ("num_class",) * ("num_class" in a and a["num_class"] is not None):
-        if key in a and (isinstance(a[key], (bool, np.bool_)) or not isinstance(a[key], (int, np.integer))):
-            fail(key, "an integer (e.g. 32, not 32.0 or \"32\")")
-    for key in FLOAT_KEYS:
-        value = a.get(key)
-        if key in a and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))
-                         or not np.isfinite(value)):
-            fail(key, "a finite number (e.g. 0.1, not a string or null)")
-    for key in STR_KEYS:
-        if key in a and not isinstance(a[key], str):
-            fail(key, "a string")
-    resumes = a.get("resumes")
-    if resumes is not None and not (isinstance(resumes, list) and all(isinstance(r, dict) for r in resumes)):
-        fail("resumes", "a list with one object per resume (checkpoint, step_total, overrides, code_version)")
+    raise ConfigError(key, f"{key}: got {value!r}, expected {expected}")
 
 
 def validate_args(args_dic: dict) -> None:
-    """Check the types and values of the architecture and diffusion keys of `args_dic`; raise ValueError naming
+    """Check the types and values of the architecture and diffusion keys of `args_dic`; raise ConfigError naming
     key, value and expectation."""
     a = with_defaults(args_dic)
     check_types(a)
@@ -178,23 +128,23 @@ def check_respacing(num_timesteps: int, spec: str, key: str = "timestep_respacin
     try:
         return space_timesteps(num_timesteps, spec)
     except ValueError as err:
-        raise ValueError(f"{key}={spec!r} (chain of {num_timesteps} steps): {err}") from None
+        raise ConfigError(key, f"{key}={spec!r} (chain of {num_timesteps} steps): {err}") from None
 
 
 def check_image_sizes(image_size: int, image_size_hr: int | None, image_size_lr: int | None) -> None:
     """Low-res mode (`image_size_hr`: read size, > image_size) or super-res mode (`image_size_lr`:
     conditioning size, < image_size), at most one; ValueError naming the key otherwise. Sizes in pixels."""
     if image_size_hr is not None and image_size_lr is not None:
-        raise ValueError(f"image_size_hr={image_size_hr} and image_size_lr={image_size_lr} both given; expected at "
-                         "most one (image_size_hr: low-res mode, image_size_lr: super-res mode)")
+        raise ConfigError("image_size_lr", f"image_size_hr={image_size_hr} and image_size_lr={image_size_lr} both "
+                          "given; expected at most one (image_size_hr: low-res mode, image_size_lr: super-res mode)")
     hr, lr_size = image_size_hr, image_size_lr
     if hr is not None and (not isinstance(hr, int) or isinstance(hr, bool) or hr <= image_size):
-        raise ValueError(f"image_size_hr={hr!r}; expected an integer > image_size={image_size} "
-                         "(low-res mode: the size read before area downscaling)")
+        raise ConfigError("image_size_hr", f"image_size_hr={hr!r}; expected an integer > image_size={image_size} "
+                          "(low-res mode: the size read before area downscaling)")
     if lr_size is not None and (not isinstance(lr_size, int) or isinstance(lr_size, bool)
                                 or not 1 <= lr_size < image_size):
-        raise ValueError(f"image_size_lr={lr_size!r}; expected an integer >= 1 and < image_size={image_size} "
-                         "(super-res mode: the conditioning size)")
+        raise ConfigError("image_size_lr", f"image_size_lr={lr_size!r}; expected an integer >= 1 and < "
+                          f"image_size={image_size} (super-res mode: the conditioning size)")
 
 
 def create_model(*, image_size: int, num_input_channels: int, num_model_channels: int, num_res_blocks: int,
@@ -240,21 +190,35 @@ def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, s
     )
 
 
+def model_config(args_dic: dict, super_res: bool) -> ModelConfig:
+    """The model group of a metadata dict (missing keys: the original defaults); check it with validate_args."""
+    a = with_defaults(args_dic)
+    return ModelConfig(**{name: a[name] for name in ModelConfig.__dataclass_fields__ if name != "super_res"},
+                       super_res=super_res)
+
+
+def diffusion_config(args_dic: dict) -> DiffusionConfig:
+    """The diffusion group of a metadata dict (missing keys: the original defaults); check it with validate_args."""
+    a = with_defaults(args_dic)
+    return DiffusionConfig(**{name: a[name] for name in DiffusionConfig.__dataclass_fields__})
+
+
+def build_model(config: ModelConfig) -> UNetModel:
+    """The UNet of a model group."""
+    return create_model(**vars(config))
+
+
+def build_diffusion(config: DiffusionConfig) -> SpacedDiffusion:
+    """The diffusion of a diffusion group."""
+    return create_gaussian_diffusion(
+        steps=config.diffusion_steps, learn_sigma=config.learn_sigma, sigma_small=config.sigma_small,
+        noise_schedule=config.noise_schedule, loss_name=config.loss_name, output_type=config.output_type,
+        rescale_timesteps=config.rescale_timesteps, timestep_respacing=config.timestep_respacing)
+
+
 def _model_and_diffusion(args_dic: dict, super_res: bool):
     validate_args(args_dic)
-    a = with_defaults(args_dic)
-    model = create_model(
-        image_size=a["image_size"], num_input_channels=a["num_input_channels"],
-        num_model_channels=a["num_model_channels"], num_res_blocks=a["num_res_blocks"],
-        learn_sigma=a["learn_sigma"], class_cond=a["class_cond"], num_class=a["num_class"],
-        use_checkpoint=a["use_checkpoint"], attention_resolutions=a["attention_resolutions"],
-        num_heads=a["num_heads"], num_heads_upsample=a["num_heads_upsample"],
-        use_scale_shift_norm=a["use_scale_shift_norm"], dropout=a["dropout"], super_res=super_res)
-    diffusion = create_gaussian_diffusion(
-        steps=a["diffusion_steps"], learn_sigma=a["learn_sigma"], sigma_small=a["sigma_small"],
-        noise_schedule=a["noise_schedule"], loss_name=a["loss_name"], output_type=a["output_type"],
-        rescale_timesteps=a["rescale_timesteps"], timestep_respacing=a["timestep_respacing"])
-    return model, diffusion
+    return build_model(model_config(args_dic, super_res)), build_diffusion(diffusion_config(args_dic))
 
 
 def is_super_res(args_dic: dict) -> bool:

@@ -18,39 +18,42 @@ from .checkpoint import (
     METADATA_NAME,
     CheckpointName,
     find_metadata,
+    infer_architecture,
+    load_state_dict,
     read_metadata,
     write_metadata,
 )
 from .dist_util import resolve_device
 from .file_io import atomic_write, code_version
 from .resample import SCHEDULE_SAMPLERS
-from .script_util import ORIGINAL_DEFAULTS, check_types, validate_args
+from .run_config import (
+    BOOKKEEPING,
+    FIXED_ON_RESUME,
+    HDF5_KEYS,
+    MODEL,
+    NOT_STORED,
+    NOT_STORED_KEYS,
+    ORIGINAL_DEFAULTS,
+    TABLE,
+    ConfigError,
+    DataConfig,
+    LoopConfig,
+    RunConfig,
+    check_types,
+)
+from .script_util import diffusion_config, is_super_res, model_config, validate_args
 from .train_state import (
     leftover_files,
     list_sets,
+    load_train_state,
     parse_ema_rates,
     parse_resume_name,
     remove_set,
     set_files,
 )
 
-# Keys that can never change on resume: the model, the diffusion and how stored values map to model units
-# (a different value is an error naming the key). Every other stored key may be overridden by the call.
-FIXED_ON_RESUME = {
-    "image_size", "num_input_channels", "num_model_channels", "num_res_blocks", "num_heads", "num_heads_upsample",
-    "attention_resolutions", "learn_sigma", "sigma_small", "class_cond", "num_class", "diffusion_steps",
-    "noise_schedule", "timestep_respacing", "loss_name", "output_type", "rescale_timesteps", "use_scale_shift_norm",
-    "image_size_hr", "image_size_lr", "type_dataset", "normalization", "norm_range", "phase_as_cos_sin", "db",
-}
-# Keywords about this process only: never written to metadata.json, always from the call.
-NOT_STORED = {"device", "num_workers", "overwrite", "compile"}
-# metadata.json keys that are bookkeeping, not keywords of a run.
-BOOKKEEPING = {"resumes", "code_version", "hdf5_keys"}
-# Keywords whose default differs from what a run without the key in its metadata.json did (a run of the
-# original trainer, or one recorded before the key existed): a resume keeps that behaviour, given here.
-# amp and channels_last are recorded resolved, so a resume computes exactly as the first part did.
-ORIGINAL_BEHAVIOUR = {"ema_warmup": False, "amp": "none", "channels_last": False}
-HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")
+LEGACY = "the original trainer's behaviour"
+FROM_THE_CALL = ("resume_checkpoint", "url_folder_experiment")  # stored, but a resume takes them from the call
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
 
@@ -77,7 +80,7 @@ def split_call(call: dict) -> tuple[dict, set]:
 
 
 def _fail(key: str, value, expected: str):
-    raise ValueError(f"{key}: got {value!r}, expected {expected}")
+    raise ConfigError(key, f"{key}: got {value!r}, expected {expected}")
 
 
 def _check_optional_int(call: dict, key: str, minimum: int) -> None:
@@ -99,12 +102,12 @@ def _check_float(call: dict, key: str, low: float, high: float = math.inf, low_o
         _fail(key, value, f"{'None or ' if optional else ''}a finite number {span}")
 
 
-def validate_call(call: dict, device: torch.device | None = None) -> dict:
-    """Check every training keyword of `train.main`; raise ValueError naming the key and value.
+def validate_call(call: dict, device: torch.device | None = None) -> LoopConfig:
+    """Check every training keyword of `train.main`; raise ConfigError naming the key and value.
 
-    Returns the run options resolved once for the whole run: {"amp": 'none' | 'bf16' | 'fp16' (what
-    'auto' / use_fp16 mean on `device`), "channels_last": bool, "ema_rates": list of floats}. `device`:
-    the run's device, already resolved (None: resolve `call["device"]` here).
+    Returns the loop group, with amp ('none' | 'bf16' | 'fp16': what 'auto' / use_fp16 mean on `device`),
+    channels_last (bool) and the EMA rates resolved once for the whole run. `device`: the run's device,
+    already resolved (None: resolve `call["device"]` here).
     """
     validate_args(call)
     if call["type_dataset"] not in ("image", "hdf5"):
@@ -122,7 +125,6 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     mb = call["microbatch"]
     if mb is not None and mb != -1 and (not isinstance(mb, int) or not 1 <= mb <= call["batch_size"]):
         _fail("microbatch", mb, f"-1 (no split) or an integer in 1..batch_size={call['batch_size']}")
-    ema_rates = parse_ema_rates(call["ema_rate"])
     if not isinstance(call.get("ema_warmup", False), bool):
         _fail("ema_warmup", call["ema_warmup"], "True or False")
     for key in ("save_interval", "keep_checkpoints", "subset_timesteps"):
@@ -137,10 +139,54 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
         _fail("norm_range", bounds, "None or two finite numbers low < high (the stored values mapped to -1 and 1)")
     if call["compute_val"] and not call["data_val_dir"]:
         _fail("data_val_dir", call["data_val_dir"], "a validation folder when compute_val is true")
-    device = resolve_device(call["device"]) if device is None else device
-    amp = resolve_amp(call["amp"], device, call["use_fp16"])
-    return {"amp": amp, "channels_last": resolve_channels_last(call["channels_last"], device, call["amp"], amp),
-            "ema_rates": ema_rates}
+    return loop_config(call, resolve_device(call["device"]) if device is None else device)
+
+
+def _keyed(key: str, resolve: Callable, *args):
+    """`resolve(*args)`, its ValueError as a ConfigError naming `key`."""
+    try:
+        return resolve(*args)
+    except ValueError as err:
+        raise ConfigError(key, str(err)) from None
+
+
+def loop_config(values: dict, device: torch.device) -> LoopConfig:
+    """The loop group of `train.main` keywords `values` (keys it lacks: LoopConfig's defaults), with amp,
+    channels_last and the EMA rates resolved once for `device` (ConfigError naming the key)."""
+    amp_key = "use_fp16" if values.get("use_fp16") else "amp"
+    amp = _keyed(amp_key, resolve_amp, values.get("amp", "none"), device, values.get("use_fp16", False))
+    channels_last = _keyed("channels_last", resolve_channels_last, values.get("channels_last", False), device,
+                           values.get("amp", "none"), amp)
+    rates = _keyed("ema_rate", parse_ema_rates, values.get("ema_rate", "0.9999"))
+    fields = {k: values[k] for k in LoopConfig.__dataclass_fields__ if k in values}
+    return LoopConfig(**{**fields, "amp": amp, "channels_last": channels_last, "ema_rates": tuple(rates)})
+
+
+def _data_config(args: dict) -> DataConfig:
+    """The data group of a run's keywords (the validation folder only when the run validates)."""
+    for key in ("data_train_dir",) + (("data_val_dir",) if args["compute_val"] else ()):
+        if not args[key] or not Path(args[key]).is_dir():
+            raise FileNotFoundError(f"{key}: got {args[key]!r}, expected an existing data folder")
+    fields = {k: args[k] for k in DataConfig.__dataclass_fields__ if k in args}
+    return DataConfig(**{**fields, "data_val_dir": args["data_val_dir"] if args["compute_val"] else None,
+                         "num_channels": args["num_input_channels"], "class_names": args.get("class_names"),
+                         "norm_stats": args.get("data_normalization")})
+
+
+def resolve_run(args: dict, device: torch.device, plan: ResumePlan | None = None, given: set = frozenset()
+                ) -> RunConfig:
+    """Check every keyword of a run (`args`: `split_call`'s values, or a resume plan's `args`) and resolve it
+    into its typed groups. A ConfigError of a key the resume read from metadata.json (not in `given`) names
+    the file. FileNotFoundError for a missing data folder."""
+    try:
+        loop = validate_call(args, device)
+    except ConfigError as err:
+        if plan is None or err.key in given:
+            raise
+        raise ConfigError(err.key, f"{err} (read from {plan.metadata_path})") from None
+    args = {**args, "amp": loop.amp, "channels_last": loop.channels_last}  # recorded resolved
+    return RunConfig(model=model_config(args, is_super_res(args)), diffusion=diffusion_config(args),
+                     data=_data_config(args), loop=loop, args=args)
 
 
 def _comparable(key: str, value):
@@ -172,20 +218,70 @@ class ResumePlan:
     metadata_path: Path
     overrides: dict                 # key -> [stored value, value of the call]
     later: list[CheckpointName]     # sets after `name` in `source` (removed first when overwrite=True)
+    recovered: dict                 # keys metadata.json lacked -> the value the run takes (recorded back)
+    notes: list[str]                # where each recovered value came from
 
     @property
     def branch(self) -> bool:
         return self.folder.resolve() != self.source.resolve()
 
 
-def plan_resume(values: dict, given: set, defaults: dict) -> ResumePlan:
+def _run_record(source: Path, name: CheckpointName) -> tuple[dict, str]:
+    """(metadata.json as recorded in the set's train state, that file's name); ({}, '') for a set without one
+    (written by the original code or before train states recorded it)."""
+    path = source / name.state()
+    return (load_train_state(path).metadata, path.name) if path.is_file() else ({}, "")
+
+
+def _recover_missing(values: dict, given: set, stored: dict, meta: dict, meta_path: Path
+                     ) -> tuple[dict, list[str]]:
+    """Values of the stored keys that `meta` (read from `meta_path`) lacks, each from, in turn: the metadata
+    recorded with the checkpoint set, the shapes of the model weights (architecture keys), the original
+    trainer's behaviour (keys added by this code, missing from a metadata.json the original code wrote, or
+    with a `legacy` value), or the call. ConfigError naming the key and `meta_path` for any other.
+    Returns (key -> value, one line per source)."""
+    missing = [k for k, row in TABLE.items() if row.resume != NOT_STORED and k not in stored
+               and k not in FROM_THE_CALL]
+    path = Path(values["resume_checkpoint"])
+    record, record_name = _run_record(path.parent, parse_resume_name(path)) if missing else ({}, "")
+    record_keys = {**{k: v for k, v in record.items() if k not in BOOKKEEPING}, **(record.get("hdf5_keys") or {})}
+    found, sources = {}, {}
+    weights = None
+    for key in missing:
+        row = TABLE[key]
+        if row.group == MODEL and weights is None and key not in record_keys:
+            weights = infer_architecture(load_state_dict(path), super_res=is_super_res(stored))
+        if row.has_legacy:  # absent: the run predates the key (docs/architecture.md#metadata-keys)
+            found[key], sources[key] = row.absent, LEGACY
+        elif key in record_keys:
+            found[key], sources[key] = record_keys[key], f"recorded in {record_name}"
+        elif key in (weights or {}):
+            found[key], sources[key] = weights[key], f"read off the weights of {path.name}"
+        elif "code_version" not in meta and key not in ORIGINAL_DEFAULTS:
+            found[key], sources[key] = row.absent, LEGACY
+        elif key in given:
+            found[key], sources[key] = values[key], "given in the call"
+        else:
+            raise ConfigError(key, f"{key}: missing from {meta_path}, and not recorded with {path.name}; pass "
+                                   f"{key}=<the run's value> (it is then recorded), or add it to {meta_path.name}")
+    for key, value in record.items():  # class_names, data_normalization, hdf5_keys of the run
+        if key not in meta and key not in TABLE and key not in BOOKKEEPING - {"hdf5_keys"}:
+            found[key], sources[key] = value, f"recorded in {record_name}"
+    notes = [f"{key}: {found[key]!r} ({source}; missing from {meta_path.name}, now recorded there)"
+             for key, source in sources.items() if source != LEGACY]
+    legacy = ", ".join(f"{key}={found[key]!r}" for key, source in sources.items() if source == LEGACY)
+    notes += [f"{meta_path.name} predates these keys; they take {LEGACY}, now recorded there: {legacy}"] * bool(legacy)
+    return found, notes
+
+
+def plan_resume(values: dict, given: set) -> ResumePlan:
     """The resume of `values["resume_checkpoint"]` (`values`, `given`: from `split_call`).
 
-    A keyword the call did not give takes the metadata.json value (where an older file lacks it: the
-    original code's behaviour, i.e. ORIGINAL_BEHAVIOUR's value or else the default); a given keyword
-    overrides it, except those of FIXED_ON_RESUME (ValueError naming them). A `url_folder_experiment` other
-    than the checkpoint's folder starts a branch there. A checkpoint with later sets in its folder is
-    refused (FileExistsError naming them) unless it is a branch or `overwrite`. Reads only."""
+    A keyword the call did not give takes the metadata.json value (where the file lacks it:
+    `_recover_missing`); a given keyword overrides it, except those of FIXED_ON_RESUME (ConfigError naming
+    them). A `url_folder_experiment` other than the checkpoint's folder starts a branch there. A checkpoint with
+    later sets in its folder is refused (FileExistsError naming them) unless it is a branch or `overwrite`.
+    Reads only."""
     path = Path(values["resume_checkpoint"])
     name = parse_resume_name(path)
     if not path.is_file():
@@ -198,26 +294,31 @@ def plan_resume(values: dict, given: set, defaults: dict) -> ResumePlan:
     except ValueError as err:
         raise ValueError(f"metadata file {meta_path}: {err}") from None
     stored = _stored_keywords(meta)
+    if stored.get("type_dataset") != "hdf5":  # an image-folder run stores no HDF5 keys: they are not used
+        stored.update({key: TABLE[key].default for key in HDF5_KEYS if key not in stored})
+    recovered, notes = _recover_missing(values, given, stored, meta, meta_path)
+    stored.update(recovered)
     args, overrides, fixed = {}, {}, []
     for key, value in values.items():
-        from_call = key in given or key in NOT_STORED or key == "resume_checkpoint"
-        args[key] = value if from_call else stored.get(key, ORIGINAL_BEHAVIOUR.get(key, value))
-        if not from_call or key in NOT_STORED or key in ("resume_checkpoint", "url_folder_experiment"):
+        from_call = key in NOT_STORED_KEYS or key in FROM_THE_CALL
+        args[key] = value if from_call or key in given else stored[key]
+        if from_call or key not in given:
             continue
-        before = stored.get(key, ORIGINAL_BEHAVIOUR.get(key, defaults.get(key)))
+        before = stored[key]
         if _comparable(key, value) != _comparable(key, before):
             if key in FIXED_ON_RESUME:
-                fixed.append(f"{key}={value!r} (checkpoint metadata: {before!r})")
+                fixed.append(key)
             else:
                 overrides[key] = [before, value]
     if fixed:
-        raise ValueError(f"resume_checkpoint: the call disagrees with {meta_path}: " + "; ".join(fixed)
-                         + ". Model, diffusion and data-mapping keys cannot change on resume: leave them out")
+        shown = "; ".join(f"{key}={values[key]!r} (checkpoint metadata: {stored[key]!r})" for key in fixed)
+        raise ConfigError(fixed[0], f"resume_checkpoint: the call disagrees with {meta_path}: {shown}. Model, "
+                                    "diffusion and data-mapping keys cannot change on resume: leave them out")
     args.update({k: v for k, v in stored.items() if k not in args})  # class_names, data_normalization, ...
     folder = Path(values["url_folder_experiment"]) if "url_folder_experiment" in given else source
     args["url_folder_experiment"] = str(folder)
     later = [s for s in list_sets(source) if s.order() > name.order()]
-    plan = ResumePlan(path, name, source, folder, args, meta, meta_path, overrides, later)
+    plan = ResumePlan(path, name, source, folder, args, meta, meta_path, overrides, later, recovered, notes)
     if plan.branch:
         overrides["url_folder_experiment"] = [str(source), str(folder)]
         check_output_folder(folder, values["overwrite"], resuming=False)
@@ -231,26 +332,31 @@ def plan_resume(values: dict, given: set, defaults: dict) -> ResumePlan:
     return plan
 
 
-def start_resumed_run(plan: ResumePlan, data_info: dict, step_total: int) -> list[str]:
+def _set_key(meta: dict, key: str, value) -> None:
+    if key in HDF5_KEYS and isinstance(meta.get("hdf5_keys"), dict):
+        meta["hdf5_keys"] = {**meta["hdf5_keys"], key: value}
+    else:
+        meta[key] = value
+
+
+def start_resumed_run(plan: ResumePlan, data_info: dict, step_total: int) -> tuple[list[str], dict]:
     """Write what a resume changes on disk (after every check passed): delete the later sets
     (overwrite) or copy the resumed-from set into the branch folder, delete leftovers of interrupted
-    saves, and write metadata.json with this resume appended to its `resumes` list. Returns the lines to print."""
+    saves, and write metadata.json with the values it lacked (`plan.recovered`) and this resume appended to
+    its `resumes` list. Returns (the lines to print, the metadata written)."""
     meta = dict(plan.metadata)
+    for key, value in plan.recovered.items():
+        _set_key(meta, key, value)
     for key, (_, after) in plan.overrides.items():
-        if key in HDF5_KEYS and isinstance(meta.get("hdf5_keys"), dict):
-            meta["hdf5_keys"] = {**meta["hdf5_keys"], key: after}
-        else:
-            meta[key] = after
+        _set_key(meta, key, after)
     for key, value in data_info.items():
         meta.setdefault(key, value)
-    for key in ORIGINAL_BEHAVIOUR:  # record the behaviour an older metadata.json implied
-        meta.setdefault(key, plan.args[key])
     meta["resumes"] = list(meta.get("resumes") or []) + [{
         "checkpoint": str(plan.checkpoint), "step_total": step_total,
         "overrides": {k: {"from": a, "to": b} for k, (a, b) in plan.overrides.items()},
         "code_version": code_version()}]
     json.dumps(meta)  # TypeError now, before any file changes, if a value cannot be stored
-    lines = []
+    lines = list(plan.notes)
     if plan.branch:
         if plan.folder.exists():
             clear_run_files(plan.folder)
@@ -269,7 +375,7 @@ def start_resumed_run(plan: ResumePlan, data_info: dict, step_total: int) -> lis
     for key, (before, after) in plan.overrides.items():
         lines.append(f"{key}: {before!r} -> {after!r} (given in the call; metadata.json records it)")
     write_metadata(plan.folder, meta, METADATA_NAME if plan.branch else plan.metadata_path.name)
-    return lines
+    return lines, meta
 
 
 def undo_failed_start(folder: Path, created: bool) -> None:
@@ -314,7 +420,7 @@ def clear_run_files(folder: Path) -> list[str]:
 def run_metadata(args: dict, data_info: dict) -> dict:
     """metadata.json content: the original 37 keys in their order, then the keys added by this code."""
     meta = {key: args.get(key, default) for key, default in ORIGINAL_DEFAULTS.items()}
-    extra = {k: v for k, v in args.items() if k not in meta and k not in NOT_STORED and k not in HDF5_KEYS}
+    extra = {k: v for k, v in args.items() if k not in meta and k not in NOT_STORED_KEYS and k not in HDF5_KEYS}
     meta.update(extra)
     meta.update(data_info)
     meta["code_version"] = code_version()
@@ -327,6 +433,6 @@ def keyword_defaults(func: Callable) -> dict:
             for name, p in inspect.signature(func).parameters.items() if p.default is not inspect.Parameter.empty}
 
 
-__all__ = ["FIXED_ON_RESUME", "NotGiven", "split_call", "validate_call", "ResumePlan", "plan_resume",
-           "start_resumed_run", "undo_failed_start", "check_output_folder", "clear_run_files", "run_metadata",
-           "keyword_defaults"]
+__all__ = ["FIXED_ON_RESUME", "NotGiven", "split_call", "validate_call", "loop_config", "resolve_run", "ResumePlan",
+           "plan_resume", "start_resumed_run", "undo_failed_start", "check_output_folder", "clear_run_files",
+           "run_metadata", "keyword_defaults"]

@@ -45,6 +45,7 @@ class TrainState:
     rng: dict = field(default_factory=dict)  # name -> ByteTensor state
     sampler: dict = field(default_factory=dict)
     grad_scaler: dict | None = None
+    metadata: dict = field(default_factory=dict)  # the run's metadata.json when the set was written ({}: unknown)
 
     def to_dict(self) -> dict:
         return {"format": STATE_FORMAT, **self.__dict__}

@@ -22,18 +22,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .acceleration import autocast, compile_model, enable_fast_matmul, memory_format, resolve_amp, resolve_channels_last
+from .acceleration import autocast, compile_model, enable_fast_matmul, memory_format
 from .checkpoint import CheckpointName, load_state_dict, set_name
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
 from .file_io import derive_seed
 from .nn import ema_decay, update_ema
-from .resample import LossSecondMomentResampler, UniformSampler
+from .resample import LossSecondMomentResampler, create_named_schedule_sampler
+from .run_config import LoopConfig
 from .train_logging import Logger, MetricAccumulator, ema_samples
 from .train_state import (
     TrainState,
     find_set_files,
     load_train_state,
-    parse_ema_rates,
     prune_sets,
     save_checkpoint_set,
 )
@@ -58,52 +58,32 @@ class EpochData:
 
 
 class TrainLoop:
-    """Train `model` on `data` for epochs `start_epoch .. num_epochs - 1`, writing checkpoint sets to
-    `folder`.
-
-    `amp` ('none', 'bf16', 'fp16', 'auto'), `channels_last` (bool or 'auto') and `ema_rate` (float, comma
-    string or list) are resolved here, unless `options_resolved`: then they are the values
-    `train_setup.validate_call` resolved for the run (`amp` a mode of `acceleration.AMP_DTYPES`,
-    `channels_last` a bool, `ema_rate` a list of floats) and are used as given.
-    `ema_warmup`: each EMA's decay ramps up to its rate with the step count (`nn.ema_decay`); off keeps the
-    original constant decay.
+    """Train `model` on `data` for epochs `start_epoch .. config.num_epochs - 1`, writing checkpoint sets to
+    `folder`; `config` is the run's loop group, resolved (`train_setup.loop_config`). `metadata`: the run's
+    metadata.json, recorded with every checkpoint set (so a resume can recover what that file loses).
+    `config.ema_warmup`: each EMA's decay ramps up to its rate with the step count (`nn.ema_decay`); off keeps
+    the original constant decay.
     """
 
-    def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, num_epochs: int,
-                 lr: float, ema_rate: float | str | list[float] = "0.9999", microbatch: int = -1, schedule_sampler=None,
-                 weight_decay: float = 0.0, lr_anneal_steps: int = 0, warmup_steps: int = 0,
-                 grad_clip: float | None = None, save_interval: int | None = None,
-                 keep_checkpoints: int | None = None, log_interval: int = 100, amp: str = "none",
-                 fp16_scale_growth: float = 1e-3,
-                 val_data: EpochData | None = None, subset_timesteps: int | None = None, seed: int = 0,
-                 grid_interval: int = 1, compile: bool = False, channels_last: bool | str = False,
-                 device: torch.device | str = "cpu", options_resolved: bool = False, ema_warmup: bool = False):
-        self.device = torch.device(device)
-        self.amp = amp if options_resolved else resolve_amp(amp, self.device)
-        if not options_resolved:
-            channels_last = resolve_channels_last(channels_last, self.device, amp, self.amp)
-        enable_fast_matmul(self.device, self.amp)
+    def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, config: LoopConfig,
+                 val_data: EpochData | None = None, device: torch.device | str = "cpu", metadata: dict | None = None):
+        self.device, self.config = torch.device(device), config
+        self.metadata = metadata or {}
+        enable_fast_matmul(self.device, config.amp)
         # channels_last before the EMA copies and the optimizer state are made, so all share one layout
-        self.memory_format = memory_format(channels_last)
+        self.memory_format = memory_format(config.channels_last)
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.diffusion, self.data, self.val_data = diffusion, data, val_data
-        self.folder, self.num_epochs, self.lr = Path(folder), num_epochs, lr
-        self.microbatch = microbatch
-        self.lr_anneal_steps, self.warmup_steps, self.grad_clip = lr_anneal_steps, warmup_steps, grad_clip
-        self.save_interval, self.keep_checkpoints, self.log_interval = save_interval, keep_checkpoints, log_interval
-        self.subset_timesteps, self.seed = subset_timesteps, seed
-        self.grid_interval, self.compile = grid_interval, compile
-        self.sampler = schedule_sampler or UniformSampler(diffusion.num_timesteps)
+        self.folder = Path(folder)
+        self.sampler = create_named_schedule_sampler(config.schedule_sampler, diffusion)
         # The original added fp16_scale_growth to log2(scale) per good step: doubling every 1/growth steps.
-        self.scaler = (torch.amp.GradScaler("cuda", growth_interval=max(1, round(1 / fp16_scale_growth)))
-                       if self.amp == "fp16" else None)
-        self.ema_rates = list(ema_rate) if options_resolved else parse_ema_rates(ema_rate)
-        self.ema_warmup = ema_warmup  # decay ramps up to each rate with the step count (nn.ema_decay)
+        self.scaler = (torch.amp.GradScaler("cuda", growth_interval=max(1, round(1 / config.fp16_scale_growth)))
+                       if config.amp == "fp16" else None)
         self.params = list(self.model.parameters())
-        self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.ema_rates]
+        self.ema_params = [[p.detach().clone() for p in self.params] for _ in self.config.ema_rates]
         # foreach: one multi-tensor update instead of a Python loop over parameters (torch only
         # defaults to it on CUDA)
-        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, foreach=True)
+        self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
         self.rank, self.world_size, self.is_main = get_rank(), get_world_size(), get_rank() == 0
         self.gen_t = torch.Generator()
         self.gen_noise = torch.Generator(self.device)
@@ -123,14 +103,14 @@ class TrainLoop:
     def resume(self, model_path: str | Path) -> list[str]:
         """Load a checkpoint set (model, EMA per rate, optimizer, train state); return notes on what was
         missing (folders written by the original code have no train state) and how it was replaced."""
-        files = find_set_files(model_path, self.ema_rates)
+        files = find_set_files(model_path, self.config.ema_rates)
         notes = []
         try:
             self.model.load_state_dict(load_state_dict(files.model, self.device), strict=True)
         except RuntimeError as err:
             raise ValueError(f"resume_checkpoint: {files.model} does not fit the model of this run: "
                              f"{str(err).splitlines()[0]} ...") from None
-        for ema, rate in zip(self.ema_params, self.ema_rates):
+        for ema, rate in zip(self.ema_params, self.config.ema_rates):
             source = files.ema[rate]
             if source is None:
                 notes.append(f"no EMA file {files.name.ema(rate)}: EMA rate {rate} restarts from the model weights")
@@ -157,8 +137,8 @@ class TrainLoop:
             if state.world_size != self.world_size:
                 notes.append(f"checkpoint written with {state.world_size} process(es), resumed with "
                              f"{self.world_size}: data order and noise differ from an uninterrupted run")
-            elif state.seed != self.seed:
-                notes.append(f"seed {self.seed} differs from the checkpoint's {state.seed}")
+            elif state.seed != self.config.seed:
+                notes.append(f"seed {self.config.seed} differs from the checkpoint's {state.seed}")
             elif name.step is not None:
                 self.pending_rng = state.rng
         else:
@@ -170,19 +150,19 @@ class TrainLoop:
                          f"{name.iteration} with a fresh timestep-sampler history and RNG states from the seed")
         self.start_epoch = name.epoch + (1 if name.step is None else 0)
         self.skip_steps = name.step or 0
-        if self.start_epoch >= self.num_epochs:
-            raise ValueError(f"num_epochs: got {self.num_epochs}, but the checkpoint has {self.start_epoch} epoch(s) "
-                             f"done; num_epochs is the total of the run, expected > {self.start_epoch}")
-        if self.lr_anneal_steps and self.step_total >= self.lr_anneal_steps:
-            raise ValueError(f"lr_anneal_steps: got {self.lr_anneal_steps}, the checkpoint is already at step "
+        if self.start_epoch >= self.config.num_epochs:
+            raise ValueError(f"num_epochs: got {self.config.num_epochs}, but the checkpoint has {self.start_epoch} "
+                             f"epoch(s) done; num_epochs is the total of the run, expected > {self.start_epoch}")
+        if self.config.lr_anneal_steps and self.step_total >= self.config.lr_anneal_steps:
+            raise ValueError(f"lr_anneal_steps: got {self.config.lr_anneal_steps}, the checkpoint is already at step "
                              f"{self.step_total}; nothing left to train")
         return notes
 
     # ------------------------------------------------------------------ random state
     def _seed_epoch(self, epoch: int) -> None:
-        self.gen_t.manual_seed(derive_seed(self.seed, epoch, 0))
-        self.gen_noise.manual_seed(derive_seed(self.seed, epoch, 1))
-        torch.manual_seed(derive_seed(self.seed, epoch, 2, self.rank))
+        self.gen_t.manual_seed(derive_seed(self.config.seed, epoch, 0))
+        self.gen_noise.manual_seed(derive_seed(self.config.seed, epoch, 1))
+        torch.manual_seed(derive_seed(self.config.seed, epoch, 2, self.rank))
 
     def _rng_state(self) -> dict:
         """Generator states (shared by all processes) and every process's global RNG states."""
@@ -206,11 +186,11 @@ class TrainLoop:
     # ------------------------------------------------------------------ one optimizer step
     def _current_lr(self) -> float:
         """lr with linear warm-up over `warmup_steps` and linear decay to 0 at `lr_anneal_steps` (never < 0)."""
-        lr = self.lr
-        if self.warmup_steps:
-            lr *= min(1.0, (self.step_total + 1) / self.warmup_steps)
-        if self.lr_anneal_steps:
-            lr *= max(0.0, 1.0 - self.step_total / self.lr_anneal_steps)
+        lr = self.config.lr
+        if self.config.warmup_steps:
+            lr *= min(1.0, (self.step_total + 1) / self.config.warmup_steps)
+        if self.config.lr_anneal_steps:
+            lr *= max(0.0, 1.0 - self.step_total / self.config.lr_anneal_steps)
         return lr
 
     def _forward_backward(self, x: torch.Tensor, cond: dict) -> None:
@@ -219,14 +199,14 @@ class TrainLoop:
         noise = torch.randn((n_global, *x.shape[1:]), generator=self.gen_noise, device=self.device)
         t, weights, noise = (v[self.rank::self.world_size] for v in (t, weights, noise))
         mask = cond.pop("mask", None)
-        size = n if self.microbatch in (-1, None) else self.microbatch
+        size = n if self.config.microbatch in (-1, None) else self.config.microbatch
         starts = list(range(0, n, size))
         losses = []
         for i, start in enumerate(starts):
             part = slice(start, start + size)
             sync = self._ddp.no_sync() if self._ddp is not None and i < len(starts) - 1 else nullcontext()
             with sync:
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.config.amp):
                     terms = self.diffusion.training_losses(
                         self.ddp_model, x[part], t[part], {k: v[part] for k, v in cond.items()},
                         noise=noise[part], mask=None if mask is None else mask[part])
@@ -246,8 +226,8 @@ class TrainLoop:
             group["lr"] = lr
         if self.scaler is not None:
             self.scaler.unscale_(self.opt)
-        if self.grad_clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        if self.config.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         self.metrics.add_scalar("grad_norm", norm)
@@ -258,8 +238,8 @@ class TrainLoop:
         else:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        for ema, rate in zip(self.ema_params, self.ema_rates):
-            update_ema(ema, self.params, ema_decay(rate, self.step_total, self.ema_warmup))
+        for ema, rate in zip(self.ema_params, self.config.ema_rates):
+            update_ema(ema, self.params, ema_decay(rate, self.step_total, self.config.ema_warmup))
         self.step_total += 1
 
     # ------------------------------------------------------------------ checks, logging, saving
@@ -289,22 +269,22 @@ class TrainLoop:
         model_state = {k: _host_copy(v) for k, v in self.model.state_dict().items()}
         names = [name for name, _ in self.model.named_parameters()]
         ema_states = {}
-        for ema, rate in zip(self.ema_params, self.ema_rates):
+        for ema, rate in zip(self.ema_params, self.config.ema_rates):
             ema_states[rate] = {**model_state, **{n: _host_copy(p) for n, p in zip(names, ema)}}
         return model_state, ema_states
 
     def _save(self, name: CheckpointName, epoch: int, step_in_epoch: int | None) -> None:
         self._check_finite(self.step_total, weights=True)
         state = TrainState(epoch=epoch, step_total=self.step_total, step_in_epoch=step_in_epoch,
-                           world_size=self.world_size, seed=self.seed, best_score=self.best_score,
+                           world_size=self.world_size, seed=self.config.seed, best_score=self.best_score,
                            rng=self._rng_state(), sampler=self.sampler.state_dict(),
-                           grad_scaler=self.scaler.state_dict() if self.scaler else None)
+                           grad_scaler=self.scaler.state_dict() if self.scaler else None, metadata=self.metadata)
         if self.is_main:
             model_state, ema_states = self._state_dicts()
             self.last_checkpoint = save_checkpoint_set(self.folder, name, model_state, ema_states,
                                                        self.opt.state_dict(), state)
-            if self.keep_checkpoints:
-                prune_sets(self.folder, self.keep_checkpoints, protect=self.resumed_from)
+            if self.config.keep_checkpoints:
+                prune_sets(self.folder, self.config.keep_checkpoints, protect=self.resumed_from)
 
     @torch.no_grad()
     def validate(self, epoch: int) -> dict:
@@ -312,14 +292,14 @@ class TrainLoop:
         processes; noise from (seed, epoch) so it does not disturb training randomness."""
         self.model.eval()
         self.val_data.set_epoch(0)
-        generator = torch.Generator(self.device).manual_seed(derive_seed(self.seed, epoch, 3, self.rank))
+        generator = torch.Generator(self.device).manual_seed(derive_seed(self.config.seed, epoch, 3, self.rank))
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         for x, cond in self.val_data.loader:
             x = x.to(self.device)
             kwargs = {k: v.to(self.device) for k, v in cond.items() if k != "mask"}
-            with autocast(self.device, self.amp):
+            with autocast(self.device, self.config.amp):
                 out = self.diffusion.calc_bpd_loop(self.model, x, clip_denoised=True, model_kwargs=kwargs,
-                                                   subset_timesteps=self.subset_timesteps, generator=generator,
+                                                   subset_timesteps=self.config.subset_timesteps, generator=generator,
                                                    progress=self.is_main)
             sums += torch.stack([out["total_bpd"].double().sum(), out["xstart_mse"].double().mean(1).sum(),
                                  sums.new_tensor(x.shape[0])])
@@ -335,8 +315,8 @@ class TrainLoop:
         if not self.is_main or self._grid_shape is None:
             return
         images = ema_samples(self.model, self.ema_params[0], self.diffusion, self._grid_shape, self._grid_cond,
-                             self.device, self.seed)
-        self.logger.image_grid(f"samples/ema_{self.ema_rates[0]}", images, self.step_total)
+                             self.device, self.config.seed)
+        self.logger.image_grid(f"samples/ema_{self.config.ema_rates[0]}", images, self.step_total)
 
     # ------------------------------------------------------------------ the loop
     def _wrap_model(self) -> None:
@@ -347,7 +327,7 @@ class TrainLoop:
             self._ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
                                                 else None)
         model = self._ddp or self.model
-        self.ddp_model = compile_model(model, "train") if self.compile else model
+        self.ddp_model = compile_model(model, "train") if self.config.compile else model
 
     def _run_epoch(self, epoch: int) -> bool:
         """Train one epoch; return False when lr_anneal_steps is reached."""
@@ -355,7 +335,7 @@ class TrainLoop:
         self.data.set_epoch(epoch)
         batches = iter(self.data.loader)  # may draw worker seeds from the global RNG: before any restore
         total = len(self.data.loader) if hasattr(self.data.loader, "__len__") else None
-        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.num_epochs}", disable=not self.is_main,
+        bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{self.config.num_epochs}", disable=not self.is_main,
                    initial=self.skip_steps, dynamic_ncols=True)
         self._bar = bar
         step = 0
@@ -373,10 +353,10 @@ class TrainLoop:
             self._forward_backward(x, cond)
             self._optimize()
             bar.update(1)
-            if self.step_total % self.log_interval == 0:
+            if self.step_total % self.config.log_interval == 0:
                 self._log(epoch, bar)
-            stop = bool(self.lr_anneal_steps) and self.step_total >= self.lr_anneal_steps
-            if (self.save_interval and step % self.save_interval == 0) or stop:
+            stop = bool(self.config.lr_anneal_steps) and self.step_total >= self.config.lr_anneal_steps
+            if (self.config.save_interval and step % self.config.save_interval == 0) or stop:
                 self._save(set_name(epoch, step=step), epoch, step)
             if stop:
                 bar.close()
@@ -409,11 +389,11 @@ class TrainLoop:
         self.model.train()
         epoch = self.start_epoch
         try:
-            for epoch in range(self.start_epoch, self.num_epochs):
+            for epoch in range(self.start_epoch, self.config.num_epochs):
                 if not self._run_epoch(epoch):
                     break
                 self._end_of_epoch(epoch)
-                if self.grid_interval and (epoch + 1) % self.grid_interval == 0:
+                if self.config.grid_interval and (epoch + 1) % self.config.grid_interval == 0:
                     self.sample_grid(epoch)
         finally:
             if self._bar is not None:

@@ -8,6 +8,7 @@ import torch
 
 from improved_diffusion import train_logging
 from improved_diffusion.script_util import create_model_and_diffusion
+from improved_diffusion.train_setup import loop_config
 from improved_diffusion.train_util import EpochData, TrainLoop
 
 TINY = dict(image_size=32, num_input_channels=1, num_model_channels=32, num_res_blocks=1, attention_resolutions="8",
@@ -38,8 +39,9 @@ def make_loop(folder, x, batch_size=2, **kw):
     model, diffusion = create_model_and_diffusion({**TINY, **kw.pop("model_args", {})})
     loader = MemoryLoader(x, batch_size)
     kw = {"num_epochs": 1, "lr": 1e-3, "ema_rate": "0.9", "grid_interval": 0, **kw}
+    val_data, device = kw.pop("val_data", None), torch.device(kw.pop("device", "cpu"))
     return TrainLoop(model=model, diffusion=diffusion, data=EpochData(loader, loader.set_epoch), folder=str(folder),
-                     **kw)
+                     config=loop_config(kw, device), val_data=val_data, device=device)
 
 
 def folder_hashes(folder: Path) -> dict:
@@ -163,7 +165,7 @@ def test_crash_during_save_leaves_previous_set_intact(tmp_path, monkeypatch):
 def test_keep_checkpoints_and_tensorboard_tags(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     loop = make_loop(tmp_path, torch.randn(4, 1, 32, 32), num_epochs=3, keep_checkpoints=2, log_interval=1,
-                     grid_interval=3, schedule_sampler=None)
+                     grid_interval=3, schedule_sampler="uniform")
     monkeypatch.setattr(train_logging, "GRID_STEPS", 2)
     loop.run()
     assert sorted(p.name for p in tmp_path.glob("model_*.pt")) == ["model_epoch=1_iter=4.pt", "model_epoch=2_iter=6.pt"]
