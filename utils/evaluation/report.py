@@ -18,7 +18,13 @@ import numpy as np
 from improved_diffusion.checkpoint import check_free, read_metadata
 from improved_diffusion.data_normalization import value_unit
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
-from utils.evaluation.feature_scores import feature_scores, format_scores, noise_floor
+from utils.evaluation.feature_scores import (
+    feature_scores,
+    format_scores,
+    noise_floor,
+    pixel_gaussian,
+    warn_if_degenerate,
+)
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
 from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
 from utils.evaluation.plots import plot_mean_curves
@@ -65,7 +71,8 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
                     batch_size: int = 64, cache_dir: str | None = None, device: str = "cpu", seed: int = 0) -> dict:
     """FID, KID and/or precision-recall of NHWC sets in the extractor's standardised feature space
     (:func:`utils.evaluation.feature_scores.feature_scores`), with the real-half noise floor at
-    matched sample counts in ``noise_floor`` and both as a text table in ``summary``.
+    matched sample counts in ``noise_floor``, the precision / recall of per-pixel Gaussian noise in
+    ``degenerate_baseline`` (with precision_recall) and all as a text table in ``summary``.
 
     Real features are cached under ``cache_dir`` (keyed by data, weights, layer, count)."""
     check_compatible(real, generated)
@@ -75,8 +82,15 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
                    num_bootstrap=num_bootstrap, num_subsets=num_subsets, seed=seed)
     scores = feature_scores(real_f, gen_f, **options)
     floor = noise_floor(real_f, gen_f, **options)
-    return {"extractor": extractor.description(), **scores, "noise_floor": floor,
-            "summary": format_scores(scores, floor)}
+    out = {"extractor": extractor.description(), **scores, "noise_floor": floor}
+    baseline = None
+    if "precision_recall" in scores:
+        noise_f = extractor.extract(pixel_gaussian(real, len(generated), seed), batch_size, device)
+        baseline = feature_scores(real_f, noise_f, **{**options, "scores": ("precision_recall",)})["precision_recall"]
+        out["degenerate_baseline"] = {"what": "Gaussian noise with the real per-pixel mean and std",
+                                      "n": len(generated), **baseline}
+        warn_if_degenerate(scores["precision_recall"], baseline)
+    return {**out, "summary": format_scores(scores, floor, baseline)}
 
 
 def _is_hdf5(source: str) -> bool:
