@@ -27,9 +27,9 @@ from utils.evaluation.feature_scores import (
 )
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
 from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
-from utils.evaluation.plots import plot_mean_curves
+from utils.evaluation.plots import curve_label, plot_mean_curves
 from utils.evaluation.scorecard import format_table, plot_scorecard, scorecard
-from utils.evaluation.semivariogram import empirical_semivariogram, write_semivariogram_csv
+from utils.evaluation.semivariogram import ESTIMATOR, empirical_semivariogram, write_semivariogram_csv
 from utils.evaluation.spectrum import radial_psd
 
 METRICS = ("fid", "kid", "precision_recall", "semivariogram", "spectrum", "memorisation", "scorecard")
@@ -134,11 +134,14 @@ def semivariogram_section(real_fields: np.ndarray, gen_fields: np.ndarray, resul
            for k, f in (("real", real_fields), ("generated", gen_fields))}
     for k, r in res.items():
         write_semivariogram_csv(r, results_dir / f"semivariogram_{k}.csv", overwrite=overwrite)
-    plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()},
+    sizes = {"real": len(real_fields), "generated": len(gen_fields)}
+    plot_mean_curves({curve_label(k, sizes[k], ESTIMATOR): (r.mean_distance, r.gamma, r.gamma_se)
+                      for k, r in res.items()},
                      results_dir / "semivariogram.png", xlabel="lag (px)", ylabel=f"semivariance ({unit}²)",
                      title="Semivariogram: real vs generated fields (mean ± 1.96 SE)", overwrite=overwrite)
     gap = np.abs(res["generated"].gamma - res["real"].gamma) / np.abs(res["real"].gamma)
-    return {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
+    return {"estimator": ESTIMATOR, "n_real": sizes["real"], "n_generated": sizes["generated"],
+            "lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
             "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
 
 
