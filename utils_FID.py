@@ -23,17 +23,9 @@ import json
 from pathlib import Path
 
 from improved_diffusion.checkpoint import check_free
-from utils.evaluation.comparable import NAN_POLICIES, apply_nan_policy, check_same_units, metadata_from_provenance
+from utils.evaluation.comparable import NAN_POLICIES, apply_nan_policy, check_same_units, resolve_metadata
 from utils.evaluation.features import load_extractor
 from utils.evaluation.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
-
-
-def resolve_metadata(generated: str, metadata_json: str | None) -> tuple[str | None, str]:
-    """The training metadata.json to use and where it came from ("given", "sample provenance" or "none")."""
-    if metadata_json is not None:
-        return metadata_json, "given"
-    found = metadata_from_provenance(generated)
-    return (None, "none") if found is None else (str(found), "sample provenance")
 
 
 def main(

@@ -136,3 +136,22 @@ def test_contrastive_extractor_trains_on_masked_hdf5(masked, tmp_path):
         saved = torch.load(out / "classifier_best.pt", weights_only=True)
         assert saved["nan_policy"] == policy and saved["masked_pixels"]["n_kept"] == kept
         assert saved["masked_pixels"]["n_with_nan"] == N_HOLED
+
+
+@pytest.mark.filterwarnings("ignore:.*rank deficient")
+def test_report_command_fills_masked_sets_and_refuses_mixed_units(masked, repo_root):
+    def report(out, *flags):
+        return subprocess.run([sys.executable, "-m", "utils.report", "--real", masked["real"], "--samples",
+                               str(masked["samples"]), "--results_dir", str(masked["tmp"] / out), "--key_data",
+                               "unwrap", "--extractor_path", masked["ext"], "--metrics", "fid,precision_recall",
+                               "--num_bootstrap", "0", *flags], cwd=repo_root, capture_output=True, text=True,
+                              timeout=300)
+    done = report("filled", "--nan_policy", "fill")
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((masked["tmp"] / "filled" / "metrics.json").read_text())
+    assert saved["metadata_from"] == "sample provenance" and saved["masked_pixels"]["real"]["n_with_nan"] == N_HOLED
+    assert "degenerate_baseline" in saved
+    masked["samples"].with_suffix(".json").unlink()
+    refused = report("mixed", "--nan_policy", "fill")
+    assert refused.returncode == 2 and "stored units" in refused.stderr
+    assert not (masked["tmp"] / "mixed" / "metrics.json").exists()

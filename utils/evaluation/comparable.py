@@ -95,6 +95,15 @@ def metadata_from_provenance(generated: str | Path) -> Path | None:
     return candidate if candidate is not None and candidate.is_file() else None
 
 
+def resolve_metadata(generated: str, metadata_json: str | None) -> tuple[str | None, str]:
+    """The training metadata.json to use and where it came from: "given", "sample provenance"
+    (:func:`metadata_from_provenance`) or "none"."""
+    if metadata_json is not None:
+        return metadata_json, "given"
+    found = metadata_from_provenance(generated)
+    return (None, "none") if found is None else (str(found), "sample provenance")
+
+
 def check_same_units(real: str, generated: str, *, metadata_known: bool, real_scaled: bool) -> None:
     """Refuse (ValueError) when one set is an HDF5 folder read in stored units (no training ``data_normalization``
     and, for the real set, no ``real_scale`` / ``real_offset``) and the other is in model units."""

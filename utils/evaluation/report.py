@@ -18,6 +18,7 @@ import numpy as np
 from improved_diffusion.checkpoint import check_free, read_metadata
 from improved_diffusion.data_normalization import value_unit
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
+from utils.evaluation.comparable import apply_nan_policy, check_same_units, is_hdf5_folder, resolve_metadata
 from utils.evaluation.feature_scores import (
     feature_scores,
     format_scores,
@@ -93,8 +94,15 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
     return {**out, "summary": format_scores(scores, floor, baseline)}
 
 
-def _is_hdf5(source: str) -> bool:
-    return Path(source).is_dir() and any(Path(source).glob("*.hdf5"))
+def _check_units(real: str, samples: str, metadata_known: bool, real_scaled: bool, needs_features: bool) -> None:
+    """Feature metrics between sets in different units are refused (``check_same_units``); for the field statistics
+    alone, real HDF5 data in stored units only warn (they may be compared in physical units by design)."""
+    if needs_features:
+        check_same_units(real, samples, metadata_known=metadata_known, real_scaled=real_scaled)
+    elif not (metadata_known or real_scaled) and is_hdf5_folder(real):
+        warnings.warn(f"real={real!r}: HDF5 values are read as stored (e.g. rad) while samples are in model units; "
+                      "pass metadata_json=<training metadata.json> (or real_scale / real_offset) so both match",
+                      stacklevel=3)
 
 
 def summary_lines(report: dict, results_dir: str) -> list[str]:
@@ -194,7 +202,8 @@ def evaluate_samples(
     image_size: int | None = None,        # resize real image-folder images to this size in px
     real_scale: float = 1.0,              # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
-    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps the real data
+    metadata_json: str | None = None,   # training metadata.json (default: from the samples' provenance JSON)
+    nan_policy: str = "error",            # NaN pixels for the feature metrics: 'error', 'fill' or 'drop'
     units: str = "model",                 # semivariogram/spectrum in "model" units or "physical" (metadata_json)
     num_samples: int | None = None,       # random subset size of each set (all when None)
     channel: int = 0,                     # channel used for semivariogram and spectrum
@@ -214,6 +223,7 @@ def evaluate_samples(
 ) -> dict:
     """Compute the requested metrics, write ``metrics.json`` + plots; return the metrics dict."""
     names = parse_metrics(metrics)
+    metadata_json, metadata_from = resolve_metadata(samples, metadata_json)
     if units not in UNITS:
         raise ValueError(f"units={units!r}; expected one of {UNITS}")
     if units == "physical" and metadata_json is None:
@@ -229,10 +239,7 @@ def evaluate_samples(
                          "feature extractor file (train one with example_fine_tuning.py)")
     ext = load_extractor(extractor, extractor_path, layer, resize_to) if extractor_path is not None else None
     norm = normalization_from(metadata_json)
-    if metadata_json is None and real_scale == 1.0 and real_offset == 0.0 and _is_hdf5(real):
-        warnings.warn(f"real={real!r}: HDF5 values are read as stored (e.g. rad) while samples are in model units; "
-                      "pass metadata_json=<training metadata.json> (or real_scale / real_offset) so both match",
-                      stacklevel=2)
+    _check_units(real, samples, norm is not None, (real_scale, real_offset) != (1.0, 0.0), needs_features)
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
                                   data_normalization=norm)
@@ -242,11 +249,13 @@ def evaluate_samples(
         raise ValueError(f"channel={channel!r}: the data have {gen_values.shape[3]} channel(s) in {units} units")
     out.mkdir(parents=True, exist_ok=True)
     report = {"real": real_set.source, "samples": gen_set.source, "n_real": len(real_set.images),
-              "n_generated": len(gen_set.images), "image_shape_hwc": list(gen_set.images.shape[1:])}
+              "n_generated": len(gen_set.images), "image_shape_hwc": list(gen_set.images.shape[1:]),
+              "metadata_json": metadata_json, "metadata_from": metadata_from}
     if needs_features:
-        report.update(feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
-                                      num_bootstrap=num_bootstrap, num_subsets=num_subsets, batch_size=batch_size,
-                                      cache_dir=cache_dir, device=device, seed=seed))
+        x_real, x_gen, masked = apply_nan_policy(real_set.images, gen_set.images, nan_policy, seed=seed)
+        report.update(masked_pixels=masked, **feature_metrics(
+            x_real, x_gen, ext, metrics=names, nhood_size=nhood_size, num_bootstrap=num_bootstrap,
+            num_subsets=num_subsets, batch_size=batch_size, cache_dir=cache_dir, device=device, seed=seed))
         print(report["summary"])
     if units == "physical":
         report["field_units"] = "physical"
