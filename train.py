@@ -85,7 +85,8 @@ def main(
         norm_range: list[float] | None = NotGiven(None),  # HDF5 value range mapped to [-1, 1] ('range' normalization)
         nan_policy: str = NotGiven("error"),  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
         phase_as_cos_sin: bool = NotGiven(False),  # HDF5 wrapped phase as (cos, sin) channels
-        db: bool = NotGiven(False),  # SAR amplitude to decibels before normalisation
+        db: bool = NotGiven(False),  # SAR image values to decibels before normalisation (see db_quantity)
+        db_quantity: Literal["power", "amplitude"] = NotGiven("power"),  # with db: power 10*log10, amplitude 20*log10
         seed: int = NotGiven(0),  # seed of weights, data order, timesteps and noise
         device: str = NotGiven("auto"),  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
         num_workers: int = NotGiven(0),  # data-loading worker processes
@@ -120,7 +121,8 @@ def _loaders(args: dict, device: torch.device) -> tuple[EpochData, EpochData | N
                   list_keys_hdf5_original=args["list_keys_hdf5_original"], key_data=args["key_data"],
                   key_other=args["key_other"], key_class=args["key_class"], normalization=args["normalization"],
                   norm_range=args["norm_range"], nan_policy=args["nan_policy"],
-                  phase_as_cos_sin=args["phase_as_cos_sin"], db=args["db"], num_workers=args["num_workers"],
+                  phase_as_cos_sin=args["phase_as_cos_sin"], db=args["db"], db_quantity=args["db_quantity"],
+                  num_workers=args["num_workers"],
                   seed=args["seed"], distributed=is_distributed(), device=device)
     train, info = create_dataloader(args["data_train_dir"], class_names=args.get("class_names"),
                                     norm_stats=args.get("data_normalization"), **common)

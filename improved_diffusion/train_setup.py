@@ -42,6 +42,7 @@ FIXED_ON_RESUME = {
     "attention_resolutions", "learn_sigma", "sigma_small", "class_cond", "num_class", "diffusion_steps",
     "noise_schedule", "timestep_respacing", "loss_name", "output_type", "rescale_timesteps", "use_scale_shift_norm",
     "image_size_hr", "image_size_lr", "type_dataset", "normalization", "norm_range", "phase_as_cos_sin", "db",
+    "db_quantity",
 }
 # Keywords about this process only: never written to metadata.json, always from the call.
 NOT_STORED = {"device", "num_workers", "overwrite", "compile"}

@@ -26,16 +26,21 @@ def _sar_folder(folder, n=6, size=16, seed=0):
     return np.stack(stored).astype(np.float64)
 
 
+def _train_cli(repo_root, data, out, *flags):
+    """A one-epoch tiny training run through train.py on a 32 px folder; the completed process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "train.py", "--data_train_dir", str(data), "--url_folder_experiment",
+                           str(out), "--num_epochs", "1", "--image_size", "32", "--num_input_channels", "1",
+                           "--num_model_channels", "32", "--num_res_blocks", "1", "--attention_resolutions", "8",
+                           "--diffusion_steps", "10", "--noise_schedule", "cosine", "--batch_size", "6",
+                           "--grid_interval", "0", "--amp", "none", *flags],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+
+
 def test_robust_image_normalisation_through_train_cli_round_trips(tmp_path, repo_root):
     stored = _sar_folder(tmp_path / "sar", size=32)
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "train.py", "--data_train_dir", str(tmp_path / "sar"),
-                           "--url_folder_experiment", str(out), "--num_epochs", "1", "--image_size", "32",
-                           "--num_input_channels", "1", "--num_model_channels", "32", "--num_res_blocks", "1",
-                           "--attention_resolutions", "8", "--diffusion_steps", "10", "--noise_schedule", "cosine", "--batch_size", "6",
-                           "--grid_interval", "0", "--normalization", "robust", "--amp", "none"],
-                          cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+    done = _train_cli(repo_root, tmp_path / "sar", out, "--normalization", "robust")
     assert done.returncode == 0, done.stderr[-2000:]
     norm = json.loads((out / "metadata.json").read_text())["data_normalization"]
     finite = stored.ravel()
@@ -66,3 +71,13 @@ def test_db_of_amplitude_is_20_log10_and_labelled(tmp_path):
     assert value_unit(old) == "linear power" and denormalize(np.array([1.0]), old)[0] == pytest.approx(10.0)
     with pytest.raises(ValueError, match="db_quantity='intensity'"):
         create_dataloader(str(tmp_path), image_size=2, num_channels=1, batch_size=1, db=True, db_quantity="intensity")
+
+
+def test_train_cli_stores_the_amplitude_db_choice(tmp_path, repo_root):
+    stored = _sar_folder(tmp_path / "sar", size=32)
+    done = _train_cli(repo_root, tmp_path / "sar", tmp_path / "run", "--db", "--db_quantity", "amplitude")
+    assert done.returncode == 0, done.stderr[-2000:]
+    norm = json.loads((tmp_path / "run" / "metadata.json").read_text())["data_normalization"]
+    assert norm["db_quantity"] == "amplitude"
+    assert norm["low"] == pytest.approx(20 * np.log10(stored.min()), abs=1e-3)
+    assert norm["high"] == pytest.approx(20 * np.log10(65535), abs=1e-3)
