@@ -46,7 +46,8 @@ def apply_nan_policy(real: np.ndarray, generated: np.ndarray | None, policy: str
                      sources: tuple[str, str] = ("real", "generated")) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Apply ``policy`` (one of ``NAN_POLICIES``, see the module doc) to NHWC float32 sets in model units.
 
-    ``generated`` may be None (one set, e.g. extractor training data). Returns the two arrays without NaN
+    ``generated`` may be None (one set, e.g. extractor training data); ``seed`` draws the real masks given to
+    generated images ('fill'); ``sources`` name the two sets in errors. Returns the two arrays without NaN
     and the record ``{"nan_policy", "real": {...}, "generated": {...}}`` with, per set, ``n_images``,
     ``n_with_nan``, ``nan_fraction`` (before the policy) and ``n_kept``.
     """
