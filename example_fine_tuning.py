@@ -11,7 +11,9 @@
   data (``utils/evaluation/contrastive.py``: crops, rotations, flips; no intensity changes), a
   few minutes on CPU. ``data_val_dir`` (optional, same format) selects the epoch with the lowest
   validation loss. HDF5 data are mapped to model units with ``metadata_json``, the same mapping
-  the evaluation applies, so the extractor sees what it will score:
+  the evaluation applies, so the extractor sees what it will score; masked pixels (NaN) follow
+  ``nan_policy`` as in ``utils_FID.py`` ('fill': 0 in model units, as training; 'drop': images
+  with holes left out), recorded in the checkpoint (``nan_policy``, ``masked_pixels``):
 
       python example_fine_tuning.py --out_folder models_data/domain_cnn_insar_mixture \
           --unlabelled_data data/insar_mixture/train --data_val_dir data/insar_mixture/val \
@@ -36,6 +38,7 @@ import torch
 from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.file_io import check_free
 from utils.evaluation.array_io import load_image_set
+from utils.evaluation.comparable import NAN_POLICIES, apply_nan_policy
 from utils.evaluation.contrastive import train_contrastive
 from utils.evaluation.features import ARCHS, build_classifier, load_classifier, replace_head
 from utils.evaluation.fine_tuning import BEST_NAME, labelled_datasets, save_classifier, train_classifier
@@ -59,13 +62,14 @@ def _train_unlabelled(out: Path, options: dict, meta: dict) -> dict:
     def load(source: str):
         images = load_image_set(source, key_data=options["key_data"], data_normalization=norm,
                                 num_channels=options["num_channels"]).images
-        if np.isnan(images).any():
-            raise ValueError(f"{source!r}: images contain NaN; fill or drop masked pixels before training")
-        return images
-    images = load(options["unlabelled_data"])
-    val = None if options["data_val_dir"] is None else load(options["data_val_dir"])
+        images, _, record = apply_nan_policy(images, None, options["nan_policy"], seed=options["seed"],
+                                             sources=(source, ""))
+        return images, record["real"]
+    images, masked = load(options["unlabelled_data"])
+    val = None if options["data_val_dir"] is None else load(options["data_val_dir"])[0]
     _start_run(out, options)
-    meta = {**meta, "data_channels": images.shape[-1], "image_size": images.shape[1], "data_normalization": norm}
+    meta = {**meta, "data_channels": images.shape[-1], "image_size": images.shape[1], "data_normalization": norm,
+            "nan_policy": options["nan_policy"], "masked_pixels": masked}
     return train_contrastive(images, out, val_images=val, meta=meta,
                              width=8 if options["width"] is None else options["width"],
                              crop_fraction=options["crop_fraction"], temperature=options["temperature"],
@@ -83,6 +87,7 @@ def main(
     unlabelled_data: str | None = None,  # domain_cnn only: unlabelled images/HDF5/.npz -> contrastive training
     key_data: str | None = None,        # HDF5 dataset name of unlabelled_data / data_val_dir
     metadata_json: str | None = None,   # training metadata.json: its data_normalization maps HDF5 data
+    nan_policy: str = "error",          # unlabelled NaN pixels: 'error', 'fill' (0 in model units) or 'drop'
     crop_fraction: float = 0.75,        # contrastive views: crop side as a fraction of the image side
     temperature: float = 0.5,           # contrastive NT-Xent temperature
     num_channels: int = 1,              # image channels read from the files (1 grayscale, 3 RGB)
@@ -105,6 +110,8 @@ def main(
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r}: expected one of {ARCHS}")
     check_free([out / BEST_NAME], overwrite, key="out_folder")
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy={nan_policy!r}; expected one of {NAN_POLICIES}")
     if (random_init or unlabelled_data is not None) and arch != "domain_cnn":
         raise ValueError(f"random_init / unlabelled_data need arch='domain_cnn', got arch={arch!r}")
     if random_init and unlabelled_data is not None:

@@ -10,7 +10,9 @@ a partial sum, reported under ``partial_bpd_k_lowest_noise_terms``, not a likeli
 The decoder term p(x_0 | x_1) is discretised on 256 levels over [-1, 1] (8-bit images). For
 data off that grid (HDF5 floats) the values are quantised to the grid first and the report
 says so: the number is then the bound on the bits/dim of the 8-bit-quantised data, clipped to
-[-1, 1]. ``bpd_without_decoder`` (KL terms t >= 1 + prior) is reported alongside.
+[-1, 1]. ``bpd_without_decoder`` (KL terms t >= 1 + prior) is reported alongside, and the
+reference point ``reference_bpd_uniform_8bit`` = 8 bits/dim (uniform over the 256 levels: a model
+must score below it). HDF5 data: ``key_data`` defaults to the ``hdf5_keys`` of ``metadata.json``.
 
 Noise is drawn from one generator per example seeded by (seed, example index), so results do
 not depend on the batch size.
@@ -32,6 +34,7 @@ from utils.changed_defaults import notice_changed_default
 from utils.evaluation.array_io import load_image_set
 
 GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-bit
+UNIFORM_8BIT_BPD = 8.0  # bits/dim of the uniform distribution over the 256 levels: the reference point
 
 
 def to_8bit_grid(x: np.ndarray) -> np.ndarray:
@@ -61,7 +64,7 @@ def calc_model_loss(
     url_dataset: str,                   # image folder, HDF5 folder (both read as in training) or .npz
     data_type: str | None = None,       # "image", "hdf5" or "npz"; None: told by url_dataset itself
     list_keys_hdf5_original: list | None = None,  # allowed HDF5 keys (checked when given)
-    key_data: str | None = None,        # HDF5 dataset name
+    key_data: str | None = None,        # HDF5 dataset name (default: metadata.json's hdf5_keys)
     key_other: str | None = None,       # HDF5 key whose first axis counts the examples (checked when given)
     diffusion_steps: int | None = None,  # None: the checkpoint's training T; other values re-discretise
     batch_size: int = 32,               # examples per model call
@@ -95,6 +98,8 @@ def calc_model_loss(
     keys = tuple(list_keys_hdf5_original) if list_keys_hdf5_original else None  # the original's [] = no check
     if key_data is None and keys is not None:
         key_data = keys[0]
+    if key_data is None and detected == "hdf5":
+        key_data = (args_dic.get("hdf5_keys") or {}).get("key_data")
     trained_t = int(args_dic["diffusion_steps"])
     if diffusion_steps is not None and diffusion_steps != trained_t:
         warnings.warn(f"diffusion_steps={diffusion_steps} differs from the training chain (T={trained_t}): "
@@ -136,6 +141,7 @@ def calc_model_loss(
               "diffusion_steps": T, "trained_diffusion_steps": trained_t, "seed": seed,
               "quantity": ("bits/dim of 8-bit data" if on_grid else
                            "bits/dim of the data quantised to 256 levels on [-1, 1] (clipped)"),
+              "key_data": key_data, "reference_bpd_uniform_8bit": UNIFORM_8BIT_BPD,
               "xstart_mse_mean": float(xstart_mse.mean()), "prior_bpd_mean": float(prior.mean()),
               # the original's keys: mean total bits/dim (a partial sum with subset_timesteps), mean x0 MSE
               "vb_loss": float(total.mean()), "mse_xstart_loss": float(xstart_mse.mean())}
@@ -153,12 +159,17 @@ def calc_model_loss(
 
 
 def summary_line(report: dict) -> str:
-    """One printable line of a report: the bound, its standard error and where it was written."""
-    value = report.get("bpd_mean", report.get("partial_bpd_k_lowest_noise_terms"))
+    """One printable line of a report: the bound (or partial sum), its standard error, the uniform 8-bit reference
+    and where it was written."""
+    partial = "partial_bpd_k_lowest_noise_terms" in report
+    value = report["partial_bpd_k_lowest_noise_terms"] if partial else report["bpd_mean"]
     se = f" ± {report['bpd_se']:.3f} (SE)" if report.get("bpd_se") is not None else ""
+    what = (f"PARTIAL SUM of the {report['subset_timesteps']} lowest-noise terms + prior (not a likelihood) of the "
+            if partial else "")
     where = f"; written to {report['out_json']}" if report.get("out_json") else " (pass --out_json to keep it)"
-    return (f"[likelihood] {value:.4f}{se} {report['quantity']} over {report['n_examples']} examples, "
-            f"T={report['diffusion_steps']}{where}")
+    return (f"[likelihood] {value:.4f}{se} {what}{report['quantity']} over {report['n_examples']} examples, "
+            f"T={report['diffusion_steps']} (reference: uniform over 256 levels = {UNIFORM_8BIT_BPD:g} bits/dim)"
+            f"{where}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ value in F/metadata.json (docs/training.md#resume).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -80,11 +81,12 @@ def main(
         image_size_hr: int | None = NotGiven(None),  # low-res mode: read at this size, area-downscale to image_size
         image_size_lr: int | None = NotGiven(None),  # super-res mode: condition on the image area-downscaled to this
         key_class: str | None = NotGiven(None),  # HDF5 key of integer class labels (class_cond with HDF5)
-        normalization: Normalization = NotGiven("none"),  # HDF5 values -> model units
-        norm_range: list[float] | None = NotGiven(None),  # HDF5 value range mapped to [-1, 1] ('range' normalization)
-        nan_policy: str = NotGiven("error"),  # NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)
+        normalization: Normalization = NotGiven("none"),  # stored values (HDF5 or image folder) -> model units
+        norm_range: list[float] | None = NotGiven(None),  # value range mapped to [-1, 1] ('range' normalization)
+        nan_policy: str = NotGiven("error"),  # NaN pixels in HDF5 data: 'error', or 'fill' (0, masked out of the loss)
         phase_as_cos_sin: bool = NotGiven(False),  # HDF5 wrapped phase as (cos, sin) channels
-        db: bool = NotGiven(False),  # SAR amplitude to decibels before normalisation
+        db: bool = NotGiven(False),  # SAR image values to decibels before normalisation (see db_quantity)
+        db_quantity: Literal["power", "amplitude"] = NotGiven("power"),  # with db: power 10*log10, amplitude 20*log10
         seed: int = NotGiven(0),  # seed of weights, data order, timesteps and noise
         device: str = NotGiven("auto"),  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...
         num_workers: int = NotGiven(0),  # data-loading worker processes

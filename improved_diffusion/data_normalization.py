@@ -15,8 +15,10 @@ under ``data_normalization``:
   deviation, so that heavy tails do not set the scale).
 - ``asinh``: after the affine map, u -> asinh(u) / asinh(1): [-1, 1] stays [-1, 1] (gently
   stretched) and tails are compressed logarithmically, exactly invertible (used by ``robust``).
-- ``db``: the stored value ``v`` was first turned into ``10 * log10(v)`` (power quantity, e.g.
-  SAR sigma0 intensity); ``low``/``high`` are then in dB.
+- ``db``: the stored value ``v`` was first turned into decibels, ``10 * log10(v)`` for a power
+  quantity (e.g. SAR sigma0 intensity) or ``20 * log10(v)`` for an amplitude (``"db_quantity":
+  "amplitude"``, stored only with ``db``; absent = power, the behaviour of older runs); ``low``/``high``
+  are then in dB. ``robust`` with ``db``: the robust range in dB, values beyond it clipped (no asinh).
 - ``cos_sin``: a wrapped phase ``phi`` (radians) with C channels is represented by the 2C
   channels ``(cos phi_1..C, sin phi_1..C)``; ``low``/``high`` are unused (-1, 1).
 - ``report``: what the map does to the data it was chosen on, ``{"fraction_outside",
@@ -42,11 +44,22 @@ ROBUST_SIGMAS = 4.0  # robust standard deviations from the median mapped to -+1
 MAD_TO_SIGMA = 1.4826  # sigma / MAD of a normal distribution
 NEGLIGIBLE_FRACTION = 1e-3  # fraction of values outside [-1, 1] (or clipped) tolerated without a warning
 ASINH_1 = math.asinh(1.0)
+DB_FACTORS = {"power": 10.0, "amplitude": 20.0}  # dB = factor * log10(v) of a power or an amplitude quantity
+
+
+def check_db_quantity(db_quantity: str) -> float:
+    """The dB factor of ``db_quantity`` ("power": 10, "amplitude": 20); ValueError for other values."""
+    if db_quantity not in DB_FACTORS:
+        raise ValueError(f"db_quantity={db_quantity!r}; expected one of {tuple(DB_FACTORS)}")
+    return DB_FACTORS[db_quantity]
 
 
 def make_normalization(kind: str, low: float = -1.0, high: float = 1.0, db: bool = False,
-                       cos_sin: bool = False, asinh: bool = False, report: dict | None = None) -> dict:
-    """Build a ``data_normalization`` dict after checking it; ``low < high`` (finite floats)."""
+                       cos_sin: bool = False, asinh: bool = False, report: dict | None = None,
+                       db_quantity: str = "power") -> dict:
+    """Build a ``data_normalization`` dict after checking it; ``low < high`` (finite floats);
+    ``db_quantity`` ("power" or "amplitude") is stored with ``db`` only."""
+    check_db_quantity(db_quantity)
     if kind not in KINDS:
         raise ValueError(f"data_normalization kind={kind!r}; expected one of {KINDS}")
     low, high = float(low), float(high)
@@ -55,6 +68,8 @@ def make_normalization(kind: str, low: float = -1.0, high: float = 1.0, db: bool
     if asinh and (db or cos_sin):
         raise ValueError("data_normalization asinh=True with db or cos_sin; expected asinh on linear values only")
     norm = {"kind": kind, "low": low, "high": high, "db": bool(db), "cos_sin": bool(cos_sin)}
+    if db:
+        norm["db_quantity"] = db_quantity
     if asinh:
         norm["asinh"] = True
     if report is not None:
@@ -67,13 +82,13 @@ PHASE_KEYS = ("unwrap", "wrap", "phase")  # HDF5 dataset names (key_data) holdin
 
 def value_unit(norm: dict | None, physical: bool = True, key_data: str | None = None) -> str:
     """The unit of values mapped back with `denormalize(x, norm)` (physical) or of model values: 'linear power'
-    (SAR trained in dB, mapped back to power), 'rad' (wrapped phase as cos/sin), '8-bit level' (image folders,
-    e.g. SAR amplitude PNGs), 'stored units' (HDF5 values as stored: rad for InSAR phase), or 'model units'
-    (the network's [-1, 1] scale, or `norm` unknown)."""
+    or 'linear amplitude' (SAR trained in dB, mapped back), 'rad' (wrapped phase as cos/sin), '8-bit level'
+    (image folders, e.g. SAR amplitude PNGs), 'stored units' (HDF5 values as stored: rad for InSAR phase), or
+    'model units' (the network's [-1, 1] scale, or `norm` unknown)."""
     if not physical or norm is None:
         return "model units"
     if norm.get("db"):
-        return "linear power"
+        return f"linear {norm.get('db_quantity', 'power')}"
     if norm.get("cos_sin") or (key_data or "").lower() in PHASE_KEYS:
         return "rad"
     if norm.get("kind") == "image_8bit":
@@ -87,13 +102,21 @@ def check_normalization(norm: dict) -> dict:
     if missing:
         raise ValueError(f"data_normalization {norm!r} lacks the keys {missing}")
     return make_normalization(norm["kind"], norm["low"], norm["high"], norm["db"], norm["cos_sin"],
-                              norm.get("asinh", False), norm.get("report"))
+                              norm.get("asinh", False), norm.get("report"), norm.get("db_quantity", "power"))
 
 
-def robust_normalization(values: np.ndarray, sigmas: float = ROBUST_SIGMAS) -> dict:
+def db_factor(norm: dict) -> float:
+    """10 (power, also when ``db_quantity`` is absent) or 20 (amplitude): dB = factor * log10(v)."""
+    return DB_FACTORS[norm.get("db_quantity", "power")]
+
+
+def robust_normalization(values: np.ndarray, sigmas: float = ROBUST_SIGMAS, db: bool = False,
+                         db_quantity: str = "power") -> dict:
     """``robust`` normalisation of stored values (any shape, NaN ignored): [median -+ sigmas * 1.4826 MAD]
-    onto [-1, 1], then asinh tail compression; ``report`` filled from the same values."""
-    v = np.asarray(values, dtype=np.float64).ravel()
+    onto [-1, 1], then asinh tail compression; with ``db`` the range is taken in dB (``db_quantity``) and
+    values beyond it are clipped instead; ``report`` filled from the same values."""
+    raw = np.asarray(values, dtype=np.float64).ravel()
+    v = to_db(raw, DB_FACTORS[db_quantity]).astype(np.float64) if db else raw
     v = v[np.isfinite(v)]
     if v.size == 0:
         raise ValueError("normalization='robust' found no finite value; expected finite data")
@@ -102,8 +125,8 @@ def robust_normalization(values: np.ndarray, sigmas: float = ROBUST_SIGMAS) -> d
     if not scale > 0:
         raise ValueError(f"normalization='robust': the median absolute deviation is 0 (more than half the values "
                          f"equal {center}); expected spread data or normalization='minmax'")
-    norm = make_normalization("robust", center - scale, center + scale, asinh=True)
-    norm["report"] = range_report(v, norm)
+    norm = make_normalization("robust", center - scale, center + scale, db=db, asinh=not db, db_quantity=db_quantity)
+    norm["report"] = range_report(raw, norm)
     return norm
 
 
@@ -111,7 +134,7 @@ def range_report(values: np.ndarray, norm: dict) -> dict:
     """``report`` of ``norm`` on stored values (any shape; non-finite values count only as dB-clipped zeros)."""
     v = np.asarray(values, dtype=np.float32).ravel()
     if norm["db"]:
-        v = to_db(v)
+        v = to_db(v, db_factor(norm))
         clipped = (v < norm["low"]) | (v > norm["high"])  # -inf (zero power) included
         x = normalize(v[np.isfinite(v)], {**norm, "db": False})
         return {"fraction_outside": 0.0, "fraction_clipped": float(clipped.mean()) if v.size else 0.0,
@@ -155,11 +178,11 @@ def default_clip(norm: dict | None) -> tuple[bool, str]:
     return True, f"normalisation {norm['kind']!r} maps the training values into [-1, 1]"
 
 
-def to_db(v: np.ndarray) -> np.ndarray:
-    """``10 * log10(v)`` in float32; non-positive values become ``-inf``."""
+def to_db(v: np.ndarray, factor: float = 10.0) -> np.ndarray:
+    """``factor * log10(v)`` in float32 (10: power, 20: amplitude); non-positive values become ``-inf``."""
     v = np.asarray(v, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(v > 0, 10.0 * np.log10(np.maximum(v, np.finfo(np.float32).tiny)), -np.inf
+        return np.where(v > 0, factor * np.log10(np.maximum(v, np.finfo(np.float32).tiny)), -np.inf
                         ).astype(np.float32)
 
 
@@ -179,7 +202,7 @@ def normalize(v: np.ndarray, norm: dict, channel_axis: int = -1) -> np.ndarray:
     if norm["cos_sin"]:
         return np.concatenate([np.cos(v), np.sin(v)], axis=channel_axis).astype(np.float32)
     if norm["db"]:
-        v = np.clip(to_db(v), norm["low"], norm["high"])
+        v = np.clip(to_db(v, db_factor(norm)), norm["low"], norm["high"])
     elif (norm["low"], norm["high"]) == (-1.0, 1.0) and not norm.get("asinh"):
         return v
     scale = 2.0 / (norm["high"] - norm["low"])
@@ -194,7 +217,8 @@ def denormalize(x: np.ndarray, data_normalization: dict, channel_axis: int = -1)
 
     x: array in model units (e.g. NHWC samples in [-1, 1]); ``channel_axis`` matters only for
     ``cos_sin`` data, whose 2C channels become C wrapped-phase channels in radians (-pi, pi].
-    dB data are mapped back to linear power (``10 ** (dB / 10)``), asinh-compressed values through sinh.
+    dB data are mapped back to linear power (``10 ** (dB / 10)``) or amplitude (``10 ** (dB / 20)``),
+    asinh-compressed values through sinh.
     """
     norm = check_normalization(data_normalization)
     x = np.asarray(x, dtype=np.float32)
@@ -207,5 +231,5 @@ def denormalize(x: np.ndarray, data_normalization: dict, channel_axis: int = -1)
         x = np.sinh(x.astype(np.float64) * ASINH_1)
     v = (x + 1.0) * 0.5 * (norm["high"] - norm["low"]) + norm["low"]
     if norm["db"]:
-        v = 10.0 ** (v / 10.0)
+        v = 10.0 ** (v / db_factor(norm))
     return v.astype(np.float32)

@@ -80,7 +80,7 @@ class ResolutionTransform:
 
 
 def _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names, norm_stats,
-                   crop, db, seed):
+                   crop, db, seed, normalization="none", norm_range=None, db_quantity="power"):
     if num_channels not in (1, 3):
         raise ValueError(f"num_channels={num_channels}; expected 1 or 3 for image folders")
     files = list_image_files_recursively(data_dir)
@@ -89,7 +89,8 @@ def _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, cla
         class_names, labels = resolve_class_labels(files, class_names, num_class)
     depth = check_image_files(files)  # unreadable, truncated or mixed-depth files: refused before training writes
     norm = (check_normalization(norm_stats) if norm_stats is not None
-            else image_normalization(files, num_channels, db, depth=depth))
+            else image_normalization(files, num_channels, db, depth=depth, normalization=normalization,
+                                     norm_range=norm_range, db_quantity=db_quantity))
     dataset = ImageDataset(files, norm, read_size, num_channels, labels=labels, crop=crop, seed=seed)
     return dataset, {"class_names": class_names if class_cond else None, "data_normalization": norm}
 
@@ -137,6 +138,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                       key_other: str | None = None, key_class: str | None = None, normalization: str = "none",
                       norm_range: tuple[float, float] | None = None, norm_stats: dict | None = None,
                       nan_policy: str = "error", phase_as_cos_sin: bool = False, db: bool = False,
+                      db_quantity: str = "power",
                       deterministic: bool = False, drop_last: bool = False, num_workers: int = 0, seed: int = 0,
                       distributed: bool = False, device: str | torch.device = "cpu"
                       ) -> tuple[torch.utils.data.DataLoader, dict]:
@@ -145,7 +147,9 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
     image_size: size of x; ``image_size_hr`` (low-res mode): read at this size, then x is
     area-downscaled to image_size; ``image_size_lr`` (super-res mode): cond["low_res"] at this
     size. ``class_names`` / ``norm_stats`` (a ``data_normalization`` dict) from a training run
-    are reused instead of recomputed. ``deterministic``: no shuffling. ``data_info`` holds
+    are reused instead of recomputed. ``normalization`` / ``norm_range`` apply to image folders too
+    ("robust", "range"; "none" / "minmax" keep the 8-bit or dataset-range default); ``db`` with ``db_quantity``
+    ("power": 10 log10, "amplitude": 20 log10) for image folders. ``deterministic``: no shuffling. ``data_info`` holds
     ``class_names`` (list or None), ``data_normalization`` and, per mode, ``image_size_hr`` /
     ``image_size_lr`` / ``hdf5_keys`` / ``nan_policy``. ``list_keys_hdf5_original=None``: any HDF5 key is allowed.
     """
@@ -160,7 +164,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
     read_size = image_size_hr or image_size
     if type_dataset == "image":
         dataset, info = _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names,
-                                       norm_stats, crop, db, seed)
+                                       norm_stats, crop, db, seed, normalization, norm_range, db_quantity)
     else:
         dataset, info = _hdf5_dataset(data_dir, num_channels, read_size, class_cond, num_class, class_names,
                                       norm_stats, None if list_keys_hdf5_original is None else

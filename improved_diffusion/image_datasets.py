@@ -3,7 +3,8 @@
 Files are listed recursively and sorted; the class of a file is its name's prefix before the
 first ``_`` (``5_00182.png`` -> ``"5"``), classes sorted as strings. Values are mapped to
 [-1, 1] by one dataset-wide ``data_normalization`` (see ``data_normalization.py``): 0..255
-for 8-bit folders, else the dataset-wide finite range (optionally in dB).
+for 8-bit folders, else the dataset-wide finite range (optionally in dB); or, on request, the
+robust range (median -+ 4 robust standard deviations) or a fixed range.
 """
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from improved_diffusion.data_normalization import make_normalization, normalize, to_db, warn_outside
+from improved_diffusion.data_normalization import (
+    check_db_quantity,
+    make_normalization,
+    normalize,
+    robust_normalization,
+    to_db,
+    warn_outside,
+)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -152,16 +160,48 @@ def read_image(path: str, num_channels: int) -> np.ndarray:
     return a
 
 
-def image_normalization(files: list[str], num_channels: int, db: bool = False, depth: str | None = None) -> dict:
-    """Dataset-wide ``data_normalization`` of an image list: 0..255 if all 8-bit and not dB,
-    else the finite min/max of all files (after dB conversion), read once with a progress bar.
+IMAGE_NORMALIZATIONS = ("none", "minmax", "range", "robust")  # "none" / "minmax": the default described below
+ROBUST_MAX_VALUES = 2 ** 22  # values read for the robust range (evenly spread whole files)
+
+
+def _robust_image_normalization(files: list[str], num_channels: int, db: bool, db_quantity: str) -> dict:
+    """``robust`` normalisation (``data_normalization.robust_normalization``) on the values of whole files spread
+    evenly over the folder, at most about ``ROBUST_MAX_VALUES`` values."""
+    per_file = read_image(files[0], num_channels).size
+    count = max(1, min(len(files), ROBUST_MAX_VALUES // per_file))
+    picks = np.unique(np.linspace(0, len(files) - 1, count).astype(int))
+    values = np.concatenate([read_image(files[i], num_channels).ravel()
+                             for i in tqdm(picks, desc="image value sample", disable=len(picks) < 200)])
+    return robust_normalization(values, db=db, db_quantity=db_quantity)
+
+
+def image_normalization(files: list[str], num_channels: int, db: bool = False, depth: str | None = None,
+                        normalization: str = "none", norm_range: tuple | None = None,
+                        db_quantity: str = "power") -> dict:
+    """Dataset-wide ``data_normalization`` of an image list.
+
+    ``normalization`` "none" / "minmax" (the original behaviour): 0..255 if all 8-bit and not dB, else the
+    finite min/max of all files (after dB conversion), read once with a progress bar; "robust": median -+
+    4 robust standard deviations (a few saturated pixels do not set the range); "range": ``norm_range``.
+    ``db``: values to decibels first (``db_quantity`` "power": 10 log10, "amplitude": 20 log10).
     ``depth``: the files' common bit depth when already known (``check_image_files``, which runs otherwise)."""
+    if normalization not in IMAGE_NORMALIZATIONS:
+        raise ValueError(f"normalization={normalization!r}; expected one of {IMAGE_NORMALIZATIONS}")
+    factor = check_db_quantity(db_quantity)
+    if normalization == "robust":
+        norm = _robust_image_normalization(files, num_channels, db, db_quantity)
+        warn_outside(norm, f"images of {os.path.dirname(files[0])!r}")
+        return norm
+    if normalization == "range":
+        if norm_range is None or len(norm_range) != 2:
+            raise ValueError(f"norm_range={norm_range!r}; expected (low, high) with normalization='range'")
+        return make_normalization("range", *norm_range, db=db, db_quantity=db_quantity)
     if (depth or check_image_files(files)) == "8" and not db:
         return make_normalization("image_8bit", 0.0, 255.0)
     low, high, total, clipped = np.inf, -np.inf, 0, 0
     for f in tqdm(files, desc="image value range", disable=len(files) < 200):
         a = read_image(f, num_channels)
-        a = to_db(a) if db else a
+        a = to_db(a, factor) if db else a
         total += a.size
         clipped += int((~np.isfinite(a)).sum())  # zero power in dB: clipped to low by normalize
         a = a[np.isfinite(a)]
@@ -170,7 +210,7 @@ def image_normalization(files: list[str], num_channels: int, db: bool = False, d
     if not low < high:
         raise ValueError(f"the images of {os.path.dirname(files[0])!r} have no finite value range "
                          f"(min={low}, max={high}{', in dB' if db else ''}); expected varying pixels")
-    norm = make_normalization("image_range", low, high, db=db, report={
+    norm = make_normalization("image_range", low, high, db=db, db_quantity=db_quantity, report={
         "fraction_outside": 0.0, "fraction_clipped": clipped / total, "values_checked": total, "max_abs_model": 1.0})
     warn_outside(norm, f"images of {os.path.dirname(files[0])!r}")
     return norm

@@ -126,13 +126,15 @@ _ADDED_ROWS = (
     Key("key_class", None, 'str | None', DATA, OVERRIDABLE,
         'HDF5 key of integer class labels (class_cond with HDF5)', in_group="hdf5_keys"),
     Key("normalization", "none", 'Literal["none", "minmax", "range", "robust"]', DATA, FIXED,
-        'HDF5 values -> model units'),
+        'stored values (HDF5 or image folder) -> model units'),
     Key("norm_range", None, 'list[float] | None', DATA, FIXED,
-        "HDF5 value range mapped to [-1, 1] ('range' normalization)"),
+        "value range mapped to [-1, 1] ('range' normalization)"),
     Key("nan_policy", "error", 'str', DATA, OVERRIDABLE,
-        "NaN pixels in HDF5 data: 'error' or a fill policy (mask in the loss)"),
+        "NaN pixels in HDF5 data: 'error', or 'fill' (0, masked out of the loss)"),
     Key("phase_as_cos_sin", False, 'bool', DATA, FIXED, 'HDF5 wrapped phase as (cos, sin) channels'),
-    Key("db", False, 'bool', DATA, FIXED, 'SAR amplitude to decibels before normalisation'),
+    Key("db", False, 'bool', DATA, FIXED, 'SAR image values to decibels before normalisation (see db_quantity)'),
+    Key("db_quantity", "power", 'Literal["power", "amplitude"]', DATA, FIXED,
+        'with db: power 10*log10, amplitude 20*log10', legacy="power"),
     Key("seed", 0, 'int', LOOP, OVERRIDABLE, 'seed of weights, data order, timesteps and noise'),
     Key("device", "auto", 'str', PROCESS, NOT_STORED, "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ..."),
     Key("num_workers", 0, 'int', DATA, NOT_STORED, 'data-loading worker processes'),
@@ -257,6 +259,7 @@ class DataConfig:
     nan_policy: str
     phase_as_cos_sin: bool
     db: bool
+    db_quantity: str
     num_workers: int
     seed: int
     class_names: tuple[str, ...] | None = None

@@ -1,6 +1,9 @@
 """model_likelihood: a tiny T=6 checkpoint (full chain) and the original code's checkpoint (compat-a)."""
+import subprocess
+import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -94,3 +97,22 @@ def test_progress_runs_over_timesteps_and_summary_names_the_output(image_folder,
     assert "batches" in err and "bits/dim" in err
     line = model_likelihood.summary_line(report)
     assert f"{report['bpd_mean']:.4f}" in line and str(out) in line and f"{report['n_examples']} examples" in line
+
+
+def test_hdf5_key_data_comes_from_metadata_and_the_line_gives_the_8bit_reference(tmp_path, repo_root):
+    args = {**PRESETS["demo"], "diffusion_steps": 4, "attention_resolutions": "",
+            "hdf5_keys": {"list_keys_hdf5_original": None, "key_data": "unwrap", "key_other": None, "key_class": None}}
+    torch.manual_seed(0)
+    model, _ = create_model_and_diffusion({k: v for k, v in args.items() if k != "hdf5_keys"})
+    torch.save(model.state_dict(), tmp_path / "model_epoch=0_iter=1.pt")
+    write_metadata(tmp_path, args)
+    data = tmp_path / "data"
+    data.mkdir()
+    with h5py.File(data / "part0.hdf5", "w") as f:
+        f["unwrap"] = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32)).astype(np.float32)
+    done = subprocess.run([sys.executable, "model_likelihood.py", "--model_path", str(tmp_path / "model_epoch=0_iter=1.pt"),
+                           "--url_dataset", str(data), "--subset_timesteps", "2", "--no-progress"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip().splitlines()[-1]
+    assert "PARTIAL SUM of the 2 lowest-noise terms" in line and "= 8 bits/dim" in line

@@ -113,3 +113,11 @@ def test_report_has_kid_standardised_fid_and_noise_floor(data, capsys):
     printed = capsys.readouterr().out
     assert "noise floor" in printed and "KID" in printed
     assert json.loads((out / "metrics.json").read_text())["summary"] == report["summary"]
+
+
+def test_semivariogram_section_names_its_estimator_and_counts(data):
+    out = data["tmp"] / "sv"
+    report = evaluate_samples(data["real"], data["samples"], str(out), metrics="semivariogram", num_samples=25)
+    section = json.loads((out / "metrics.json").read_text())["semivariogram"]
+    assert section["estimator"].startswith("Matheron") and section == report["semivariogram"]
+    assert (section["n_real"], section["n_generated"]) == (25, 25)

@@ -200,3 +200,11 @@ def test_cli_training_run(tmp_path):
     assert {"model_epoch=0_iter=1.pt", "ema_rate=0.9_0.pt", "ema_rate=0.99_0.pt", "opt0.pt"} <= names
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["class_cond"] is True and meta["ema_rate"] == "0.9,0.99"
+
+
+def test_validation_line_gives_the_8bit_reference_and_names_partial_sums(tmp_path, capsys):
+    data = image_folder(tmp_path / "data")
+    train.main(data_train_dir=data, data_val_dir=data, url_folder_experiment=str(tmp_path / "run"),
+               **{**TINY, "compute_val": True, "subset_timesteps": 2})
+    line = next(x for x in capsys.readouterr().out.splitlines() if "val bits/dim" in x)
+    assert "partial sum: 2 lowest-noise terms" in line and "uniform over 256 levels: 8" in line

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from utils.evaluation.array_io import load_image_set
-from utils.evaluation.plots import plt
-from utils.evaluation.semivariogram import empirical_semivariogram
+from utils.evaluation.plots import curve_label, plt
+from utils.evaluation.semivariogram import ESTIMATOR, empirical_semivariogram
 from utils.radar.ground_truth import expected_semivariogram, screen_only
 from utils.radar.insar_truth import semivariogram
 
@@ -52,12 +52,13 @@ def analytic_comparison(npz: str | Path, real_dir: str | Path, truth: dict, data
     for name, colour in (("real", "tab:blue"), ("samples", "tab:red")):
         s = sv[name]
         top.errorbar(s.mean_distance, s.gamma, yerr=2 * s.gamma_se, fmt="o", ms=3, color=colour, capsize=2,
-                     label=f"{name} (n={len(generated if name == 'samples' else real)}, ±2 SE)")
+                     label=curve_label(name, len(generated if name == "samples" else real), f"{ESTIMATOR}, ±2 SE"))
         bottom.plot(lags[keep], 100 * errors[name][keep], "o-", ms=3, color=colour, label=name)
     top.set_ylabel("semivariance (rad²)")
     top.legend()
     top.set_title("Semivariogram of unwrapped phase")
-    bottom.axhspan(-100 * RELATIVE_TOLERANCE, 100 * RELATIVE_TOLERANCE, color="0.9")
+    bottom.axhspan(-100 * RELATIVE_TOLERANCE, 100 * RELATIVE_TOLERANCE, color="0.9",
+                   label=f"±{100 * RELATIVE_TOLERANCE:g} %: the demo's tolerance for a good model")
     bottom.axhline(0, color="k", lw=0.8)
     bottom.set_xlabel("lag (px)")
     bottom.set_ylabel("error vs analytic (%)")
@@ -65,7 +66,8 @@ def analytic_comparison(npz: str | Path, real_dir: str | Path, truth: dict, data
     fig.tight_layout()
     fig.savefig(results / "semivariogram_vs_truth.png", dpi=120)
     plt.close(fig)
-    return {"lags_checked_px": [round(float(v), 3) for v in lags[keep]],
+    return {"estimator": ESTIMATOR, "n_samples": len(generated), "n_real": len(real),
+            "lags_checked_px": [round(float(v), 3) for v in lags[keep]],
             "gamma_analytic_rad2": expected[keep].tolist(),
             "gamma_samples_rad2": sv["samples"].gamma[keep].tolist(),
             "gamma_real_rad2": sv["real"].gamma[keep].tolist(),

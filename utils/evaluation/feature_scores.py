@@ -11,6 +11,11 @@ The noise floor is the same scores between two disjoint random halves of the rea
 same sample counts as a second, matched comparison of the samples: reference half A against the
 other real half B and against as many generated samples as B holds. A samples' value within
 the floor's interval is indistinguishable from real data at that sample count.
+
+The degenerate baseline is the other end: precision / recall of Gaussian noise with the real set's
+per-pixel mean and standard deviation (:func:`pixel_gaussian`), as many images as samples. In a
+high-dimensional feature space with few points such noise can score a high precision; samples that
+do not beat it by ``BASELINE_MARGIN`` are not shown to be better than noise (a warning says so).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from utils.evaluation.precision_recall import precision_recall
 
 SCORES = ("fid", "kid", "precision_recall")
 NEAR_CONSTANT = 1e-3  # std of a feature dimension, as a fraction of the median over dimensions, flagged
+BASELINE_MARGIN = 0.05  # precision or recall of samples must exceed the Gaussian-noise baseline's by this much
 
 
 def standardise(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -87,6 +93,26 @@ def noise_floor(real: np.ndarray, generated: np.ndarray, *, seed: int = 0, **opt
             "real_vs_generated": feature_scores(half_a, compared_gen, seed=seed, **options)}
 
 
+def pixel_gaussian(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` images of independent Gaussian noise with the per-pixel mean and std of the NHWC ``real`` set
+    (NaN ignored; model units): (n, H, W, C) float32, the degenerate baseline of precision / recall."""
+    mean, std = np.nanmean(real, axis=0), np.nanstd(real, axis=0)
+    rng = np.random.default_rng(seed)
+    return (mean + std * rng.standard_normal((n, *real.shape[1:]))).astype(np.float32)
+
+
+def warn_if_degenerate(samples: dict, baseline: dict) -> None:
+    """Warn when the samples' precision or recall does not exceed the Gaussian-noise baseline's by
+    ``BASELINE_MARGIN`` (both dicts as :func:`utils.evaluation.precision_recall.precision_recall`)."""
+    close = [k for k in ("precision", "recall") if samples[k] < baseline[k] + BASELINE_MARGIN]
+    if close:
+        warnings.warn(f"{' and '.join(close)} of the samples "
+                      f"({', '.join(f'{samples[k]:.3f}' for k in close)}) not clearly above Gaussian noise with the "
+                      f"real per-pixel mean and std ({', '.join(f'{baseline[k]:.3f}' for k in close)}): at this "
+                      "sample count and feature dimension these scores do not tell the samples from noise",
+                      stacklevel=2)
+
+
 def _fid_text(fid: dict) -> str:
     if fid["ci_low"] is None:
         return f"{fid['fid']:.4g}"
@@ -101,9 +127,10 @@ def _pr_text(pr: dict) -> str:
     return f"{pr['precision']:.3f} / {pr['recall']:.3f}"
 
 
-def format_scores(scores: dict, floor: dict | None = None) -> str:
+def format_scores(scores: dict, floor: dict | None = None, baseline: dict | None = None) -> str:
     """Text table of :func:`feature_scores` output and, when given, its :func:`noise_floor`
-    next to it: one line per score, samples (all points), samples at the floor's counts, floor."""
+    next to it: one line per score, samples (all points), samples at the floor's counts, floor;
+    ``baseline`` (precision / recall of :func:`pixel_gaussian` noise) adds a last row."""
     rows = [("FID (standardised)", "fid", _fid_text), ("KID", "kid", _kid_text),
             ("precision / recall", "precision_recall", _pr_text)]
     lines = []
@@ -117,4 +144,7 @@ def format_scores(scores: dict, floor: dict | None = None) -> str:
         if floor is not None:
             line += f" | {text(floor['real_vs_generated'][key])} | {text(floor['real_vs_real'][key])}"
         lines.append(line)
+    if baseline is not None:
+        lines.append(f"{'degenerate baseline':20s} {_pr_text(baseline)} (precision / recall of Gaussian noise "
+                     "with the real per-pixel mean and std, as many images as samples)")
     return "\n".join(lines)

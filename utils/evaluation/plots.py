@@ -17,6 +17,11 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa
 from improved_diffusion.file_io import check_free  # noqa: E402
 
 
+def curve_label(name: str, n: int, estimator: str) -> str:
+    """Legend entry of an estimated curve: which set, from how many fields, by which estimator."""
+    return f"{name} (n={n}, {estimator})"
+
+
 def plot_mean_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str | Path, *,
                      xlabel: str, ylabel: str, title: str = "", log_x: bool = False, log_y: bool = False,
                      overwrite: bool = False) -> Path:

@@ -20,12 +20,19 @@ from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import value_unit
 from improved_diffusion.file_io import check_free
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
-from utils.evaluation.feature_scores import feature_scores, format_scores, noise_floor
+from utils.evaluation.comparable import apply_nan_policy, check_same_units, is_hdf5_folder, resolve_metadata
+from utils.evaluation.feature_scores import (
+    feature_scores,
+    format_scores,
+    noise_floor,
+    pixel_gaussian,
+    warn_if_degenerate,
+)
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
 from utils.evaluation.memorisation import memorisation_check, plot_closest_pairs
-from utils.evaluation.plots import plot_mean_curves
+from utils.evaluation.plots import curve_label, plot_mean_curves
 from utils.evaluation.scorecard import PLOTS, format_table, plot_scorecard, scorecard
-from utils.evaluation.semivariogram import empirical_semivariogram, write_semivariogram_csv
+from utils.evaluation.semivariogram import ESTIMATOR, empirical_semivariogram, write_semivariogram_csv
 from utils.evaluation.spectrum import radial_psd
 from utils.radar.ground_truth import read_ground_truth
 
@@ -68,7 +75,8 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
                     batch_size: int = 64, cache_dir: str | None = None, device: str = "cpu", seed: int = 0) -> dict:
     """FID, KID and/or precision-recall of NHWC sets in the extractor's standardised feature space
     (:func:`utils.evaluation.feature_scores.feature_scores`), with the real-half noise floor at
-    matched sample counts in ``noise_floor`` and both as a text table in ``summary``.
+    matched sample counts in ``noise_floor``, the precision / recall of per-pixel Gaussian noise in
+    ``degenerate_baseline`` (with precision_recall) and all as a text table in ``summary``.
 
     Real features are cached under ``cache_dir`` (keyed by data, weights, layer, count)."""
     check_compatible(real, generated)
@@ -78,12 +86,26 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
                    num_bootstrap=num_bootstrap, num_subsets=num_subsets, seed=seed)
     scores = feature_scores(real_f, gen_f, **options)
     floor = noise_floor(real_f, gen_f, **options)
-    return {"extractor": extractor.description(), **scores, "noise_floor": floor,
-            "summary": format_scores(scores, floor)}
+    out = {"extractor": extractor.description(), **scores, "noise_floor": floor}
+    baseline = None
+    if "precision_recall" in scores:
+        noise_f = extractor.extract(pixel_gaussian(real, len(generated), seed), batch_size, device)
+        baseline = feature_scores(real_f, noise_f, **{**options, "scores": ("precision_recall",)})["precision_recall"]
+        out["degenerate_baseline"] = {"what": "Gaussian noise with the real per-pixel mean and std",
+                                      "n": len(generated), **baseline}
+        warn_if_degenerate(scores["precision_recall"], baseline)
+    return {**out, "summary": format_scores(scores, floor, baseline)}
 
 
-def _is_hdf5(source: str) -> bool:
-    return Path(source).is_dir() and any(Path(source).glob("*.hdf5"))
+def _check_units(real: str, samples: str, metadata_known: bool, real_scaled: bool, needs_features: bool) -> None:
+    """Feature metrics between sets in different units are refused (``check_same_units``); for the field statistics
+    alone, real HDF5 data in stored units only warn (they may be compared in physical units by design)."""
+    if needs_features:
+        check_same_units(real, samples, metadata_known=metadata_known, real_scaled=real_scaled)
+    elif not (metadata_known or real_scaled) and is_hdf5_folder(real):
+        warnings.warn(f"real={real!r}: HDF5 values are read as stored (e.g. rad) while samples are in model units; "
+                      "pass metadata_json=<training metadata.json> (or real_scale / real_offset) so both match",
+                      stacklevel=3)
 
 
 def summary_lines(report: dict, results_dir: str) -> list[str]:
@@ -108,17 +130,6 @@ def summary_lines(report: dict, results_dir: str) -> list[str]:
     return lines
 
 
-def _check_units(names: list[str], units: str, metadata_json: str | None) -> None:
-    """ValueError unless `units` is known and the metadata that physical units and the scorecard need is given."""
-    if units not in UNITS:
-        raise ValueError(f"units={units!r}; expected one of {UNITS}")
-    if units == "physical" and metadata_json is None:
-        raise ValueError("units='physical' needs metadata_json (the training metadata.json with data_normalization)")
-    if "scorecard" in names and metadata_json is None:
-        raise ValueError("metrics 'scorecard' needs metadata_json (the training metadata.json): it compares fields in "
-                         "physical units")
-
-
 def _check_results_dir(results_dir: Path, overwrite: bool) -> None:
     if results_dir.is_dir():
         if (results_dir / "metadata.json").exists() or any(results_dir.glob("*.pt")):
@@ -139,15 +150,17 @@ def semivariogram_section(real_fields: np.ndarray, gen_fields: np.ndarray, resul
            for k, f in (("real", real_fields), ("generated", gen_fields))}
     csv = {k: results_dir / f"semivariogram_{k}.csv" for k in res}
     png = results_dir / "semivariogram.png"
+    sizes = {"real": len(real_fields), "generated": len(gen_fields)}
 
     def write() -> None:
         for k, r in res.items():
             write_semivariogram_csv(r, csv[k], overwrite=overwrite)
-        plot_mean_curves({k: (r.mean_distance, r.gamma, r.gamma_se) for k, r in res.items()}, png,
-                         xlabel="lag (px)", ylabel=f"semivariance ({unit}²)",
+        plot_mean_curves({curve_label(k, sizes[k], ESTIMATOR): (r.mean_distance, r.gamma, r.gamma_se)
+                          for k, r in res.items()}, png, xlabel="lag (px)", ylabel=f"semivariance ({unit}²)",
                          title="Semivariogram: real vs generated fields (mean ± 1.96 SE)", overwrite=overwrite)
     gap = np.abs(res["generated"].gamma - res["real"].gamma) / np.abs(res["real"].gamma)
-    summary = {"lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
+    summary = {"estimator": ESTIMATOR, "n_real": sizes["real"], "n_generated": sizes["generated"],
+               "lags_px": res["real"].lags.tolist(), "gamma_real": res["real"].gamma.tolist(),
                "gamma_generated": res["generated"].gamma.tolist(), "max_relative_difference": float(np.nanmax(gap))}
     return summary, [*csv.values(), png], write
 
@@ -243,7 +256,8 @@ def evaluate_samples(
     image_size: int | None = None,        # resize real image-folder images to this size in px
     real_scale: float = 1.0,              # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
-    metadata_json: str | None = None,   # training metadata.json: its data_normalization maps the real data
+    metadata_json: str | None = None,   # training metadata.json (default: from the samples' provenance JSON)
+    nan_policy: str = "error",            # NaN pixels for the feature metrics: 'error', 'fill' or 'drop'
     units: str = "model",                 # semivariogram/spectrum in "model" units or "physical" (metadata_json)
     num_samples: int | None = None,       # random subset size of each set (all when None)
     channel: int = 0,                     # channel used for semivariogram and spectrum
@@ -267,15 +281,14 @@ def evaluate_samples(
     (non-finite or undeclared integer samples, a truth file without ``loader_kwargs``, too few fields) leaves
     ``results_dir`` as it was."""
     names = parse_metrics(metrics)
+    metadata_json, metadata_from = resolve_metadata(samples, metadata_json)
     _check_options(names, units, metadata_json, extractor_path)
+    needs_features = any(m in FEATURE_METRICS for m in names)
     out = Path(results_dir)
     _check_results_dir(out, overwrite)
     ext = load_extractor(extractor, extractor_path, layer, resize_to) if extractor_path is not None else None
     norm = normalization_from(metadata_json)
-    if metadata_json is None and real_scale == 1.0 and real_offset == 0.0 and _is_hdf5(real):
-        warnings.warn(f"real={real!r}: HDF5 values are read as stored (e.g. rad) while samples are in model units; "
-                      "pass metadata_json=<training metadata.json> (or real_scale / real_offset) so both match",
-                      stacklevel=2)
+    _check_units(real, samples, norm is not None, (real_scale, real_offset) != (1.0, 0.0), needs_features)
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
                                   data_normalization=norm)
@@ -289,11 +302,13 @@ def evaluate_samples(
     truth, card_real = (scorecard_inputs(real, gen_set, truth_json, num_samples=num_samples, key_data=key_data,
                                          seed=seed) if "scorecard" in names else (None, None))
     report = {"real": real_set.source, "samples": gen_set.source, "n_real": len(real_set.images),
-              "n_generated": len(gen_set.images), "image_shape_hwc": list(gen_set.images.shape[1:])}
-    if any(m in FEATURE_METRICS for m in names):
-        report.update(feature_metrics(real_set.images, gen_set.images, ext, metrics=names, nhood_size=nhood_size,
-                                      num_bootstrap=num_bootstrap, num_subsets=num_subsets, batch_size=batch_size,
-                                      cache_dir=cache_dir, device=device, seed=seed))
+              "n_generated": len(gen_set.images), "image_shape_hwc": list(gen_set.images.shape[1:]),
+              "metadata_json": metadata_json, "metadata_from": metadata_from}
+    if needs_features:
+        x_real, x_gen, masked = apply_nan_policy(real_set.images, gen_set.images, nan_policy, seed=seed)
+        report.update(masked_pixels=masked, **feature_metrics(
+            x_real, x_gen, ext, metrics=names, nhood_size=nhood_size, num_bootstrap=num_bootstrap,
+            num_subsets=num_subsets, batch_size=batch_size, cache_dir=cache_dir, device=device, seed=seed))
         print(report["summary"])
     if units == "physical":
         report["field_units"] = "physical"

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.stats
 
 from improved_diffusion.file_io import check_free
-from utils.evaluation.plots import plt
+from utils.evaluation.plots import curve_label, plt
 from utils.evaluation.spectrum import radial_psd
 from utils.radar.ground_truth import check_ground_truth, expected_semivariogram
 from utils.radar.insar_truth import covariance
@@ -323,7 +323,9 @@ def plot_scorecard(card: dict, samples: np.ndarray, real: np.ndarray, results_di
             if name not in row:
                 continue
             est, se = np.array(row[name]), np.array(row[f"{name}_se"])
-            ax.plot(lags, est, style, color=colour, label=f"{name}, {row['statistic'].split(' ', 1)[1]}")
+            n = {"samples": len(samples), "real": len(real)}.get(name)
+            what = f"axis lags, {row['statistic'].split(' ', 1)[1]}"
+            ax.plot(lags, est, style, color=colour, label=what if n is None else curve_label(name, n, what))
             ax.fill_between(lags, est - Z_95 * se, est + Z_95 * se, color=colour, alpha=0.2)
     ax.set(xlabel="lag (px)", ylabel=f"semivariance ({units}²)", title="Semivariogram (95 % noise bands)")
     ax.legend(fontsize=7)

@@ -26,6 +26,9 @@ from tqdm import tqdm
 
 from improved_diffusion.file_io import check_free
 
+# what empirical_semivariogram's `gamma` is, for legends and reports
+ESTIMATOR = "Matheron, all directions, mean over fields"
+
 
 @dataclass
 class Semivariogram:

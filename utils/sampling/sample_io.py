@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -209,13 +210,16 @@ def save_sample_figure(images: np.ndarray, path: Path, data_normalization: dict 
     plt.close(fig)
 
 
-def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: dict | None) -> str:
+def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: dict | None, *, class_names: list | None = None,
+              key_data: str | None = None, attrs: dict | None = None) -> str:
     """Write the samples of `npz_path` as HDF5 dataset `data` (float32, (N, H, W) for one channel, else
     (N, C, H, W): the layout of the original `save_samples_to_hdf5` / semivariogram tools), in physical
-    units when `data_normalization` is known. Returns the unit written ("physical" or "model")."""
+    units when `data_normalization` is known. Root attributes: `units` ("physical" or "model"), `unit` (its
+    name, e.g. "rad", "linear power": `value_unit`), `created_utc` (ISO date), `class_names` when given and
+    `attrs` (e.g. the training data's own HDF5 attributes: dates, georeference). Returns `units`."""
     import h5py
 
-    from improved_diffusion.data_normalization import denormalize
+    from improved_diffusion.data_normalization import denormalize, value_unit
 
     with np.load(npz_path) as data:
         images = data["arr_0"]
@@ -233,7 +237,12 @@ def save_hdf5(npz_path: Path, hdf5_path: Path, data_normalization: dict | None) 
             f.create_dataset("data", data=x)
             if labels is not None:
                 f.create_dataset("labels", data=labels)
+            f.attrs.update(attrs or {})
             f.attrs["units"] = unit
+            f.attrs["unit"] = value_unit(data_normalization, unit == "physical", key_data)
+            f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            if class_names:
+                f.attrs["class_names"] = [str(c) for c in class_names]
     atomic_write(hdf5_path, write)
     return unit
 
