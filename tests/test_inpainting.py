@@ -28,7 +28,8 @@ def problem():
     observed = np.where(missing, np.nan, field).reshape(1, 1, N, N)
     schedule = DiscreteSchedule(np.cumprod(1 - get_named_beta_schedule("linear", 1000)))
     return dict(cov=cov, field=field, missing=missing, krig_mean=krig_mean, krig_var=np.diag(krig_cov),
-                observed=torch.from_numpy(observed).float(), schedule=schedule)
+                observed=torch.from_numpy(observed).float(), schedule=schedule,
+                oracle=GaussianFieldDenoiser(np.zeros(N * N), cov, schedule, dtype=torch.float32))
 
 
 def test_simple_kriging_known_answers():
@@ -43,13 +44,13 @@ def test_simple_kriging_known_answers():
 
 def test_oracle_denoiser_matches_the_gaussian_formula(problem):
     schedule = problem["schedule"]
-    den = GaussianFieldDenoiser(np.zeros(N * N), problem["cov"], schedule)
-    x = torch.randn(2, 1, N, N, dtype=torch.float64)
+    den = problem["oracle"]
+    x = torch.randn(2, 1, N, N)
     t = torch.tensor(300.0, dtype=torch.float64)
     alpha, sigma = float(schedule.alpha(t)), float(schedule.sigma(t))
     cov = problem["cov"]
     direct = alpha * cov @ np.linalg.solve(alpha ** 2 * cov + sigma ** 2 * np.eye(N * N), x.reshape(2, -1).numpy().T)
-    np.testing.assert_allclose(den(x, t).reshape(2, -1).numpy(), direct.T, atol=1e-10)
+    np.testing.assert_allclose(den(x, t).reshape(2, -1).numpy(), direct.T, atol=1e-5)
 
 
 def _scores(samples: torch.Tensor, problem) -> tuple[float, float, float]:
@@ -64,7 +65,7 @@ def _scores(samples: torch.Tensor, problem) -> tuple[float, float, float]:
 
 
 def test_posterior_method_matches_kriging(problem):
-    den = GaussianFieldDenoiser(np.zeros(N * N), problem["cov"], problem["schedule"], dtype=torch.float32)
+    den = problem["oracle"]
     samples = conditional_samples(den, problem["observed"], problem["schedule"], SAMPLES, method="posterior", seed=1)
     within, ratio, observed_error = _scores(samples, problem)
     assert samples.shape == (1, SAMPLES, 1, N, N)
@@ -73,7 +74,7 @@ def test_posterior_method_matches_kriging(problem):
 
 
 def test_posterior_is_seeded_and_batch_independent_of_the_other_fields(problem):
-    den = GaussianFieldDenoiser(np.zeros(N * N), problem["cov"], problem["schedule"], dtype=torch.float32)
+    den = problem["oracle"]
     a = posterior_sample(den, problem["observed"].repeat(2, 1, 1, 1), problem["schedule"], steps=4, cg_iters=2,
                          generator=torch.Generator().manual_seed(3))
     b = posterior_sample(den, problem["observed"].repeat(2, 1, 1, 1), problem["schedule"], steps=4, cg_iters=2,
@@ -93,8 +94,17 @@ def test_bad_observations(bad, match, problem):
 
 
 def test_bad_options(problem):
-    den = GaussianFieldDenoiser(np.zeros(N * N), problem["cov"], problem["schedule"])
+    den = problem["oracle"]
     for kwargs, match in ((dict(method="ddpm"), "method"), (dict(steps=1), "steps"), (dict(cg_iters=0), "cg_iters"),
                           (dict(steps=2000), "chain's length")):
         with pytest.raises(ValueError, match=match):
             conditional_samples(den, problem["observed"], problem["schedule"], 2, **kwargs)
+
+
+def test_repaint_keeps_observed_pixels_and_is_seeded(problem):
+    den, kwargs = problem["oracle"], dict(method="repaint", steps=10, resample=2, seed=4)
+    a = conditional_samples(den, problem["observed"], problem["schedule"], 8, **kwargs)
+    b = conditional_samples(den, problem["observed"], problem["schedule"], 8, **kwargs)
+    observed = torch.from_numpy(~problem["missing"].reshape(1, 1, N, N))
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+    assert torch.equal(a[0][observed.expand(8, 1, N, N)], problem["observed"][observed].repeat(8))
