@@ -91,7 +91,9 @@ class PosteriorDenoiser:
         w, p, rr = torch.zeros_like(r), r, _dot(r, r)
         for _ in range(self.cg_iters):
             ap = self.mask * self._covariance_times(x, x0, t, p)
-            step = rr / _dot(p, ap).clamp_min(1e-30)
+            curvature = _dot(p, ap)
+            # a network's J need not be positive definite: a field meeting p^T C p <= 0 stops moving
+            step = torch.where(curvature > 0, rr / curvature.clamp_min(1e-30), torch.zeros_like(curvature))
             w, r = w + step * p, r - step * ap
             rr_new = _dot(r, r)
             p, rr = r + (rr_new / rr.clamp_min(1e-30)) * p, rr_new
@@ -153,10 +155,12 @@ def conditional_samples(denoiser: Callable, observed: torch.Tensor, schedule: Di
     units) -> (N, num_samples, C, H, W) in observed's dtype, observed pixels equal to `observed`.
     method: "posterior" (ODE; `steps` solver calls, `cg_iters`) or "repaint" (ancestral chain of `steps`
     intervals on chain indices spaced uniformly from T-1 to 0, `resample` passes each); None takes the
-    method's `DEFAULTS`. Draws in batches of `batch_size`; the result depends on `seed` and `batch_size`."""
+    method's `DEFAULTS` (steps at most T). Draws in batches of `batch_size`; the result depends on `seed`
+    and `batch_size`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    opts = {**DEFAULTS[method], **{k: v for k, v in (("steps", steps), ("cg_iters", cg_iters),
+    defaults = {**DEFAULTS[method], "steps": min(DEFAULTS[method]["steps"], schedule.num_timesteps)}
+    opts = {**defaults, **{k: v for k, v in (("steps", steps), ("cg_iters", cg_iters),
                                                        ("resample", resample)) if v is not None}}
     for name, value in opts.items():
         _positive_int(name, value, 2 if name == "steps" else 1)
