@@ -10,7 +10,7 @@ import torch
 
 from bench.oracles import GaussianFieldDenoiser
 from improved_diffusion.gaussian_diffusion import get_named_beta_schedule
-from improved_diffusion.inpainting import conditional_samples, posterior_sample
+from improved_diffusion.inpainting import PosteriorDenoiser, conditional_samples, posterior_sample
 from improved_diffusion.noise_schedule import DiscreteSchedule
 from utils.radar.insar_truth import field_covariance, simple_kriging
 
@@ -108,3 +108,24 @@ def test_repaint_keeps_observed_pixels_and_is_seeded(problem):
     observed = torch.from_numpy(~problem["missing"].reshape(1, 1, N, N))
     assert torch.equal(a, b) and torch.isfinite(a).all()
     assert torch.equal(a[0][observed.expand(8, 1, N, N)], problem["observed"][observed].repeat(8))
+
+
+def test_posterior_denoiser_is_the_exact_conditional_mean_for_a_gaussian(problem):
+    """E[x0 | x_t, y]: x0 | x_t ~ N(x0_hat, C_t), C_t = (Sigma^-1 + alpha^2 / sigma^2 I)^-1, then condition on
+    the observed pixels x0_o = y (kriging of that Gaussian); CG converges in at most n_observed iterations."""
+    n, schedule = 8, problem["schedule"]
+    cov = field_covariance(n, "exponential", 1.0, 3.0, nugget=0.04) / SCALE ** 2
+    rng = np.random.default_rng(5)
+    observed = rng.random(n * n) < 0.6
+    y = np.where(observed, np.linalg.cholesky(cov) @ rng.standard_normal(n * n), np.nan)
+    x_t = torch.randn(1, 1, n, n, dtype=torch.float64)
+    t = torch.tensor(400.0, dtype=torch.float64)
+    oracle = GaussianFieldDenoiser(np.zeros(n * n), cov, schedule)
+    cond = PosteriorDenoiser(oracle, torch.from_numpy(y.reshape(1, 1, n, n)), schedule, cg_iters=int(observed.sum()))
+    alpha, sigma = float(schedule.alpha(t)), float(schedule.sigma(t))
+    c_t = np.linalg.inv(np.linalg.inv(cov) + alpha ** 2 / sigma ** 2 * np.eye(n * n))
+    x0_hat = oracle(x_t, t).flatten().numpy()
+    missing_mean, _ = simple_kriging(c_t, x0_hat, np.nan_to_num(y), observed)
+    got = cond(x_t, t).flatten().numpy()
+    np.testing.assert_allclose(got[~observed], missing_mean, atol=1e-6)
+    np.testing.assert_allclose(got[observed], y[observed], atol=1e-6)
