@@ -26,9 +26,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from datasets.insar_synthetic import SOURCE_COLUMNS, circulant_embedding  # noqa: E402
-from datasets.insar_synthetic import _deformation as deformation_phase  # noqa: E402
-from datasets.insar_synthetic import _draw_sources as draw_sources  # noqa: E402
+from datasets.insar_synthetic import SOURCE_COLUMNS, circulant_embedding, deformation_phase, draw_sources  # noqa: E402
 from improved_diffusion.checkpoint import read_metadata  # noqa: E402
 from improved_diffusion.data_normalization import denormalize  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
