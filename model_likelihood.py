@@ -14,6 +14,10 @@ says so: the number is then the bound on the bits/dim of the 8-bit-quantised dat
 reference point ``reference_bpd_uniform_8bit`` = 8 bits/dim (uniform over the 256 levels: a model
 must score below it). HDF5 data: ``key_data`` defaults to the ``hdf5_keys`` of ``metadata.json``.
 
+Every field's bits/dim is in ``per_example_bpd`` (rank fields by it). When the data carry labels 0 / 1
+(e.g. key_class ``label`` of datasets/deformation_detector_set.py), ``bpd_roc_auc_label1_vs_0`` gives the
+ROC AUC of bits/dim as a score for label 1 with a 95 % bootstrap interval (utils/evaluation/detection.py).
+
 Noise is drawn from one generator per example seeded by (seed, example index), so results do
 not depend on the batch size.
 """
@@ -32,6 +36,7 @@ from improved_diffusion.data_normalization import from_uint8
 from improved_diffusion.file_io import check_free
 from utils.changed_defaults import notice_changed_default
 from utils.evaluation.array_io import load_image_set
+from utils.evaluation.detection import roc_auc_interval
 
 GRID_TOLERANCE = 1e-4  # max distance to the 8-bit grid for data to count as 8-bit
 UNIFORM_8BIT_BPD = 8.0  # bits/dim of the uniform distribution over the 256 levels: the reference point
@@ -151,6 +156,10 @@ def calc_model_loss(
     else:
         report.update(partial_bpd_k_lowest_noise_terms=float(total.mean()), subset_timesteps=subset_timesteps)
     report["per_example_bpd"] = total.tolist()
+    if data.labels is not None and set(np.unique(data.labels).tolist()) == {0, 1}:
+        # per-field ranking: how well the bits/dim separate label 1 (e.g. deformation) from label 0 (background)
+        report["per_example_label"] = data.labels.tolist()
+        report["bpd_roc_auc_label1_vs_0"] = roc_auc_interval(total[data.labels == 1], total[data.labels == 0])
     if out_json is not None:
         report["out_json"] = str(out_json)
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)

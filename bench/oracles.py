@@ -81,3 +81,33 @@ def exact_x0(name: str, x_T: torch.Tensor, ab_T: float, numeric: bool = False) -
     if not sol.success:
         raise RuntimeError(f"the exact GMM ODE solve failed: {sol.message}")
     return torch.from_numpy(sol.y[:, -1].copy()).reshape(x_T.shape).to(x_T.device)
+
+
+class GaussianFieldDenoiser:
+    """The exact denoiser of a correlated Gaussian field x0 ~ N(mean, cov) over the pixels of a (C, H, W)
+    image (d = C H W, row-major), for the samplers' calls ``denoiser(x, t)`` / ``denoiser.predict(x, t)``:
+
+        E[x0 | x_t] = mean + alpha cov (alpha^2 cov + sigma^2 I)^-1 (x_t - alpha mean)
+
+    (x_t = alpha x0 + sigma eps). With cov = V diag(lam) V^T computed once, the gain is
+    V diag(alpha lam / (alpha^2 lam + sigma^2)) V^T: two (N, d) x (d, d) products per call.
+    mean (d,), cov (d, d) float64 in model units; `schedule` a `DiscreteSchedule`; `dtype` of the products."""
+
+    def __init__(self, mean: np.ndarray, cov: np.ndarray, schedule, dtype: torch.dtype = torch.float64) -> None:
+        lam, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+        self.lam = torch.from_numpy(np.clip(lam, 0.0, None)).to(dtype)
+        self.vecs = torch.from_numpy(vecs).to(dtype)
+        self.mean = torch.from_numpy(np.asarray(mean, dtype=np.float64)).to(dtype)
+        self.schedule, self.nfe = schedule, 0
+
+    def predict(self, x: torch.Tensor, t) -> tuple[torch.Tensor, None]:
+        """x (N, C, H, W) at time t (index units, sigma_t > 0) -> (E[x0 | x_t] with x's dtype and shape, None)."""
+        alpha, sigma = float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
+        gain = alpha * self.lam / (alpha ** 2 * self.lam + sigma ** 2)
+        centred = x.flatten(1).to(self.vecs) - alpha * self.mean
+        x0 = self.mean + ((centred @ self.vecs) * gain) @ self.vecs.T
+        self.nfe += 1
+        return x0.to(x.dtype).reshape(x.shape), None
+
+    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
+        return self.predict(x, t)[0]

@@ -118,7 +118,7 @@ def _check_components(opts: dict) -> None:
         raise ValueError(f"truth_monte_carlo_fields={opts['truth_monte_carlo_fields']}; expected >= 0")
 
 
-def _draw_sources(rng: np.random.Generator, count: int, opts: dict) -> np.ndarray:
+def draw_sources(rng: np.random.Generator, count: int, opts: dict) -> np.ndarray:
     """Source parameters (count, len(SOURCE_COLUMNS[source])) from the stated laws: Mogi x0_px, y0_px,
     depth_px, signed volume_m3; Okada x0_px, y0_px, top_depth_px, length_px, width_px, strike_deg (uniform
     in [0, 360)), dip_deg, rake_deg (uniform in [0, 360)), slip_m."""
@@ -139,8 +139,8 @@ def _draw_sources(rng: np.random.Generator, count: int, opts: dict) -> np.ndarra
     return src
 
 
-def _deformation(src: np.ndarray, opts: dict) -> np.ndarray:
-    """LOS phase (count, n, n) float32 (radians) of the sources ``src`` from ``_draw_sources``."""
+def deformation_phase(src: np.ndarray, opts: dict) -> np.ndarray:
+    """LOS phase (count, n, n) float32 (radians) of the sources ``src`` from ``draw_sources``."""
     geometry = {k: opts[k] for k in ("poisson_ratio", "pixel_size_m", "wavelength_m", "incidence_deg",
                                      "look_azimuth_deg")}
     if opts["deformation_source"] == "okada":
@@ -169,8 +169,8 @@ def _generate_file(rng: np.random.Generator, streams: list[np.random.Generator],
         phi += opts["noise_sigma_rad"] * rng.standard_normal(phi.shape, dtype=np.float32)
         has = np.flatnonzero(labels[start:start + b])
         if has.size:
-            src = _draw_sources(rng, has.size, opts)
-            phi[has] += _deformation(src, opts)
+            src = draw_sources(rng, has.size, opts)
+            phi[has] += deformation_phase(src, opts)
             sources[start + has] = src
         if opts["turbulence_sigma_rad"] > 0:
             phi += spectral_fields(streams[0], b, turbulence, n)
@@ -195,7 +195,7 @@ def _monte_carlo_deformation(opts: dict) -> dict | None:
     rng = np.random.default_rng([opts["seed"], len(SPLITS)])
     gammas, peaks = [], []
     for start in range(0, count, 1000):
-        phi = _deformation(_draw_sources(rng, min(1000, count - start), opts), opts)
+        phi = deformation_phase(draw_sources(rng, min(1000, count - start), opts), opts)
         gammas.append(axis_semivariogram_fields(phi, n - 1))
         peaks.append(np.abs(phi).max(axis=(1, 2)))
     gamma, peak = np.concatenate(gammas), np.concatenate(peaks).astype(np.float64)

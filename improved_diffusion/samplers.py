@@ -29,7 +29,7 @@ def _steps(grid: torch.Tensor, progress: bool, desc: str):
     return tqdm(pairs, desc=desc, leave=False, disable=not progress)
 
 
-def _is_clean(schedule: DiscreteSchedule, t: torch.Tensor) -> bool:
+def is_clean(schedule: DiscreteSchedule, t: torch.Tensor) -> bool:
     return float(schedule.sigma(t)) == 0.0
 
 
@@ -60,7 +60,7 @@ def _prediction(schedule: DiscreteSchedule, x: torch.Tensor, x0: torch.Tensor, t
     return eps_from_x0(schedule, x, x0, t)
 
 
-def _add_noise(mean: torch.Tensor, std, generator: torch.Generator | None) -> torch.Tensor:
+def add_noise(mean: torch.Tensor, std, generator: torch.Generator | None) -> torch.Tensor:
     """mean + std z with z ~ N(0, I) drawn from `generator`; mean itself when std is None (no draw)."""
     if std is None:
         return mean
@@ -123,7 +123,7 @@ def ancestral_step(denoiser, x: torch.Tensor, t, s, schedule: DiscreteSchedule, 
     beta = 1 - ab_t / ab_s
     coef_x0, coef_x = math.sqrt(ab_s) * beta / (1 - ab_t), math.sqrt(ab_t / ab_s) * (1 - ab_s) / (1 - ab_t)
     mean = coef_x0 * x0 + coef_x * x
-    if _is_clean(schedule, s):
+    if is_clean(schedule, s):
         return mean, None, x0
     beta_tilde = beta * (1 - ab_s) / (1 - ab_t)
     if variance == "learned_range":
@@ -142,7 +142,7 @@ def sample_ddim(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor, schedul
     """DDIM (`ddim_step`) along `grid`; eta = 0 is the ODE. x (N, C, H, W) -> clean sample, x's dtype."""
     for t, s in _steps(grid, progress, "DDIM"):
         mean, std, _ = ddim_step(denoiser, x, t, s, schedule, eta)
-        x = _add_noise(mean, std, generator)
+        x = add_noise(mean, std, generator)
     return x
 
 
@@ -156,7 +156,7 @@ def sample_ancestral(denoiser, x: torch.Tensor, grid: torch.Tensor, schedule: Di
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
     for t, s in _steps(grid, progress, "ancestral"):
         mean, std, _ = ancestral_step(denoiser, x, t, s, schedule, variance)
-        x = _add_noise(mean, std, generator)
+        x = add_noise(mean, std, generator)
     return x
 
 
@@ -186,7 +186,7 @@ def sample_dpm_singlestep(denoiser: Callable, x: torch.Tensor, grid: torch.Tenso
     if len(orders) != len(grid) - 1:
         raise ValueError(f"need one order per grid interval: {len(orders)} orders for {len(grid) - 1} intervals")
     for (t, s), order in zip(_steps(grid, progress, f"{algorithm} singlestep"), orders):
-        if _is_clean(schedule, s):
+        if is_clean(schedule, s):
             if order != 1:
                 raise ValueError(f"the step to clean data must be first order, got order {order}")
             return denoiser(x, t)
@@ -249,7 +249,7 @@ def sample_dpm_multistep(denoiser: Callable, x: torch.Tensor, grid: torch.Tensor
     for i, (t, s) in enumerate(_steps(grid, progress, f"{algorithm} multistep")):
         x0 = denoiser(x, t)
         u_t, eps = float(schedule.sigma(t) / schedule.alpha(t)), _prediction(schedule, x, x0, t, "dpmsolver")
-        if _is_clean(schedule, s):
+        if is_clean(schedule, s):
             second = order > 1 and not lower_order_final and previous is not None
             return clean_step(x0, u_t, eps, previous if second else None, max_step_ratio)
         previous = (u_t, eps)

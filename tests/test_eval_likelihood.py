@@ -45,6 +45,7 @@ def test_bits_per_dim_finite_and_independent_of_batch_size(image_folder, tiny_ck
     assert a["diffusion_steps"] == a["trained_diffusion_steps"] == 6
     assert a["quantity"] == "bits/dim of 8-bit data" and a["n_examples"] == 5
     assert np.isfinite(a["per_example_bpd"]).all() and a["bpd_mean"] > 0
+    assert len(a["per_example_bpd"]) == 5 and np.mean(a["per_example_bpd"]) == pytest.approx(a["bpd_mean"], rel=1e-12)
     np.testing.assert_allclose(a["per_example_bpd"], b["per_example_bpd"], rtol=1e-6)
     c = calc_model_loss(tiny_ckpt, str(image_folder), batch_size=5, seed=1, progress=False)
     assert c["per_example_bpd"] != a["per_example_bpd"]
@@ -70,6 +71,19 @@ def test_float_data_are_quantised_and_labelled(tmp_path, tiny_ckpt):
         r = calc_model_loss(tiny_ckpt, str(tmp_path / "f.npz"), progress=False)
     assert "quantised to 256 levels" in r["quantity"]
     assert np.abs(to_8bit_grid(x) - x).max() <= 1 / 127.5 / 2 + 1e-6
+    assert "bpd_roc_auc_label1_vs_0" not in r  # labels 0 and 2: not a binary labelling
+
+
+def test_binary_labels_give_the_roc_auc_of_per_field_bits_per_dim(tmp_path, tiny_ckpt):
+    x = np.random.default_rng(2).uniform(-1, 1, (4, 32, 32, 1)).astype(np.float32)
+    x[2:] *= 0.1  # label-1 fields of another law than the label-0 ones
+    np.savez(tmp_path / "f.npz", x, np.array([0, 0, 1, 1]))
+    with pytest.warns(UserWarning, match="quantised"):
+        r = calc_model_loss(tiny_ckpt, str(tmp_path / "f.npz"), progress=False)
+    bpd, auc = np.array(r["per_example_bpd"]), r["bpd_roc_auc_label1_vs_0"]
+    pairs = bpd[2:, None] - bpd[None, :2]  # the AUC's definition: P(S1 > S0) + P(S1 = S0) / 2
+    assert auc["auc"] == pytest.approx(((pairs > 0).sum() + 0.5 * (pairs == 0).sum()) / 4)
+    assert r["per_example_label"] == [0, 0, 1, 1] and auc["low"] <= auc["auc"] <= auc["high"]
 
 
 def test_bad_inputs(tmp_path, image_folder, tiny_ckpt):

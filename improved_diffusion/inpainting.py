@@ -1,0 +1,182 @@
+"""Conditional sampling on observed pixels (gap filling): plain functions over a denoiser and a schedule.
+
+The observation y is a field in model units, (N, C, H, W), NaN where the value is unknown; P keeps the
+observed pixels. Two methods (`METHODS`):
+
+- "posterior" (for the ODE solvers): the probability-flow ODE of the conditional law p(x0 | y), solved by
+  DPM-Solver++(2M) (`samplers.sample_dpm_multistep`) with the *conditional* denoiser E[x0 | x_t, y].
+  Under a Gaussian approximation of p(x0 | x_t) with Tweedie's moments, mean x0_hat and covariance
+  C_t = (sigma_t^2 / alpha_t) J, J = d x0_hat / d x_t (Tweedie moment projection, Boys et al. 2023;
+  the posterior-mean guidance of DPS, Chung et al. 2023, with the full covariance instead of r^2 I):
+      E[x0 | x_t, y] = x0_hat + C_t P^T (P C_t P^T)^-1 (y - P x0_hat).
+  The linear system is solved by `cg_iters` conjugate-gradient iterations, each one more denoiser call
+  (J v by a finite difference along v). Exact for Gaussian data once CG has converged.
+- "repaint" (for the ancestral chain): after each ancestral step t -> s (`samplers.ancestral_step`) the
+  observed pixels are replaced by y noised to level s, alpha_s y + sigma_s z (DDPM eq. 4), and the merged
+  x_s is taken back to t with fresh noise, x_t = sqrt(ab_t / ab_s) x_s + sqrt(1 - ab_t / ab_s) z, and
+  stepped again, `resample` passes per interval (RePaint, Lugmayr et al. 2022, Algorithm 1, jump length 1).
+  Cheaper per step but biased at affordable step counts (docs/insar_science.md gives the measured bias).
+
+Both end on clean data, where the observed pixels are set to y exactly (in x's dtype).
+The denoiser is the samplers' callable ``denoiser(x, t) -> x0_hat`` (times in index units), with
+``.predict(x, t) -> (x0_hat, v)`` for "repaint" (see `samplers`).
+"""
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .noise_schedule import DiscreteSchedule, grid_from_indices, make_grid
+from .samplers import add_noise, ancestral_step, is_clean, sample_dpm_multistep
+
+METHODS = ("posterior", "repaint")
+# default settings of each method, chosen on the kriging known-answer test (tests/test_inpainting.py)
+DEFAULTS = {"posterior": {"steps": 20, "cg_iters": 20}, "repaint": {"steps": 100, "resample": 10}}
+POSTERIOR_LAMBDA_MIN = -4.0  # half-log-SNR where the posterior ODE's logSNR grid starts (samplers.lambda_range)
+
+
+def observation_mask(observed: torch.Tensor) -> torch.Tensor:
+    """1.0 where `observed` (any shape) is finite, 0.0 where it is NaN; observed's dtype."""
+    return torch.isfinite(observed).to(observed.dtype)
+
+
+def check_observation(observed: torch.Tensor, name: str = "observed") -> None:
+    """ValueError (one line) unless `observed` (N, C, H, W) has both observed (finite) and missing (NaN)
+    pixels in every field, and no infinite value."""
+    if observed.ndim != 4:
+        raise ValueError(f"{name}: got shape {tuple(observed.shape)}; expected (N, C, H, W)")
+    if bool(torch.isinf(observed).any()):
+        raise ValueError(f"{name}: holds infinite values; expected finite values and NaN for missing pixels")
+    known = torch.isfinite(observed).flatten(1)
+    none_missing = torch.nonzero(known.all(1)).flatten().tolist()
+    none_known = torch.nonzero(~known.any(1)).flatten().tolist()
+    if none_missing:
+        raise ValueError(f"{name}: field(s) {none_missing[:10]} have no NaN (nothing to fill); expected NaN "
+                         "where the value is unknown")
+    if none_known:
+        raise ValueError(f"{name}: field(s) {none_known[:10]} are NaN everywhere (nothing observed); expected "
+                         "some finite pixels")
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-field inner product of (N, ...) tensors, shaped (N, 1, ..., 1) for broadcasting."""
+    return (a * b).flatten(1).sum(1).reshape(-1, *([1] * (a.ndim - 1)))
+
+
+class PosteriorDenoiser:
+    """The conditional denoiser E[x0 | x_t, y] of the "posterior" method (module docstring), wrapping an
+    unconditional `denoiser`; callable like it, ``(x (N, C, H, W), t) -> x0`` in x's dtype.
+    observed (N, C, H, W) model units, NaN = missing; cg_iters >= 1; fd_step: the finite-difference step
+    of J v, in units of sigma_t along v scaled to unit RMS."""
+
+    def __init__(self, denoiser: Callable, observed: torch.Tensor, schedule: DiscreteSchedule, cg_iters: int = 20,
+                 fd_step: float = 1e-2) -> None:
+        self.denoiser, self.schedule, self.cg_iters, self.fd_step = denoiser, schedule, cg_iters, fd_step
+        self.mask, self.y = observation_mask(observed), torch.nan_to_num(observed, nan=0.0)
+
+    def _covariance_times(self, x: torch.Tensor, x0: torch.Tensor, t, v: torch.Tensor) -> torch.Tensor:
+        """C_t v = (sigma_t^2 / alpha_t) J v, J v ~ (x0_hat(x + h v / |v|) - x0_hat(x)) |v| / h."""
+        alpha, sigma = float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
+        norm = _dot(v, v).sqrt().clamp_min(1e-30) / math.sqrt(v[0].numel())
+        h = self.fd_step * sigma
+        jv = (self.denoiser(x + (h / norm) * v, t) - x0) * (norm / h)
+        return (sigma ** 2 / alpha) * jv
+
+    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
+        x0 = self.denoiser(x, t)
+        # 1. solve (P C_t P^T) w = P (y - x0_hat) by conjugate gradients (w lives on the observed pixels)
+        r = self.mask * (self.y - x0)
+        w, p, rr = torch.zeros_like(r), r, _dot(r, r)
+        for _ in range(self.cg_iters):
+            ap = self.mask * self._covariance_times(x, x0, t, p)
+            curvature = _dot(p, ap)
+            # a network's J need not be positive definite: a field meeting p^T C p <= 0 stops moving
+            step = torch.where(curvature > 0, rr / curvature.clamp_min(1e-30), torch.zeros_like(curvature))
+            w, r = w + step * p, r - step * ap
+            rr_new = _dot(r, r)
+            p, rr = r + (rr_new / rr.clamp_min(1e-30)) * p, rr_new
+        # 2. E[x0 | x_t, y] = x0_hat + C_t P^T w
+        return x0 + self._covariance_times(x, x0, t, w)
+
+
+def renoise(x_s: torch.Tensor, s, t, schedule: DiscreteSchedule, generator: torch.Generator | None
+            ) -> torch.Tensor:
+    """x_t ~ q(x_t | x_s) = N(sqrt(ab_t / ab_s) x_s, (1 - ab_t / ab_s) I) for t later than s (RePaint eq. 9)."""
+    ratio = float(schedule.alpha_bar(t) / schedule.alpha_bar(s))
+    return add_noise(math.sqrt(ratio) * x_s, math.sqrt(1 - ratio), generator)
+
+
+def repaint(denoiser, observed: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule, resample: int = 10,
+            variance: str = "fixed_large", generator: torch.Generator | None = None, progress: bool = False
+            ) -> torch.Tensor:
+    """One RePaint sample per row of `observed` (N, C, H, W; NaN = missing) along `grid` (decreasing times
+    ending at -1): ancestral steps of `variance`, observed pixels replaced by y noised to the step's level,
+    `resample` passes per interval. Returns (N, C, H, W) in observed's dtype."""
+    m, y = observation_mask(observed), torch.nan_to_num(observed, nan=0.0)
+    x = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+    for t, s in tqdm(list(zip(grid[:-1], grid[1:])), desc="RePaint", leave=False, disable=not progress):
+        clean = is_clean(schedule, s)
+        passes = 1 if clean else resample
+        for u in range(passes):
+            mean, std, _ = ancestral_step(denoiser, x, t, s, schedule, variance)
+            known = y if clean else add_noise(float(schedule.alpha(s)) * y, float(schedule.sigma(s)), generator)
+            x_s = m * known + (1 - m) * add_noise(mean, std, generator)
+            x = renoise(x_s, s, t, schedule, generator) if u < passes - 1 else x_s
+    return x
+
+
+def posterior_sample(denoiser: Callable, observed: torch.Tensor, schedule: DiscreteSchedule, steps: int = 20,
+                     cg_iters: int = 20, generator: torch.Generator | None = None, progress: bool = False
+                     ) -> torch.Tensor:
+    """One "posterior" sample per row of `observed` (N, C, H, W; NaN = missing): DPM-Solver++(2M) with
+    `steps` calls of the conditional denoiser (each 1 + cg_iters + 1 calls of `denoiser`) on a logSNR grid
+    from lambda = POSTERIOR_LAMBDA_MIN, observed pixels set to y at the end. Observed's dtype and shape."""
+    m, y = observation_mask(observed), torch.nan_to_num(observed, nan=0.0)
+    x = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+    grid = make_grid(schedule, "logSNR", steps - 1, to_clean=True, lambda_min=POSTERIOR_LAMBDA_MIN)
+    x0 = sample_dpm_multistep(PosteriorDenoiser(denoiser, observed, schedule, cg_iters), x, grid, schedule, order=2,
+                              progress=progress)
+    return m * y + (1 - m) * x0
+
+
+def _positive_int(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def conditional_samples(denoiser: Callable, observed: torch.Tensor, schedule: DiscreteSchedule, num_samples: int,
+                        method: str = "posterior", seed: int = 0, steps: int | None = None,
+                        cg_iters: int | None = None, resample: int | None = None, batch_size: int = 256,
+                        progress: bool = False) -> torch.Tensor:
+    """`num_samples` conditional samples of each field of `observed` (N, C, H, W; NaN = missing, model
+    units) -> (N, num_samples, C, H, W) in observed's dtype, observed pixels equal to `observed`.
+    method: "posterior" (ODE; `steps` solver calls, `cg_iters`) or "repaint" (ancestral chain of `steps`
+    intervals on chain indices spaced uniformly from T-1 to 0, `resample` passes each); None takes the
+    method's `DEFAULTS` (steps at most T). Draws in batches of `batch_size`; the result depends on `seed`
+    and `batch_size`."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    defaults = {**DEFAULTS[method], "steps": min(DEFAULTS[method]["steps"], schedule.num_timesteps)}
+    opts = {**defaults, **{k: v for k, v in (("steps", steps), ("cg_iters", cg_iters),
+                                                       ("resample", resample)) if v is not None}}
+    for name, value in opts.items():
+        _positive_int(name, value, 2 if name == "steps" else 1)
+    _positive_int("num_samples", num_samples)
+    _positive_int("batch_size", batch_size)
+    if opts["steps"] > schedule.num_timesteps:
+        raise ValueError(f"steps must be <= {schedule.num_timesteps} (the chain's length), got {opts['steps']}")
+    check_observation(observed)
+    generator = torch.Generator(device=observed.device).manual_seed(seed)
+    grid = grid_from_indices(np.linspace(0, schedule.num_timesteps - 1, opts["steps"]).round().astype(int))
+    out = []
+    for chunk in observed.repeat_interleave(num_samples, dim=0).split(batch_size):
+        if method == "posterior":
+            out.append(posterior_sample(denoiser, chunk, schedule, opts["steps"], opts["cg_iters"], generator,
+                                        progress))
+        else:
+            out.append(repaint(denoiser, chunk, grid, schedule, opts["resample"], generator=generator,
+                               progress=progress))
+    return torch.cat(out).reshape(observed.shape[0], num_samples, *observed.shape[1:])

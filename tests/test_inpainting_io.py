@@ -1,0 +1,98 @@
+"""Gap filling with a (tiny, untrained) checkpoint: file reading, validation, outputs, figure, and the bench."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from bench import gap_filling as bench_gap_filling
+from datasets import insar_synthetic
+from improved_diffusion.checkpoint import load_model, write_metadata
+from improved_diffusion.data_normalization import make_normalization
+from improved_diffusion.script_util import PRESETS, create_model_and_diffusion
+from utils.sampling.gap_filling import OUTPUT_NAMES, fill_gaps, output_unit, read_observed, write_gap_filling
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """An untrained 32 px demo-preset model (random output layer), T=50, with the gaussian preset's range normalisation [-3, 3] rad."""
+    folder = tmp_path_factory.mktemp("run")
+    args = {**PRESETS["demo"], "image_size": SIZE, "diffusion_steps": 50,
+            "attention_resolutions": "", "data_normalization": make_normalization("range", -3.0, 3.0)}
+    torch.manual_seed(0)
+    model, _ = create_model_and_diffusion(args)
+    with torch.no_grad():  # the output layer starts at zero (x0_hat = 0 everywhere): give it weights
+        for param in model.out.parameters():
+            param.normal_(0.0, 0.05)
+    torch.save(model.state_dict(), folder / "model_epoch=0_iter=1.pt")
+    write_metadata(folder, args)
+    return folder / "model_epoch=0_iter=1.pt"
+
+
+def _fields(n=2, size=SIZE):
+    rng = np.random.default_rng(0)
+    fields = rng.normal(size=(n, size, size)).astype(np.float32)
+    fields[:, 3:7, 4:9] = np.nan
+    return fields
+
+
+def test_fill_write_and_read_back(run, tmp_path):
+    model, diffusion, args_dic = load_model(run, verbose=False)
+    path = tmp_path / "observed.hdf5"
+    with h5py.File(path, "w") as f:
+        f["unwrap"] = _fields()
+    fields = read_observed(path, "unwrap")
+    result = fill_gaps(model, diffusion, args_dic, fields, 3, "posterior", seed=0, steps=3, cg_iters=1)
+    assert result["samples"].shape == (2, 3, SIZE, SIZE, 1) and np.isfinite(result["samples"]).all()
+    known = np.isfinite(fields)
+    np.testing.assert_array_equal(result["samples"][:, 1][known], fields[known])
+    np.testing.assert_allclose(result["mean"], result["samples"].mean(1), rtol=1e-6)
+    assert (result["std"][known] <= 1e-6).all() and (result["std"][~known] > 0).all()
+    paths = write_gap_filling(result, tmp_path / "out", {"method": "posterior"}, output_unit(args_dic, "unwrap"))
+    assert sorted(p.name for p in paths.values()) == sorted(OUTPUT_NAMES)
+    assert json.loads(paths["json"].read_text())["unit"] == "rad"
+    with np.load(paths["npz"]) as f:
+        np.testing.assert_array_equal(f["samples"], result["samples"])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_gap_filling(result, tmp_path / "out", {}, "rad")
+
+
+@pytest.mark.parametrize("fields, match", [
+    (np.zeros((1, SIZE, SIZE), np.float32), "no NaN"),
+    (np.full((1, SIZE, SIZE), np.nan, np.float32), "NaN everywhere"),
+    (_fields(1, 8), "the model expects \\(32, 32, 1\\)"),
+    (np.stack([_fields(1)] * 2, axis=-1), "the model expects \\(32, 32, 1\\)"),
+])
+def test_bad_observed_fields_name_the_file_and_write_nothing(run, tmp_path, fields, match):
+    model, diffusion, args_dic = load_model(run, verbose=False)
+    path = tmp_path / "observed.npz"
+    np.savez(path, fields)
+    with pytest.raises(ValueError, match=match) as err:
+        fill_gaps(model, diffusion, args_dic, read_observed(path), 2, source=str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["observed.npz"]
+
+
+def test_unreadable_observed_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file"):
+        read_observed(tmp_path / "none.npz")
+    np.savez(tmp_path / "named.npz", fields=np.zeros((1, 4, 4)))
+    with pytest.raises(ValueError, match="arr_0"):
+        read_observed(tmp_path / "named.npz")
+    with h5py.File(tmp_path / "f.hdf5", "w") as f:
+        f["wrap"] = np.zeros((1, 4, 4))
+    with pytest.raises(ValueError, match="no dataset 'unwrap'"):
+        read_observed(tmp_path / "f.hdf5", "unwrap")
+
+
+def test_bench_runs_at_toy_scale(run, tmp_path, capsys):
+    insar_synthetic.main(out_dir=str(tmp_path / "data"), n_train=0, n_val=0, n_test=3, image_size=SIZE,
+                         deformation_fraction=0.0, truth_monte_carlo_fields=0)
+    figures = bench_gap_filling.main(model_path=str(run), data_dir=str(tmp_path / "data"), num_fields=2,
+                                     num_samples=4, method="repaint", steps=4)
+    assert 0 <= figures["coverage_90"] <= 1 and figures["rms_ratio"] > 0 and figures["num_fields"] == 2
+    assert 0.2 <= figures["missing_fraction"] <= 0.4
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == figures
