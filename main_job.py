@@ -25,6 +25,7 @@ import sample_DPM  # noqa: E402
 import train  # noqa: E402
 from datasets import insar_synthetic  # noqa: E402
 from improved_diffusion.checkpoint import ema_checkpoint_name, parse_checkpoint_name  # noqa: E402
+from improved_diffusion.file_io import atomic_write_text  # noqa: E402
 from improved_diffusion.script_util import PRESETS, apply_preset  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.evaluation.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
@@ -139,7 +140,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
     real_vs_generated_figure(npz, data / "test", metadata["data_normalization"], results / "real_vs_generated.png")
     report["run"] = {"checkpoint": str(checkpoint), "num_epochs": num_epochs, "sampler": "dpmsolver++ multistep 3",
                      "sample_steps": sample_steps, "seconds": round(time.time() - start, 1)}
-    (results / "metrics.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(results / "metrics.json", json.dumps(report, indent=1))
     worst = report["analytic"]["max_abs_rel_error_samples"]
     print(f"[done] semivariogram of the samples within {100 * worst:.1f} % of the truth at lags "
           f"{report['analytic']['lags_checked_px'][0]:g}-{report['analytic']['lags_checked_px'][-1]:g} px")

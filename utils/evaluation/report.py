@@ -17,7 +17,7 @@ import numpy as np
 
 from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import value_unit
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write_text, check_free
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
 from utils.evaluation.feature_scores import feature_scores, format_scores, noise_floor
 from utils.evaluation.features import FeatureExtractor, extract_cached, load_extractor
@@ -261,5 +261,5 @@ def evaluate_samples(
     if "scorecard" in names:
         report["scorecard"] = scorecard_section(real, gen_set, out, truth=truth, num_samples=num_samples,
                                                 key_data=key_data, channel=channel, seed=seed, overwrite=overwrite)
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=1))
     return report
