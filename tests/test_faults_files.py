@@ -8,6 +8,7 @@ import socket
 import threading
 import zipfile
 
+import matplotlib.figure
 import numpy as np
 import pytest
 import torch
@@ -23,6 +24,7 @@ from tests.test_train_script import image_folder
 from tests.test_zenodo_models import NAME, leftovers, server  # noqa: F401  (server: a fixture used below)
 from utils.cli import run_cli
 from utils.evaluation.features import DomainCNN, FeatureExtractor, extract_cached
+from utils.evaluation.plots import plot_mean_curves
 from utils.sampling import sample_io
 
 DISK_FULL = "[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0"  # torch.save on a full disk
@@ -84,6 +86,7 @@ def test_resume_with_a_damaged_optimizer_file_names_it(run_folder, tmp_path, cap
         if path.is_file():
             (folder / path.name).write_bytes(path.read_bytes())
     opt = folder / "opt1.pt"
+    good = opt.read_bytes()
     if damage == "code":
         torch.save({"state": Opaque()}, opt)
     else:
@@ -94,6 +97,10 @@ def test_resume_with_a_damaged_optimizer_file_names_it(run_folder, tmp_path, cap
                 "code": "safe loading (weights_only=True) refuses"}[damage]
     assert code == 2 and f"{opt}:" in err and expected in err and "weights_only=False" not in err, err
     assert not any(folder.glob("*epoch=2*"))
+    if damage == "truncated":  # the corrected file is accepted without overwrite
+        opt.write_bytes(good)
+        train.main(resume_checkpoint=str(folder / "model_epoch=1_iter=4.pt"), num_epochs=3)
+        assert (folder / "model_epoch=2_iter=6.pt").is_file()
 
 
 # --- failed writes name their path ------------------------------------------------------------------------------
@@ -184,6 +191,20 @@ def test_a_killed_atomic_writer_leaves_the_previous_file(tmp_path):
     assert json.loads(target.read_text()) == {"fid": 1.0} and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_a_failed_figure_write_names_it_and_keeps_the_previous_png(tmp_path, monkeypatch):
+    path = tmp_path / "curve.png"
+    curves = {"a": (np.arange(3.0), np.ones(3), np.zeros(3))}
+    plot_mean_curves(curves, path, xlabel="x", ylabel="y")
+    before = path.read_bytes()
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    with pytest.raises(OSError) as err:
+        plot_mean_curves(curves, path, xlabel="x", ylabel="y", overwrite=True)
+    assert err.value.filename == str(path) and path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+
+
 # --- the Zenodo fetcher --------------------------------------------------------------------------------------
 
 def test_a_truncated_zip_is_one_line_and_keeps_nothing(tmp_path, server, capsys):  # noqa: F811
@@ -192,8 +213,11 @@ def test_a_truncated_zip_is_one_line_and_keeps_nothing(tmp_path, server, capsys)
     served.write_bytes(whole[:len(whole) // 2])
     record_url = server()  # the record gives the checksum of the truncated file: only unzipping can tell
     models = tmp_path / "models"
-    code, err = cli(zenodo_models.main, ["--models", NAME, "--models_dir", models, "--record_url", record_url], capsys)
+    argv = ["--models", NAME, "--models_dir", models, "--record_url", record_url]
+    code, err = cli(zenodo_models.main, argv, capsys)
     assert code == 2 and f"{NAME}.zip: not a complete zip archive" in err and leftovers(models) == []
+    served.write_bytes(whole)  # the record fixed: fetched without overwrite
+    assert zenodo_models.main(models=[NAME], models_dir=str(models), record_url=server()) == [models / NAME]
 
 
 def test_a_symlinked_member_is_refused(tmp_path, server, capsys):  # noqa: F811
