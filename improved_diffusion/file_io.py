@@ -122,23 +122,28 @@ def safe_torch_load(path: str | os.PathLike, device: str | torch.device = "cpu")
     with open(path, "rb") as f:
         head = f.read(len(ZIP_MAGIC))
     if not (head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC)):
-        found = "an empty file" if not head else f"a file starting with {head!r}"
-        raise ValueError(f"{path}: not a PyTorch checkpoint ({found}); expected the zip archive (or legacy "
-                         "pickle) that torch.save writes")
+        raise ValueError(_not_torch(path, "an empty file" if not head else f"a file starting with {head!r}"))
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except OSError:
         raise
     except Exception as err:  # zip / pickle errors of a corrupt, truncated or unsafe file (RuntimeError, EOFError, ...)
         text = str(err)
-        if isinstance(err, pickle.UnpicklingError) and "weights" in text.lower() and "only" in text.lower():
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in text:  # a class or function to run
             raise ValueError(f"{path}: its pickle holds objects that safe loading (weights_only=True) refuses "
                              "(code or custom classes); expected tensors and plain containers as "
                              "torch.save(model.state_dict()) writes") from None
+        if isinstance(err, pickle.UnpicklingError):
+            raise ValueError(_not_torch(path, "pickle data torch.save does not write")) from None
         first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
         first = first.split(". ")[0].rstrip(".")  # torch's explanation after the first sentence is generic
         raise ValueError(f"{path}: not a readable torch file ({first}); expected a complete file written by "
                          "torch.save (is it corrupt or truncated?)") from None
+
+
+def _not_torch(path: str | os.PathLike, found: str) -> str:
+    return (f"{path}: not a PyTorch checkpoint ({found}); expected the zip archive (or legacy pickle) that "
+            "torch.save writes")
 
 
 def derive_seed(*parts: int, bits: int = 63) -> int:

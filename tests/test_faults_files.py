@@ -48,9 +48,12 @@ class Opaque:
 # --- the one safe reader ----------------------------------------------------------------------------------------
 
 def test_random_bytes_are_not_a_pytorch_checkpoint(tmp_path):
-    (tmp_path / "noise.pt").write_bytes(np.random.default_rng(0).bytes(4096).replace(b"\x80", b"\x00"))
+    noise = np.random.default_rng(0).bytes(4096)
+    (tmp_path / "noise.pt").write_bytes(noise.replace(b"\x80", b"\x00"))
     (tmp_path / "empty.pt").write_bytes(b"")
-    for name, found in (("noise.pt", "a file starting with"), ("empty.pt", "an empty file")):
+    (tmp_path / "pickle_like.pt").write_bytes(b"\x80\x02\xf7" + noise)  # a pickle header, then junk
+    for name, found in (("noise.pt", "a file starting with"), ("empty.pt", "an empty file"),
+                        ("pickle_like.pt", "pickle data torch.save does not write")):
         with pytest.raises(ValueError) as err:
             safe_torch_load(tmp_path / name)
         assert str(err.value).startswith(f"{tmp_path / name}: not a PyTorch checkpoint ({found}")
