@@ -31,6 +31,7 @@ import scipy.fft
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from improved_diffusion.file_io import atomic_write_text  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.radar.deformation import MAGNITUDE_LAWS, draw_magnitudes, mogi_los_phase, okada_los_phase  # noqa: E402
 from utils.radar.ground_truth import GROUND_TRUTH_NAME, SCHEMA_VERSION  # noqa: E402
@@ -374,7 +375,7 @@ def main(
         "semivariogram": _semivariogram(run, -half, half, monte_carlo),
         "components": _components(run, monte_carlo),
     }
-    (out / GROUND_TRUTH_NAME).write_text(json.dumps(truth, indent=1))
+    atomic_write_text(out / GROUND_TRUTH_NAME, json.dumps(truth, indent=1))
     return truth
 
 
