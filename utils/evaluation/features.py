@@ -246,13 +246,18 @@ def extract_cached(extractor: FeatureExtractor, images: np.ndarray, cache_dir: s
     if cached is not None:
         return cached
     features = extractor.extract(images, batch_size, device, progress)
+    _write_feature_cache(path, features, extractor.description())
+    return features
+
+
+def _write_feature_cache(path: Path, features: np.ndarray, description: dict) -> None:
+    """Save (N, D) features and the extractor's description to the cache file `path` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def save(tmp):
         with open(tmp, "wb") as f:
-            np.savez(f, features=features, description=json.dumps(extractor.description()))
+            np.savez(f, features=features, description=json.dumps(description))
     atomic_write(path, save)
-    return features
 
 
 def _read_feature_cache(path: Path, num_images: int) -> np.ndarray | None:
