@@ -4,8 +4,12 @@ the Zenodo fetcher's library errors become one line, and the two Python-API trac
 import errno
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import warnings
 import zipfile
 
 import matplotlib.figure
@@ -19,6 +23,7 @@ from datasets import zenodo_models
 from improved_diffusion import file_io
 from improved_diffusion.checkpoint import load_model
 from improved_diffusion.file_io import atomic_torch_save, atomic_write, atomic_write_text, safe_torch_load
+from tests.conftest import REPO_ROOT
 from tests.test_faults_training import RUN
 from tests.test_train_script import image_folder
 from tests.test_zenodo_models import NAME, leftovers, server  # noqa: F401  (server: a fixture used below)
@@ -179,6 +184,41 @@ def test_a_cache_left_by_a_killed_writer_is_named_and_rebuilt(tmp_path):
     np.testing.assert_allclose(again, expected, rtol=1e-6)
     with np.load(path) as saved:  # the rebuilt cache is whole and is used as is
         np.testing.assert_allclose(saved["features"], expected, rtol=1e-6)
+
+
+KILLED_WRITER = """
+import sys, time
+import numpy as np
+from tests.test_faults_files import _extractor
+from utils.evaluation.features import extract_cached
+
+def stalled(f, **arrays):  # half an archive on disk, then the process is killed
+    f.write(b"PK\\x03\\x04partial")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+np.savez = stalled
+images = np.random.default_rng(1).uniform(-1, 1, (6, 16, 16, 1)).astype(np.float32)
+extract_cached(_extractor(), images, sys.argv[1], batch_size=3, progress=False)
+"""
+
+
+def test_a_cache_writer_killed_with_sigkill_leaves_no_cache_and_the_next_run_writes_one(tmp_path):
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(cache)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert [p.name.endswith(".tmp") for p in cache.iterdir()] == [True]  # only the temporary file is left
+    images = np.random.default_rng(1).uniform(-1, 1, (6, 16, 16, 1)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no cache file: nothing to warn about
+        features = extract_cached(_extractor(), images, cache, batch_size=3, progress=False)
+    np.testing.assert_allclose(features, _extractor().extract(images, batch_size=3, progress=False), rtol=1e-6)
+    assert len(list(cache.glob("features_*.npz"))) == 1
 
 
 def test_a_killed_atomic_writer_leaves_the_previous_file(tmp_path):
