@@ -84,9 +84,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
 
 
 def _naming(err: OSError, path: Path) -> OSError:
-    """`err` as an OSError of the same errno naming `path` (the file being written)."""
+    """`err` as an OSError of the same errno (hence subclass) naming `path`, the file being written."""
     reason = err.strerror or str(err) or type(err).__name__
-    return OSError(err.errno, f"{reason} while writing (expected free space and a writable folder)", str(path))
+    expected = "free space on its disk" if err.errno == errno.ENOSPC else "an existing, writable folder and disk"
+    return OSError(err.errno, f"{reason} while writing (expected {expected})", str(path))
 
 
 def _remove(tmp: str) -> None:
