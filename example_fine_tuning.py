@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from improved_diffusion.checkpoint import read_metadata
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write_text, check_free
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.comparable import NAN_POLICIES, apply_nan_policy
 from utils.evaluation.contrastive import train_contrastive
@@ -52,7 +52,7 @@ HINT = ("for unlabelled data such as the built-in InSAR fields: --unlabelled_dat
 
 def _start_run(out: Path, options: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "options.json").write_text(json.dumps(options, indent=1))
+    atomic_write_text(out / "options.json", json.dumps(options, indent=1))
 
 
 def _train_unlabelled(out: Path, options: dict, meta: dict) -> dict:

@@ -25,6 +25,7 @@ import sample_DPM  # noqa: E402
 import train  # noqa: E402
 from datasets import insar_synthetic  # noqa: E402
 from improved_diffusion.checkpoint import ema_checkpoint_name, parse_checkpoint_name  # noqa: E402
+from improved_diffusion.file_io import atomic_write_text  # noqa: E402
 from improved_diffusion.script_util import PRESETS, apply_preset  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.evaluation.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
@@ -140,7 +141,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
     sampler = json.loads(npz.with_suffix(".json").read_text())["sampler"]  # as sample_DPM.py recorded it
     report["run"] = {"checkpoint": str(checkpoint), "num_epochs": num_epochs, "sampler": sampler,
                      "sample_steps": sample_steps, "seconds": round(time.time() - start, 1)}
-    (results / "metrics.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(results / "metrics.json", json.dumps(report, indent=1))
     worst = report["analytic"]["max_abs_rel_error_samples"]
     real_worst = report["analytic"]["max_abs_rel_error_real"]
     print(f"[done] semivariogram of the samples off by up to {100 * worst:.1f} % from the truth at lags "

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from improved_diffusion.checkpoint import load_model
+from improved_diffusion.checkpoint import checkpoint_path, load_model
 from improved_diffusion.data_normalization import from_uint8
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write_text, check_free
 from utils.changed_defaults import notice_changed_default
 from utils.evaluation.array_io import load_image_set
 from utils.evaluation.detection import roc_auc_interval
@@ -91,6 +91,7 @@ def calc_model_loss(
     (mean total bits/dim) and ``mse_xstart_loss`` (mean x0 MSE) beside ``bpd_mean`` / ``xstart_mse_mean``."""
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: expected a positive integer")
+    checkpoint_path(model_path)
     if out_json is not None:
         check_free([out_json], overwrite, key="out_json")
         if Path(out_json).resolve().parent == Path(model_path).resolve().parent:
@@ -163,7 +164,7 @@ def calc_model_loss(
     if out_json is not None:
         report["out_json"] = str(out_json)
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_json).write_text(json.dumps(report, indent=1))
+        atomic_write_text(out_json, json.dumps(report, indent=1))
     return report
 
 

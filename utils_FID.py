@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write_text, check_free
 from utils.evaluation.comparable import NAN_POLICIES, apply_nan_policy, check_same_units, resolve_metadata
 from utils.evaluation.features import load_extractor
 from utils.evaluation.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
@@ -86,7 +86,7 @@ def main(
     print(report["summary"])
     if out_json is not None:
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_json).write_text(text)
+        atomic_write_text(out_json, text)
     return report
 
 

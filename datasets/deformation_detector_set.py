@@ -29,12 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datasets.insar_synthetic import SOURCE_COLUMNS, circulant_embedding, deformation_phase, draw_sources  # noqa: E402
 from improved_diffusion.checkpoint import read_metadata  # noqa: E402
 from improved_diffusion.data_normalization import denormalize  # noqa: E402
+from improved_diffusion.file_io import atomic_write, atomic_write_text  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.radar.spectral import spectral_fields  # noqa: E402
 from utils.sampling.sample_io import read_samples_npz  # noqa: E402
 
 SPLITS = ("train", "val")
 KEYS = ["unwrap", "deformation", "label", "source_params"]
+
+
+def _write_split(path: str, unwrap: np.ndarray, clean: np.ndarray, labels: np.ndarray, params: np.ndarray) -> None:
+    """One split's HDF5 file: the fields (rad), their clean deformation (rad), labels and source parameters."""
+    with h5py.File(path, "w") as f:
+        f["unwrap"], f["deformation"] = unwrap, clean
+        f["label"], f["source_params"] = labels, params
 
 
 def model_noise(noise_npz: str, metadata_json: str, count: int, offset: int) -> np.ndarray:
@@ -113,15 +121,15 @@ def main(
             params[has] = draw_sources(rng, has.size, run)
             clean[has] = deformation_phase(params[has], run)
         (out / split).mkdir(parents=True)
-        with h5py.File(out / split / f"{split}_000.hdf5", "w") as f:
-            f["unwrap"], f["deformation"] = noise[start:start + n] + clean, clean
-            f["label"], f["source_params"] = labels, params
+        fields = noise[start:start + n] + clean
+        atomic_write(out / split / f"{split}_000.hdf5", lambda tmp, arrays=(fields, clean, labels, params): _write_split(
+            tmp, *arrays))
     info = {"generator": "datasets/deformation_detector_set.py", "params": run, "keys": KEYS,
             "source_columns": SOURCE_COLUMNS[deformation_source], "class_names": ["none", "deformation"],
             "noise": "model samples" if noise_npz else "built-in atmosphere (exponential covariance) + white noise",
             "loader_kwargs": {"type_dataset": "hdf5", "image_size": image_size, "list_keys_hdf5_original": KEYS,
                               "key_data": "unwrap", "key_class": "label"}}
-    (out / "detector_set.json").write_text(json.dumps(info, indent=1))
+    atomic_write_text(out / "detector_set.json", json.dumps(info, indent=1))
     return info
 
 

@@ -31,6 +31,7 @@ import scipy.fft
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from improved_diffusion.file_io import atomic_write, atomic_write_text  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.radar.deformation import MAGNITUDE_LAWS, draw_magnitudes, mogi_los_phase, okada_los_phase  # noqa: E402
 from utils.radar.ground_truth import GROUND_TRUTH_NAME, SCHEMA_VERSION  # noqa: E402
@@ -146,6 +147,20 @@ def deformation_phase(src: np.ndarray, opts: dict) -> np.ndarray:
     if opts["deformation_source"] == "okada":
         return okada_los_phase(opts["image_size"], src, **geometry)
     return mogi_los_phase(opts["image_size"], *src.T, **geometry)
+
+
+def _write_fields(path: str, unwrap: np.ndarray, labels: np.ndarray | None) -> None:
+    """One HDF5 file of the generator: unwrapped and wrapped phase (rad), and the labels when asked for."""
+    with h5py.File(path, "w") as f:
+        f["unwrap"], f["wrap"] = unwrap, wrap_phase(unwrap)
+        if labels is not None:
+            f["label"] = labels
+
+
+def _write_npz(path: str, **arrays: np.ndarray) -> None:
+    """`np.savez` to an open file, so the name keeps no added '.npz' (atomic_write's temporary path)."""
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _generate_file(rng: np.random.Generator, streams: list[np.random.Generator], count: int, amplitude: np.ndarray,
@@ -343,16 +358,15 @@ def main(
             streams = [np.random.default_rng([seed, split_id, k, component]) for component in (1, 2, 3)]
             unwrap, labels, src, extra = _generate_file(rng, streams, min(fields_per_file, n - start), amplitude, run)
             name = f"{split}_{k:03d}.hdf5"
-            with h5py.File(out / split / name, "w") as f:
-                f["unwrap"], f["wrap"] = unwrap, wrap_phase(unwrap)
-                if write_labels:
-                    f["label"] = labels
+            atomic_write(out / split / name, lambda tmp, unwrap=unwrap, labels=labels: _write_fields(
+                tmp, unwrap, labels if write_labels else None))
             peak = max(peak, float(np.nanmax(np.abs(unwrap))))
             files.append(name)
             sources.append(np.column_stack([np.full(len(src), k), np.arange(len(src)), labels, src,
                                             *([extra] if with_extra else [])]))
-        np.savez(out / f"sources_{split}.npz", columns=np.array(columns),
-                 sources=np.concatenate(sources) if sources else np.zeros((0, len(columns))))
+        table = np.concatenate(sources) if sources else np.zeros((0, len(columns)))
+        atomic_write(out / f"sources_{split}.npz", lambda tmp, table=table: _write_npz(
+            tmp, columns=np.array(columns), sources=table))
         splits[split] = {"folder": split, "num_fields": n, "files": files}
     half = math.ceil(peak * 10) / 10 if peak > 0 else 1.0
     monte_carlo = _monte_carlo_deformation(opts)
@@ -374,7 +388,7 @@ def main(
         "semivariogram": _semivariogram(run, -half, half, monte_carlo),
         "components": _components(run, monte_carlo),
     }
-    (out / GROUND_TRUTH_NAME).write_text(json.dumps(truth, indent=1))
+    atomic_write_text(out / GROUND_TRUTH_NAME, json.dumps(truth, indent=1))
     return truth
 
 

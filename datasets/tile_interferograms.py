@@ -40,7 +40,7 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from datasets.png_folders import prepare_folders  # noqa: E402
-from improved_diffusion.file_io import check_free  # noqa: E402
+from improved_diffusion.file_io import atomic_write, atomic_write_text, check_free  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -213,17 +213,20 @@ class _SplitWriter:
         if len(self.patches) == self.per_file:
             self.flush()
 
-    def flush(self) -> None:
-        if not self.patches:
-            return
-        name = f"{self.split}_{len(self.files):03d}.hdf5"
-        data = np.stack(self.patches)
-        with h5py.File(self.folder / name, "w") as f:
+    def _write(self, path: str, data: np.ndarray) -> None:
+        with h5py.File(path, "w") as f:
             f[self.data_key] = fill_masked(data, self.fill)
             f["mask"] = np.isfinite(data).astype(np.uint8)
             f["scene"] = np.array(self.scene, dtype=np.int64)
             f["window"] = np.array(self.window, dtype=np.int64)
             f.attrs["scenes_json"] = self.attr
+
+    def flush(self) -> None:
+        if not self.patches:
+            return
+        name = f"{self.split}_{len(self.files):03d}.hdf5"
+        data = np.stack(self.patches)
+        atomic_write(self.folder / name, lambda tmp: self._write(tmp, data))
         self.files.append(name)
         self.count += len(data)
         self.patches, self.scene, self.window = [], [], []
@@ -370,7 +373,7 @@ def main(
                           "list_keys_hdf5_original": [data_key, "mask", "scene", "window"], "key_data": data_key,
                           "nan_policy": "fill", "normalization": "robust"},
     }
-    (out / "tiles.json").write_text(json.dumps(tiles, indent=1))
+    atomic_write_text(out / "tiles.json", json.dumps(tiles, indent=1))
     return tiles
 
 

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import json
 import shutil
+import stat
 import sys
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -89,12 +92,20 @@ def copy_stream(src, dst, hasher) -> int:
 
 
 def _safe_extract(zip_path: Path, into: Path) -> None:
-    with zipfile.ZipFile(zip_path) as zf:
-        for member in zf.namelist():
-            parts = PurePosixPath(member).parts
-            if member.startswith("/") or ".." in parts:
-                raise ValueError(f"{zip_path.name}: member {member!r} would be written outside the model folder")
-        zf.extractall(into)
+    """Unzip into `into`; ValueError naming the archive for a damaged zip, a member outside the folder or a link."""
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            for member in zf.infolist():
+                if member.filename.startswith("/") or ".." in PurePosixPath(member.filename).parts:
+                    raise ValueError(f"{zip_path.name}: member {member.filename!r} would be written outside the "
+                                     "model folder; expected relative paths")
+                if stat.S_ISLNK(member.external_attr >> 16):
+                    raise ValueError(f"{zip_path.name}: member {member.filename!r} is a symbolic link; expected "
+                                     "plain files and folders")
+            zf.extractall(into)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise ValueError(f"{zip_path.name}: not a complete zip archive ({err}); expected the record's zip "
+                         "(is the published file truncated?)") from None
 
 
 def _model_root(extracted: Path) -> Path:
@@ -134,6 +145,9 @@ def download_model(name: str, record: dict, models_dir: str | Path = "models_dat
                 copy_stream(response, out, hasher)
         except urllib.error.URLError as err:
             raise ConnectionError(f"{info['url']}: download of {name}.zip failed ({err.reason})") from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as err:
+            raise ConnectionError(f"{info['url']}: download of {name}.zip stopped ({type(err).__name__}: {err}); "
+                                  f"expected data at least every timeout={timeout} s until the end; retry") from None
         if hasher.hexdigest() != info["checksum"]:
             raise ValueError(f"{name}.zip: {info['algorithm']} {hasher.hexdigest()} differs from the record's "
                              f"{info['checksum']}; nothing kept")

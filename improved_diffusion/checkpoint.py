@@ -256,6 +256,15 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     return {k: v.detach() if isinstance(v, torch.nn.Parameter) else v for k, v in state.items()}
 
 
+def checkpoint_path(path, key: str = "model_path") -> Path:
+    """`path` of an existing checkpoint file; ValueError (not a path) or FileNotFoundError naming `key`."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(f"{key}: got {type(path).__name__} {path!r:.60}; expected the path of a .pt checkpoint")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{key}: no checkpoint file at {path}")
+    return Path(path)
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args_dic: dict | None = None,
                diffusion_steps: int | None = None, timestep_respacing: str | None = None, verbose: bool = True):
     """Rebuild the model and diffusion of a checkpoint and load its weights.
@@ -265,9 +274,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", args
     `args_from_improved_diffusion`). diffusion_steps / timestep_respacing override the metadata
     (re-discretised or respaced chain). Returns (model in eval mode on `device`, diffusion, args_dic).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model_path: no checkpoint file at {path}")
+    path = checkpoint_path(path)
+    if args_dic is not None and not isinstance(args_dic, dict):
+        raise ValueError(f"args_dic: got {type(args_dic).__name__} {args_dic!r:.60}; expected None (read the "
+                         "metadata.json beside the checkpoint) or a dict of metadata keys")
     source = "args_dic"
     if args_dic is None:
         source = find_metadata(path.parent)
@@ -329,6 +339,6 @@ def args_from_improved_diffusion(flags: dict, num_input_channels: int = 3) -> di
 __all__ = [
     "CheckpointName", "set_name", "parse_checkpoint_name",
     "model_checkpoint_name", "ema_checkpoint_name", "opt_checkpoint_name", "write_metadata", "read_metadata",
-    "find_metadata", "infer_architecture", "complete_metadata", "load_state_dict", "load_model",
+    "find_metadata", "infer_architecture", "complete_metadata", "load_state_dict", "checkpoint_path", "load_model",
     "args_from_improved_diffusion", "is_super_res",
 ]

@@ -6,6 +6,7 @@ evaluation and data scripts can use it without loading the network code.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -55,10 +56,14 @@ def code_version() -> str:
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Write through `write(tmp_path)` into a temporary file beside `path`, then rename over it.
 
-    A crash during the write leaves any previous `path` untouched.
+    A crash during the write leaves any previous `path` untouched. An OSError while writing (e.g. ENOSPC, a full
+    disk) names `path` rather than the temporary file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _naming(err, path) from None
     os.close(fd)
     try:
         write(tmp)
@@ -68,34 +73,78 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        if err.filename not in (None, tmp, str(path)):  # an error of another file `write` read: keep its name
+            raise
+        raise _naming(err, path) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
 
 
+def _naming(err: OSError, path: Path) -> OSError:
+    """`err` as an OSError of the same errno (hence subclass) naming `path`, the file being written."""
+    reason = err.strerror or str(err) or type(err).__name__
+    expected = "free space on its disk" if err.errno == errno.ENOSPC else "an existing, writable folder and disk"
+    return OSError(err.errno, f"{reason} while writing (expected {expected})", str(path))
+
+
+def _remove(tmp: str) -> None:
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 `text` to `path` atomically (temporary file, fsync, rename)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """torch.save(obj, path) atomically (temporary file, fsync, rename)."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save(obj, path) atomically (temporary file, fsync, rename); a failed write names `path`."""
+    def save(tmp):
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # torch's zip writer reports a failed write (a full disk) without errno or file
+            text = str(err)
+            if "PytorchStreamWriter" not in text and "unexpected pos" not in text:
+                raise
+            raise OSError(errno.EIO, f"torch.save could not write the file ({text.splitlines()[0][:120]})") from None
+    atomic_write(path, save)
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # the archive torch.save writes
+PICKLE_MAGIC = b"\x80"  # a pickle of protocol >= 2 (torch's legacy format)
 
 
 def safe_torch_load(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """torch.load(path, weights_only=True); a corrupt or truncated file, or one whose pickle holds objects
-    that safe loading refuses, raises a one-line ValueError naming the file."""
+    """torch.load(path, weights_only=True); a file that is not a torch file, a corrupt or truncated one, or one whose
+    pickle holds objects that safe loading refuses raises a one-line ValueError naming the file."""
+    with open(path, "rb") as f:
+        head = f.read(len(ZIP_MAGIC))
+    if not (head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC)):
+        raise ValueError(_not_torch(path, "an empty file" if not head else f"a file starting with {head!r}"))
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except OSError:
         raise
     except Exception as err:  # zip / pickle errors of a corrupt, truncated or unsafe file (RuntimeError, EOFError, ...)
         text = str(err)
-        if isinstance(err, pickle.UnpicklingError) and "weights" in text.lower() and "only" in text.lower():
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in text:  # a class or function to run
             raise ValueError(f"{path}: its pickle holds objects that safe loading (weights_only=True) refuses "
                              "(code or custom classes); expected tensors and plain containers as "
                              "torch.save(model.state_dict()) writes") from None
+        if isinstance(err, pickle.UnpicklingError):
+            raise ValueError(_not_torch(path, "pickle data torch.save does not write")) from None
         first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
         first = first.split(". ")[0].rstrip(".")  # torch's explanation after the first sentence is generic
         raise ValueError(f"{path}: not a readable torch file ({first}); expected a complete file written by "
                          "torch.save (is it corrupt or truncated?)") from None
+
+
+def _not_torch(path: str | os.PathLike, found: str) -> str:
+    return (f"{path}: not a PyTorch checkpoint ({found}); expected the zip archive (or legacy pickle) that "
+            "torch.save writes")
 
 
 def derive_seed(*parts: int, bits: int = 63) -> int:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .acceleration import autocast, compile_model, enable_fast_matmul, memory_format
 from .checkpoint import CheckpointName, load_state_dict, set_name
 from .dist_util import all_gather_interleaved, all_reduce_sum, get_rank, get_world_size, is_distributed
-from .file_io import derive_seed
+from .file_io import derive_seed, safe_torch_load
 from .nn import ema_decay, update_ema
 from .resample import LossSecondMomentResampler, create_named_schedule_sampler
 from .run_config import LoopConfig
@@ -122,8 +122,9 @@ class TrainLoop:
         if files.opt is None:
             notes.append(f"no optimizer file {files.name.opt()}: AdamW moments restart from zero")
         else:
+            opt_state = safe_torch_load(files.opt, self.device)  # a damaged file stops the resume, naming it
             try:
-                self.opt.load_state_dict(torch.load(files.opt, map_location=self.device, weights_only=True))
+                self.opt.load_state_dict(opt_state)
             except (ValueError, KeyError) as err:
                 notes.append(f"optimizer file {files.opt.name} does not fit this model ({err}); AdamW restarts")
         name = files.name

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import torch
 
+from improved_diffusion.file_io import atomic_write
 from utils.evaluation.fid import feature_statistics, frechet_distance
 
 get_frechet_distance = frechet_distance  # (mu1, sigma1, mu2, sigma2) -> float; no eps needed
@@ -52,8 +53,10 @@ def cached_features(path: str | Path | None, dataloader, num_channels: int, mode
             return f["features"][()]
     feats = loader_features(dataloader, num_channels, model, num_samples)
     if path is not None:
-        with h5py.File(path, "w") as f:
-            f["features"] = feats
+        def write(tmp):
+            with h5py.File(tmp, "w") as f:
+                f["features"] = feats
+        atomic_write(path, write)
     return feats
 
 

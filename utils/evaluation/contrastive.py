@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from improved_diffusion.file_io import atomic_write_text
 from utils.evaluation.features import DomainCNN
 from utils.evaluation.fine_tuning import BEST_NAME, save_classifier
 
@@ -117,5 +118,5 @@ def train_contrastive(images: np.ndarray, out_folder: str | Path, *, val_images:
             best.update(best_epoch=epoch, best_loss=loss)
             save_classifier(out / BEST_NAME, model, {**meta, "num_classes": projection_dim, "class_names": [],
                                                      "training": training, "epoch": epoch, "loss": loss})
-    (out / "history.json").write_text(json.dumps(best["history"], indent=1))
+    atomic_write_text(out / "history.json", json.dumps(best["history"], indent=1))
     return best

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.evaluation.array_io import load_image_set
-from utils.evaluation.plots import curve_label, plt
+from utils.evaluation.plots import curve_label, plt, save_figure
 from utils.evaluation.semivariogram import ESTIMATOR, empirical_semivariogram
 from utils.radar.ground_truth import expected_semivariogram, screen_only
 from utils.radar.insar_truth import semivariogram
@@ -64,8 +64,7 @@ def analytic_comparison(npz: str | Path, real_dir: str | Path, truth: dict, data
     bottom.set_ylabel("error vs analytic (%)")
     bottom.legend()
     fig.tight_layout()
-    fig.savefig(results / "semivariogram_vs_truth.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, results / "semivariogram_vs_truth.png", dpi=120)
     return {"estimator": ESTIMATOR, "n_samples": len(generated), "n_real": len(real),
             "lags_checked_px": [round(float(v), 3) for v in lags[keep]],
             "gamma_analytic_rad2": expected[keep].tolist(),
@@ -93,5 +92,4 @@ def real_vs_generated_figure(npz: str | Path, real_dir: str | Path, data_normali
             axes[row, col].set_yticks([])
         axes[row, 0].set_ylabel(name)
     fig.colorbar(image, ax=axes, shrink=0.8, label="unwrapped phase (rad)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

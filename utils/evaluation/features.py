@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ from torch import nn
 from torchvision.models import inception_v3, vgg16
 from tqdm import tqdm
 
-from improved_diffusion.file_io import file_sha256, safe_torch_load
+from improved_diffusion.file_io import atomic_write, file_sha256, safe_torch_load
 
 ARCHS = ("inception", "vgg16", "domain_cnn")
 INCEPTION_BLOCK_ENDS = {64: "maxpool1", 192: "maxpool2", 768: "Mixed_6e", 2048: "Mixed_7c"}
@@ -240,10 +242,38 @@ def extract_cached(extractor: FeatureExtractor, images: np.ndarray, cache_dir: s
     h.update(str(images.shape).encode())
     h.update(images.tobytes())
     path = Path(cache_dir) / f"features_{h.hexdigest()[:32]}.npz"
-    if path.is_file():
-        with np.load(path) as saved:
-            return saved["features"]
+    cached = _read_feature_cache(path, len(images))
+    if cached is not None:
+        return cached
     features = extractor.extract(images, batch_size, device, progress)
+    _write_feature_cache(path, features, extractor.description())
+    return features
+
+
+def _write_feature_cache(path: Path, features: np.ndarray, description: dict) -> None:
+    """Save (N, D) features and the extractor's description to the cache file `path` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, features=features, description=json.dumps(extractor.description()))
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, features=features, description=json.dumps(description))
+    atomic_write(path, save)
+
+
+def _read_feature_cache(path: Path, num_images: int) -> np.ndarray | None:
+    """Features (num_images, D) of a cache file; None when there is none, or (with a warning naming the file)
+    when it is unreadable (e.g. truncated by a killed run), so that the caller rebuilds it."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            features = saved["features"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"feature cache {path} is unreadable ({type(err).__name__}: {err}); rebuilding it",
+                      stacklevel=3)
+        return None
+    if features.ndim != 2 or len(features) != num_images:
+        warnings.warn(f"feature cache {path} holds features of shape {features.shape}, expected ({num_images}, D); "
+                      "rebuilding it", stacklevel=3)
+        return None
     return features

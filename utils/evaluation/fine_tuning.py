@@ -19,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from improved_diffusion.data_normalization import check_normalization
+from improved_diffusion.file_io import atomic_write_text
 from improved_diffusion.image_datasets import (
     ImageDataset,
     image_normalization,
@@ -169,6 +170,6 @@ def train_classifier(model: nn.Module, arch: str, train_set: Dataset, val_set: D
             if val_acc > best["best_val_accuracy"]:
                 best.update(best_val_accuracy=val_acc, best_epoch=epoch)
                 save_classifier(out_folder / BEST_NAME, model, {**meta, "epoch": epoch, "val_accuracy": val_acc})
-    (out_folder / "history.json").write_text(json.dumps(best["history"], indent=1))
+    atomic_write_text(out_folder / "history.json", json.dumps(best["history"], indent=1))
     return best
 

@@ -13,7 +13,7 @@ import numpy as np
 from improved_diffusion.file_io import check_free
 from utils.evaluation.array_io import check_compatible
 from utils.evaluation.features import FeatureExtractor
-from utils.evaluation.plots import plt
+from utils.evaluation.plots import plt, save_figure
 from utils.evaluation.precision_recall import distance_blocks
 
 
@@ -82,6 +82,5 @@ def plot_closest_pairs(generated: np.ndarray, train: np.ndarray, distance: np.nd
                  "training image (model units, [-1, 1] scale; 0 = exact copy)", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path

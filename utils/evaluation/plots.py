@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first: no display
 import numpy as np  # noqa: E402
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
-from improved_diffusion.file_io import check_free  # noqa: E402
+from improved_diffusion.file_io import atomic_write, check_free  # noqa: E402
 
 
 def curve_label(name: str, n: int, estimator: str) -> str:
@@ -45,6 +45,12 @@ def plot_mean_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
+    """Write `fig` to `path` atomically (format from the suffix, PNG without one) and close it."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:] or "png", dpi=dpi))
+    plt.close(fig)

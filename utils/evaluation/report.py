@@ -18,7 +18,7 @@ import numpy as np
 
 from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import value_unit
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write, atomic_write_text, check_free
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
 from utils.evaluation.comparable import apply_nan_policy, check_same_units, is_hdf5_folder, resolve_metadata
 from utils.evaluation.feature_scores import (
@@ -175,8 +175,8 @@ def spectrum_section(real_fields: np.ndarray, gen_fields: np.ndarray, results_di
         check_free([path], overwrite)
         table = np.column_stack([res["real"].frequency, res["real"].psd, res["real"].psd_se,
                                  res["generated"].psd, res["generated"].psd_se])
-        np.savetxt(path, table, delimiter=",", comments="", fmt="%.10g",
-                   header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se")
+        atomic_write(path, lambda tmp: np.savetxt(tmp, table, delimiter=",", comments="", fmt="%.10g",
+                                                  header="frequency,psd_real,psd_real_se,psd_generated,psd_generated_se"))
         plot_mean_curves({k: (r.frequency, r.psd, r.psd_se) for k, r in res.items()}, png,
                          xlabel="frequency (cycles / px)", ylabel=f"PSD ({unit}²)",
                          title="Radial PSD: real vs generated (mean ± 1.96 SE)",
@@ -334,7 +334,7 @@ def evaluate_samples(
     for name, (summary, _, write) in sections.items():
         write()
         report[name] = summary
-    (out / "metrics.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=1))
     return report
 
 

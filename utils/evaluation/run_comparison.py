@@ -106,7 +106,7 @@ def _number(value: float | None) -> str:
 def plot_loss_curves(runs: list[Run], path: str | Path, tag: str = "loss") -> Path:
     """One figure: `tag` against the optimizer step for every run that logged it (log y axis), titled with the
     number of runs; returns the PNG path."""
-    from utils.evaluation.plots import plt
+    from utils.evaluation.plots import plt, save_figure
     fig, ax = plt.subplots(figsize=(7, 4.2))
     plotted = 0
     for run in runs:
@@ -124,8 +124,7 @@ def plot_loss_curves(runs: list[Run], path: str | Path, tag: str = "loss") -> Pa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return Path(path)
 
 

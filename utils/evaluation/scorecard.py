@@ -36,7 +36,7 @@ import numpy as np
 import scipy.stats
 
 from improved_diffusion.file_io import check_free
-from utils.evaluation.plots import curve_label, plt
+from utils.evaluation.plots import curve_label, plt, save_figure
 from utils.evaluation.spectrum import radial_psd
 from utils.radar.ground_truth import check_ground_truth, expected_semivariogram
 from utils.radar.insar_truth import covariance
@@ -330,8 +330,7 @@ def plot_scorecard(card: dict, samples: np.ndarray, real: np.ndarray, results_di
     ax.set(xlabel="lag (px)", ylabel=f"semivariance ({units}²)", title="Semivariogram (95 % noise bands)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(paths[0], dpi=120)
-    plt.close(fig)
+    save_figure(fig, paths[0], dpi=120)
     levels = np.linspace(0.001, 0.999, 200)
     qs, qr = (np.quantile(f[np.isfinite(f)], levels) for f in (samples, real))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -341,8 +340,7 @@ def plot_scorecard(card: dict, samples: np.ndarray, real: np.ndarray, results_di
     ax.set(xlabel=f"real quantile ({units})", ylabel=f"sample quantile ({units})",
            title="Q-Q plot of values (0.1-99.9 %)")
     fig.tight_layout()
-    fig.savefig(paths[1], dpi=120)
-    plt.close(fig)
+    save_figure(fig, paths[1], dpi=120)
     peaks = {name: np.nanmax(np.abs(f.reshape(len(f), -1)), 1) for name, f in (("samples", samples), ("real", real))}
     top = max(float(p.max()) for p in peaks.values())
     low = max(min(float(p.min()) for p in peaks.values()), 1e-6 * top)
@@ -354,6 +352,5 @@ def plot_scorecard(card: dict, samples: np.ndarray, real: np.ndarray, results_di
            title="Per-field maximum (tails)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(paths[2], dpi=120)
-    plt.close(fig)
+    save_figure(fig, paths[2], dpi=120)
     return paths

@@ -24,7 +24,7 @@ import scipy.fft
 import scipy.sparse
 from tqdm import tqdm
 
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write, check_free
 
 # what empirical_semivariogram's `gamma` is, for legends and reports
 ESTIMATOR = "Matheron, all directions, mean over fields"
@@ -172,7 +172,8 @@ def write_semivariogram_csv(result: Semivariogram, path: str | Path, overwrite: 
     path = Path(path)
     check_free([path], overwrite, key="path")
     table = np.column_stack([getattr(result, c) for c in CSV_COLUMNS])
-    np.savetxt(path, table, delimiter=",", header=",".join(CSV_COLUMNS), comments="", fmt="%.10g")
+    atomic_write(path, lambda tmp: np.savetxt(tmp, table, delimiter=",", header=",".join(CSV_COLUMNS), comments="",
+                                              fmt="%.10g"))
     return path
 
 

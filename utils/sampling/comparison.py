@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from improved_diffusion.checkpoint import load_model
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import resolve_device
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write_text, check_free
 from improved_diffusion.sampler_choice import Sampler, choose_sampler, seeded_batches
 from utils.cli import run_cli
 from utils.evaluation.array_io import load_image_set
@@ -126,7 +126,7 @@ def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
     """One PNG per score (or seconds vs steps when there are no scores): a curve per configuration,
     points annotated with their step counts; a score's interval (`<score>_ci_low/high`) as error
     bars and its noise floor (`<score>_floor`) as a dashed line."""
-    from utils.evaluation.plots import plt
+    from utils.evaluation.plots import plt, save_figure
 
     keys = {k for row in results for k in row} - {"label", "config", "steps", "seconds_per_sample"}
     scores = sorted(k for k in keys if not k.endswith(NOT_PLOTTED))
@@ -151,8 +151,7 @@ def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
         ax.legend()
         fig.tight_layout()
         paths.append(folder / f"comparison_{score}_vs_time.png")
-        fig.savefig(paths[-1])
-        plt.close(fig)
+        save_figure(fig, paths[-1])
     return paths
 
 
@@ -197,7 +196,7 @@ def main(
     results = compare_samplers(model_path, configs, [int(n) for n in step_counts], num_samples, batch_size, seed,
                                device, score_fn=score_fn)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "comparison.json").write_text(json.dumps(results, indent=1))
+    atomic_write_text(folder / "comparison.json", json.dumps(results, indent=1))
     plot_comparison(results, folder)
     for row in results:
         print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample  "

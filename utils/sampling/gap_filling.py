@@ -18,7 +18,7 @@ import torch
 
 from improved_diffusion.data_normalization import default_clip, denormalize, normalize, value_unit
 from improved_diffusion.denoiser import Denoiser
-from improved_diffusion.file_io import atomic_write, check_free
+from improved_diffusion.file_io import atomic_write, atomic_write_text, check_free
 from improved_diffusion.hdf5_datasets import open_hdf5
 from improved_diffusion.inpainting import check_observation, conditional_samples
 
@@ -123,8 +123,8 @@ def write_gap_filling(result: dict, out_dir: str | Path, info: dict, unit: str, 
 
     atomic_write(paths["npz"], save)
     gap_filling_figure(result, paths["png"], unit)
-    paths["json"].write_text(json.dumps({**info, "unit": unit, "outputs": {k: str(p) for k, p in paths.items()}},
-                                        indent=1))
+    atomic_write_text(paths["json"], json.dumps({**info, "unit": unit,
+                                                 "outputs": {k: str(p) for k, p in paths.items()}}, indent=1))
     return paths
 
 

@@ -26,7 +26,7 @@ import tifffile
 
 from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import denormalize, from_uint8, value_unit
-from improved_diffusion.file_io import check_free
+from improved_diffusion.file_io import atomic_write, check_free
 from improved_diffusion.hdf5_datasets import HDF5_EXTENSIONS
 from improved_diffusion.image_datasets import TIFF_EXTENSIONS
 
@@ -114,8 +114,9 @@ def write_geotiff_samples(npz_path: str | Path, args_dic: dict, reference: str |
                               "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     for i, image in enumerate(x):
         planes = np.moveaxis(image, -1, 0)  # (C, H, W); one channel is written as (H, W)
-        tifffile.imwrite(out / f"sample_{i:05d}.tif", np.ascontiguousarray(planes[0] if len(planes) == 1 else planes),
-                         description=description, extratags=_extratags(georef), metadata=None)
+        pixels = np.ascontiguousarray(planes[0] if len(planes) == 1 else planes)
+        atomic_write(out / f"sample_{i:05d}.tif", lambda tmp, pixels=pixels: tifffile.imwrite(
+            tmp, pixels, description=description, extratags=_extratags(georef), metadata=None))
     return out
 
 
