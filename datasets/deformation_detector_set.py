@@ -122,8 +122,8 @@ def main(
             clean[has] = deformation_phase(params[has], run)
         (out / split).mkdir(parents=True)
         fields = noise[start:start + n] + clean
-        atomic_write(out / split / f"{split}_000.hdf5", lambda tmp, arrays=(fields, clean, labels, params): _write_split(
-            tmp, *arrays))
+        arrays = (fields, clean, labels, params)
+        atomic_write(out / split / f"{split}_000.hdf5", lambda tmp, arrays=arrays: _write_split(tmp, *arrays))
     info = {"generator": "datasets/deformation_detector_set.py", "params": run, "keys": KEYS,
             "source_columns": SOURCE_COLUMNS[deformation_source], "class_names": ["none", "deformation"],
             "noise": "model samples" if noise_npz else "built-in atmosphere (exponential covariance) + white noise",
