@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from improved_diffusion.data_normalization import (
+    NORMALIZATIONS,
     check_db_quantity,
     make_normalization,
     normalize,
@@ -160,7 +161,6 @@ def read_image(path: str, num_channels: int) -> np.ndarray:
     return a
 
 
-IMAGE_NORMALIZATIONS = ("none", "minmax", "range", "robust")  # "none" / "minmax": the default described below
 ROBUST_MAX_VALUES = 2 ** 22  # values read for the robust range (evenly spread whole files)
 
 
@@ -185,8 +185,8 @@ def image_normalization(files: list[str], num_channels: int, db: bool = False, d
     4 robust standard deviations (a few saturated pixels do not set the range); "range": ``norm_range``.
     ``db``: values to decibels first (``db_quantity`` "power": 10 log10, "amplitude": 20 log10).
     ``depth``: the files' common bit depth when already known (``check_image_files``, which runs otherwise)."""
-    if normalization not in IMAGE_NORMALIZATIONS:
-        raise ValueError(f"normalization={normalization!r}; expected one of {IMAGE_NORMALIZATIONS}")
+    if normalization not in NORMALIZATIONS:  # "none" / "minmax": the default described below
+        raise ValueError(f"normalization={normalization!r}; expected one of {NORMALIZATIONS}")
     factor = check_db_quantity(db_quantity)
     if normalization == "robust":
         norm = _robust_image_normalization(files, num_channels, db, db_quantity)

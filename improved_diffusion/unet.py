@@ -6,6 +6,7 @@ the original project and of openai/improved-diffusion load key for key.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
@@ -268,7 +269,8 @@ class UNetModel(nn.Module):
             h = module(torch.cat([h, skips.pop()], dim=1), emb)
         # The output layer runs in x's dtype even under autocast: an x_start model's output is the sample of the
         # last step, which bf16 would round to 8 significant bits (issue #27).
-        with torch.autocast(x.device.type, enabled=False):
+        exact = torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda") else nullcontext()
+        with exact:
             return self.out(h.type(x.dtype))
 
 

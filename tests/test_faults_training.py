@@ -113,7 +113,7 @@ def test_non_empty_folder_needs_overwrite(tmp_path, capsys, data):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     _rejected(capsys, _argv(data_train_dir=data, url_folder_experiment=out, **RUN),
-              ["url_folder_experiment", "overwrite=True"], out)
+              ["url_folder_experiment", "--overwrite"], out)
 
 
 # ------------------------------------------------------------------ bad resumes (the straight run stays as it was)
@@ -125,7 +125,7 @@ def test_resume_with_bad_lr_writes_nothing(capsys, straight):
 
 def test_resume_from_an_older_set_names_the_later_sets(capsys, straight):
     err = _rejected(capsys, _argv(resume_checkpoint=straight / "model_epoch=0_iter=2.pt"),
-                    ["not the newest", "model_epoch=1_step=1.pt", "url_folder_experiment=", "overwrite=True"],
+                    ["not the newest", "model_epoch=1_step=1.pt", "url_folder_experiment=", "--overwrite"],
                     straight)
     assert "model_epoch=0_step=2.pt" not in err.split("later sets:")[1]  # older sets are not "later"
 
@@ -134,7 +134,7 @@ def test_resume_from_an_older_set_names_the_later_sets(capsys, straight):
                                         ("learn_sigma", True), ("image_size", 64)])
 def test_resume_cannot_change_model_or_diffusion_keys(capsys, straight, key, value):
     _rejected(capsys, _argv(resume_checkpoint=straight / "model_epoch=1_iter=4.pt", num_epochs=3, **{key: value}),
-              [f"{key}={value!r}", "metadata.json"], straight)
+              [f"--{key}" if value is True else f"{key}={value!r}", "metadata.json"], straight)  # CLI spelling
 
 
 def test_resume_num_epochs_not_above_done(capsys, straight):
