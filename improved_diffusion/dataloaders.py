@@ -90,7 +90,16 @@ def _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, cla
     norm = (check_normalization(norm_stats) if norm_stats is not None
             else image_normalization(files, num_channels, db, depth=depth))
     dataset = ImageDataset(files, norm, read_size, num_channels, labels=labels, crop=crop, seed=seed)
-    return dataset, {"class_names": class_names if class_cond else None, "data_normalization": norm}
+    info = {"class_names": class_names if class_cond else None, "data_normalization": norm}
+    return dataset, {**info, **_class_counts(labels if class_cond else None, class_names)}
+
+
+def _class_counts(labels: np.ndarray | None, class_names: list | None) -> dict:
+    """{"class_counts": examples per class (list of int, in class order)} of a class-conditional training set
+    (recorded in metadata.json, so samples can be drawn at the training proportions); {} without labels."""
+    if labels is None:
+        return {}
+    return {"class_counts": np.bincount(np.asarray(labels, np.int64), minlength=len(class_names)).tolist()}
 
 
 def _hdf5_class_names(labels: np.ndarray, num_class: int | None, class_names: list | None, folder) -> list[str]:
@@ -125,7 +134,7 @@ def _hdf5_dataset(data_dir, num_channels, read_size, class_cond, num_class, clas
     info = {"class_names": class_names if class_cond else None, "data_normalization": norm,
             "hdf5_keys": {"list_keys_hdf5_original": None if keys is None else list(keys), "key_data": key_data,
                           "key_other": key_other, "key_class": key_class}, "nan_policy": nan_policy}
-    return dataset, info
+    return dataset, {**info, **_class_counts(inv.labels if class_cond else None, class_names)}
 
 
 def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size: int, num_channels: int,
