@@ -32,7 +32,7 @@ CHANNEL_MULT: dict[int, tuple] = {
 LOSS_TYPES = {"mse": LossType.MSE, "rescaled_mse": LossType.RESCALED_MSE, "kl": LossType.KL,
               "rescaled_kl": LossType.RESCALED_KL}
 OUTPUT_TYPES = {"epsilon": ModelMeanType.EPSILON, "x_start": ModelMeanType.START_X,
-                "x_previous": ModelMeanType.PREVIOUS_X}
+                "x_previous": ModelMeanType.PREVIOUS_X, "velocity": ModelMeanType.VELOCITY}
 
 _TRAINING = {"schedule_sampler": "loss-second-moment", "loss_name": "rescaled_mse", "noise_schedule": "cosine",
              "dropout": 0.1, "lr": 1e-4, "batch_size": 8, "microbatch": 4, "rescale_timesteps": True,
@@ -216,9 +216,11 @@ def create_model(*, image_size: int, num_input_channels: int, num_model_channels
 
 def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, sigma_small: bool = False,
                               noise_schedule: str = "linear", loss_name: str = "mse", output_type: str = "epsilon",
-                              rescale_timesteps: bool = False, timestep_respacing: str = "") -> SpacedDiffusion:
+                              rescale_timesteps: bool = False, timestep_respacing: str = "",
+                              min_snr_gamma: float | None = None) -> SpacedDiffusion:
     """The diffusion of the original factory: always a SpacedDiffusion (identity spacing when
-    `timestep_respacing` is empty), so schedule arrays equal the original's bit for bit."""
+    `timestep_respacing` is empty), so schedule arrays equal the original's bit for bit. `min_snr_gamma`:
+    Min-SNR weighting of the training MSE (None: unweighted, the original)."""
     if learn_sigma:
         var_type = ModelVarType.LEARNED_RANGE
     else:
@@ -230,6 +232,7 @@ def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, s
         model_var_type=var_type,
         loss_type=LOSS_TYPES[loss_name],
         rescale_timesteps=rescale_timesteps,
+        min_snr_gamma=min_snr_gamma,
     )
 
 
@@ -246,7 +249,8 @@ def _model_and_diffusion(args_dic: dict, super_res: bool):
     diffusion = create_gaussian_diffusion(
         steps=a["diffusion_steps"], learn_sigma=a["learn_sigma"], sigma_small=a["sigma_small"],
         noise_schedule=a["noise_schedule"], loss_name=a["loss_name"], output_type=a["output_type"],
-        rescale_timesteps=a["rescale_timesteps"], timestep_respacing=a["timestep_respacing"])
+        rescale_timesteps=a["rescale_timesteps"], timestep_respacing=a["timestep_respacing"],
+        min_snr_gamma=a.get("min_snr_gamma"))
     return model, diffusion
 
 
