@@ -67,7 +67,8 @@ def main(
         noise_schedule: str = NotGiven("linear"),  # 'linear' or 'cosine'
         timestep_respacing: str = NotGiven(""),  # train on a respaced chain ('' = all steps)
         loss_name: str = NotGiven("mse"),  # 'mse', 'rescaled_mse', 'kl' or 'rescaled_kl'
-        output_type: str = NotGiven("epsilon"),  # network predicts 'epsilon', 'x_start' or 'x_previous'
+        min_snr_gamma: float | None = NotGiven(None),  # Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off
+        output_type: str = NotGiven("epsilon"),  # network predicts 'epsilon', 'x_start', 'x_previous' or 'velocity'
         rescale_timesteps: bool = NotGiven(True),  # network sees t * 1000 / T
         use_checkpoint: bool = NotGiven(False),  # gradient checkpointing (less memory, more compute)
         use_scale_shift_norm: bool = NotGiven(True),  # FiLM-style time conditioning after GroupNorm

@@ -50,7 +50,7 @@ BOOKKEEPING = {"resumes", "code_version", "hdf5_keys"}
 # Keywords whose default differs from what a run without the key in its metadata.json did (a run of the
 # original trainer, or one recorded before the key existed): a resume keeps that behaviour, given here.
 # amp and channels_last are recorded resolved, so a resume computes exactly as the first part did.
-ORIGINAL_BEHAVIOUR = {"ema_warmup": False, "amp": "none", "channels_last": False}
+ORIGINAL_BEHAVIOUR = {"ema_warmup": False, "amp": "none", "channels_last": False, "min_snr_gamma": None}
 HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
@@ -129,6 +129,9 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     for key in ("save_interval", "keep_checkpoints", "subset_timesteps"):
         _check_optional_int(call, key, 1)
     _check_float(call, "grad_clip", 0.0, optional=True)  # max global gradient norm
+    _check_float(call, "min_snr_gamma", 0.0, optional=True)  # Min-SNR clip of the loss weight
+    if call["min_snr_gamma"] is not None and call["output_type"] == "x_previous":
+        _fail("min_snr_gamma", call["min_snr_gamma"], "None with output_type='x_previous' (no Min-SNR weight for it)")
     _check_float(call, "fp16_scale_growth", 0.0, 1.0)  # log2 loss-scale growth per step
     bounds = call["norm_range"]
     if bounds is not None and not (
