@@ -79,6 +79,7 @@ def main(
         compute_val: bool = NotGiven(False),  # validation bits/dim each epoch; then only improving epochs are saved
         subset_timesteps: int | None = NotGiven(None),  # validation bound over the k lowest-noise steps only
         crop: bool = NotGiven(False),  # random crop instead of resize (image folders)
+        symmetry_augment: bool = NotGiven(False),  # random flips / 90-degree rotations (only for isotropic data)
         image_size_hr: int | None = NotGiven(None),  # low-res mode: read at this size, area-downscale to image_size
         image_size_lr: int | None = NotGiven(None),  # super-res mode: condition on the image area-downscaled to this
         key_class: str | None = NotGiven(None),  # HDF5 key of integer class labels (class_cond with HDF5)
@@ -124,7 +125,8 @@ def _loaders(args: dict, device: torch.device) -> tuple[EpochData, EpochData | N
                   phase_as_cos_sin=args["phase_as_cos_sin"], db=args["db"], num_workers=args["num_workers"],
                   seed=args["seed"], distributed=is_distributed(), device=device)
     train, info = create_dataloader(args["data_train_dir"], class_names=args.get("class_names"),
-                                    norm_stats=args.get("data_normalization"), **common)
+                                    norm_stats=args.get("data_normalization"),
+                                    symmetry_augment=args["symmetry_augment"], **common)
     val = None
     if args["compute_val"]:
         loader, _ = create_dataloader(args["data_val_dir"], class_names=info.get("class_names"),

@@ -50,7 +50,8 @@ BOOKKEEPING = {"resumes", "code_version", "hdf5_keys"}
 # Keywords whose default differs from what a run without the key in its metadata.json did (a run of the
 # original trainer, or one recorded before the key existed): a resume keeps that behaviour, given here.
 # amp and channels_last are recorded resolved, so a resume computes exactly as the first part did.
-ORIGINAL_BEHAVIOUR = {"ema_warmup": False, "amp": "none", "channels_last": False, "min_snr_gamma": None}
+ORIGINAL_BEHAVIOUR = {"ema_warmup": False, "amp": "none", "channels_last": False, "min_snr_gamma": None,
+                      "symmetry_augment": False}
 HDF5_KEYS = ("list_keys_hdf5_original", "key_data", "key_other", "key_class")
 RUN_FILE_GLOBS = ("model_epoch=*.pt", "ema_rate=*.pt", "opt*.pt", "train_state_*.pt", "events.out.tfevents.*",
                   METADATA_NAME)
@@ -124,8 +125,9 @@ def validate_call(call: dict, device: torch.device | None = None) -> dict:
     if mb is not None and mb != -1 and (not isinstance(mb, int) or not 1 <= mb <= call["batch_size"]):
         _fail("microbatch", mb, f"-1 (no split) or an integer in 1..batch_size={call['batch_size']}")
     ema_rates = parse_ema_rates(call["ema_rate"])
-    if not isinstance(call.get("ema_warmup", False), bool):
-        _fail("ema_warmup", call["ema_warmup"], "True or False")
+    for key in ("ema_warmup", "symmetry_augment"):
+        if not isinstance(call.get(key, False), bool):
+            _fail(key, call[key], "True or False")
     for key in ("save_interval", "keep_checkpoints", "subset_timesteps"):
         _check_optional_int(call, key, 1)
     _check_float(call, "grad_clip", 0.0, optional=True)  # max global gradient norm
