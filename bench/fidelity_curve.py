@@ -30,6 +30,10 @@ from utils.evaluation.report import evaluate_samples  # noqa: E402
 RECIPES = {  # the train.main keywords (on top of the demo preset) of each recipe, from the data's ground_truth.json
     "baseline": lambda truth: {},
     "class_cond": main_job.class_recipe,  # conditioned on the labels, sampled at the training proportions
+    "min_snr": lambda truth: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the x0 loss (Hang et al. 2023)
+    "velocity_min_snr": lambda truth: {"output_type": "velocity", "min_snr_gamma": 5.0},
+    "augment": lambda truth: {"symmetry_augment": True},  # the generator's fields are isotropic
+    "class_cond_augment": lambda truth: {**main_job.class_recipe(truth), "symmetry_augment": True},
 }
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
