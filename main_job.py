@@ -14,6 +14,7 @@
     python main_job.py                  # what `make demo` runs
     python main_job.py --num_epochs 4 --num_samples 256   # quicker
     python main_job.py --data_preset gaussian             # the idealised Gaussian case
+    python main_job.py --class_cond    # conditioned on the deformation labels, sampled at the training proportions
 """
 from __future__ import annotations
 
