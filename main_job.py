@@ -14,12 +14,15 @@
     python main_job.py                  # what `make demo` runs
     python main_job.py --num_epochs 4 --num_samples 256   # quicker
     python main_job.py --data_preset gaussian             # the idealised Gaussian case
+    python main_job.py --class_cond    # conditioned on the deformation labels, sampled at the training proportions
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 import sample_DPM  # noqa: E402
 import train  # noqa: E402
@@ -69,9 +72,11 @@ def latest_model_checkpoint(run_dir: Path) -> Path | None:
 
 
 def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, image_size: int, num_epochs: int, batch_size: int,
-                   lr: float, ema_rate: str, amp: str, normalization: str, norm_range: list | None, seed: int
-                   ) -> Path:
-    """Train the demo preset into `run_dir` (resuming an unfinished run); return the final EMA checkpoint."""
+                   lr: float, ema_rate: str, amp: str, normalization: str, norm_range: list | None, seed: int,
+                   recipe: dict | None = None) -> Path:
+    """Train the demo preset into `run_dir` (resuming an unfinished run); return the final EMA checkpoint.
+
+    `recipe`: further `train.main` keywords of the run (the same on every resume)."""
     loader = truth["loader_kwargs"]
     latest = latest_model_checkpoint(run_dir) if run_dir.is_dir() else None
     done = parse_checkpoint_name(latest).epoch + 1 if latest else 0
@@ -90,8 +95,36 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, image_size: int, 
         resume_checkpoint=str(latest) if latest else None, url_folder_experiment=str(run_dir),
         list_keys_hdf5_original=loader["list_keys_hdf5_original"], key_data=loader["key_data"],
         normalization=normalization, norm_range=norm_range,
-        seed=seed, amp=amp, log_interval=50, grid_interval=max(1, round(num_epochs / 4)), keep_checkpoints=2))
+        seed=seed, amp=amp, log_interval=50, grid_interval=max(1, round(num_epochs / 4)), keep_checkpoints=2,
+        **(recipe or {})))
     return final_ema
+
+
+def class_recipe(truth: dict) -> dict:
+    """`train.main` keywords of a model conditioned on the generator's labels (1 = deformation, 0 = none)."""
+    key = truth["loader_kwargs"].get("key_class")
+    if key is None:
+        raise ValueError("class_cond=True needs labelled data (the generator's write_labels=True: the "
+                         f"'mixture' data preset); the data of {truth['params']['out_dir']!r} have none")
+    return {"class_cond": True, "num_class": len(truth["class_names"]), "key_class": key}
+
+
+def proportional_labels(class_counts: list[int], num_samples: int, seed: int) -> list[int]:
+    """`num_samples` class labels at the training proportions `class_counts` (largest-remainder rounding of
+    num_samples * n_k / sum n), in a random order fixed by `seed`."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    share = num_samples * counts / counts.sum()
+    per_class = np.floor(share).astype(np.int64)
+    per_class[np.argsort(per_class - share)[:num_samples - per_class.sum()]] += 1
+    labels = np.repeat(np.arange(len(counts)), per_class)
+    return np.random.default_rng(seed).permutation(labels).tolist()
+
+
+def sample_labels(run_dir: Path, num_samples: int, seed: int) -> list[int] | None:
+    """Class labels of the samples of a class-conditional run (training proportions, from the class_counts of
+    its metadata.json); None for an unconditional run."""
+    metadata = json.loads((run_dir / "metadata.json").read_text())
+    return proportional_labels(metadata["class_counts"], num_samples, seed) if metadata["class_cond"] else None
 
 
 def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like, heavy tails) or 'gaussian' (v1 case)
@@ -109,6 +142,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
          num_samples: int = 512,  # generated fields
          sample_steps: int = 20,  # network evaluations per sample (DPM-Solver++(3M), logSNR grid)
          channels_last: bool = True,  # NHWC network while sampling (forward 1.3-1.45x faster on CPU, same samples)
+         class_cond: bool = False,  # condition on the generator's labels; samples drawn at the training proportions
          seed: int = 0) -> Path:  # seed of data, training and sampling
     """Run the whole pipeline on built-in data and print where the results are."""
     start = time.time()
@@ -119,7 +153,9 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
     truth = prepare_data(data, image_size, n_train, seed, data_preset)
     normalization = preset["normalization"]
     checkpoint = train_or_reuse(run, data, truth, image_size, num_epochs, batch_size, lr, ema_rate, amp,
-                                normalization, list(norm_range) if normalization == "range" else None, seed)
+                                normalization, list(norm_range) if normalization == "range" else None, seed,
+                                recipe=class_recipe(truth) if class_cond else None)
+    labels = sample_labels(run, num_samples, seed)
 
     results = Path(results_root) / time.strftime("demo_%Y%m%d-%H%M%S")
     while results.exists():  # never overwrite an earlier results folder
@@ -127,7 +163,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
     print(f"[sample] {num_samples} samples, DPM-Solver++(3M) with {sample_steps} network evaluations")
     npz = sample_DPM.sample_from_ODE(model_path=str(checkpoint), sample_steps=sample_steps, num_samples=num_samples,
                                      batch_size=128, url_save_path=str(results), seed=seed, device="cpu",
-                                     channels_last=channels_last)
+                                     channels_last=channels_last, sampled_class=labels)
 
     print("[evaluate] semivariogram, power spectrum, memorisation, scorecard against truth")
     report = evaluate_samples(real=str(data / "test"), samples=str(npz), results_dir=str(results),

@@ -67,7 +67,7 @@ def main(
         noise_schedule: str = NotGiven("linear"),  # 'linear' or 'cosine'
         timestep_respacing: str = NotGiven(""),  # train on a respaced chain ('' = all steps)
         loss_name: str = NotGiven("mse"),  # 'mse', 'rescaled_mse', 'kl' or 'rescaled_kl'
-        output_type: str = NotGiven("epsilon"),  # network predicts 'epsilon', 'x_start' or 'x_previous'
+        output_type: str = NotGiven("epsilon"),  # network predicts 'epsilon', 'x_start', 'x_previous' or 'velocity'
         rescale_timesteps: bool = NotGiven(True),  # network sees t * 1000 / T
         use_checkpoint: bool = NotGiven(False),  # gradient checkpointing (less memory, more compute)
         use_scale_shift_norm: bool = NotGiven(True),  # FiLM-style time conditioning after GroupNorm
@@ -98,6 +98,8 @@ def main(
         grid_interval: int = NotGiven(1),  # epochs between tensorboard sample grids from the EMA model (0: never)
         compile: bool = NotGiven(False),  # torch.compile the model (falls back to eager where it fails)
         channels_last: bool | str = NotGiven("auto"),  # NHWC: true, false or 'auto' (where faster; never with amp=none)
+        min_snr_gamma: float | None = NotGiven(None),  # Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off
+        symmetry_augment: bool = NotGiven(False),  # random flips / 90-degree rotations (only for isotropic data)
         overwrite: bool = NotGiven(False),  # new run in a non-empty folder; resume: delete later sets
         ) -> dict:
     """Train a diffusion model and write checkpoints, metadata.json and tensorboard logs.

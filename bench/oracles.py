@@ -25,21 +25,23 @@ LAMBDA_CLEAN = 25.0  # half-log-SNR where the GMM integration stops: sigma/alpha
 ODE_RTOL, ODE_ATOL = 1e-11, 1e-13
 
 
-def _components(name: str) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+def _components(name: str, scale: float = 1.0) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """(weights, means, stds) of the oracle's data multiplied by `scale`."""
     if name == "gaussian":
-        return (1.0,), (MU,), (S,)
+        return (1.0,), (scale * MU,), (scale * S,)
     if name == "gmm":
-        return GMM_WEIGHTS, GMM_MEANS, GMM_STDS
+        return GMM_WEIGHTS, tuple(scale * m for m in GMM_MEANS), tuple(scale * s for s in GMM_STDS)
     raise ValueError(f"oracle must be one of {ORACLES}, got {name!r}")
 
 
-def x0_prediction(name: str, x: torch.Tensor, ab) -> torch.Tensor:
-    """E[x0 | x_t = x] for x (any shape, float64) at alpha_bar `ab` (scalar or broadcastable to x).
+def x0_prediction(name: str, x: torch.Tensor, ab, scale: float = 1.0) -> torch.Tensor:
+    """E[x0 | x_t = x] for x (any shape, float64) at alpha_bar `ab` (scalar or broadcastable to x), for the
+    oracle's data multiplied by `scale`.
 
     Each component k contributes x_t ~ N(alpha m_k, alpha^2 s_k^2 + sigma^2) and, given it, the
     Gaussian posterior mean m_k + alpha s_k^2 (x - alpha m_k) / (alpha^2 s_k^2 + sigma^2); the
     responsibilities weight them."""
-    weights, means, stds = _components(name)
+    weights, means, stds = _components(name, scale)
     ab = torch.as_tensor(ab, dtype=x.dtype, device=x.device)
     alpha = ab.sqrt()
     log_resp, post = [], []
@@ -51,29 +53,30 @@ def x0_prediction(name: str, x: torch.Tensor, ab) -> torch.Tensor:
     return (resp * torch.stack(post)).sum(0)
 
 
-def eps_prediction(name: str, x: torch.Tensor, ab) -> torch.Tensor:
+def eps_prediction(name: str, x: torch.Tensor, ab, scale: float = 1.0) -> torch.Tensor:
     """E[eps | x_t = x] = (x - alpha x0_hat) / sigma at alpha_bar `ab` < 1 (what a perfect eps-model outputs)."""
     ab = torch.as_tensor(ab, dtype=x.dtype, device=x.device)
-    return (x - ab.sqrt() * x0_prediction(name, x, ab)) / (1 - ab).sqrt()
+    return (x - ab.sqrt() * x0_prediction(name, x, ab, scale)) / (1 - ab).sqrt()
 
 
-def exact_x0(name: str, x_T: torch.Tensor, ab_T: float, numeric: bool = False) -> torch.Tensor:
+def exact_x0(name: str, x_T: torch.Tensor, ab_T: float, numeric: bool = False, scale: float = 1.0) -> torch.Tensor:
     """The probability-flow ODE's clean end point for x_T (any shape) started at alpha_bar ab_T (float64);
     `numeric` integrates the Gaussian too (a check of the integrator against the closed form).
 
     Gaussian: x0 = MU + S (x_T - alpha_T MU) / sqrt(alpha_T^2 S^2 + sigma_T^2). GMM: in half-log-SNR
     lambda the ODE reads dx/dlambda = alpha (x0_hat(x, lambda) - alpha x) with alpha^2 = sigmoid(2 lambda)
     (the data-prediction form of DPM-Solver++, arXiv 2211.01095 eq. (8), differentiated), integrated
-    from lambda_T to LAMBDA_CLEAN, where alpha = 1 to 1e-22."""
-    _components(name)
+    from lambda_T to LAMBDA_CLEAN, where alpha = 1 to 1e-22. `scale` multiplies the oracle's data."""
+    _, means, stds = _components(name, scale)
     if name == "gaussian" and not numeric:
-        return MU + S * (x_T - math.sqrt(ab_T) * MU) / math.sqrt(ab_T * S * S + 1 - ab_T)
+        mu, s = means[0], stds[0]
+        return mu + s * (x_T - math.sqrt(ab_T) * mu) / math.sqrt(ab_T * s * s + 1 - ab_T)
     lam_T = 0.5 * math.log(ab_T / (1 - ab_T))
 
     def rhs(lam: float, x: np.ndarray) -> np.ndarray:
         ab = 1 / (1 + math.exp(-2 * lam))
         alpha = math.sqrt(ab)
-        x0 = x0_prediction(name, torch.from_numpy(x), ab).numpy()
+        x0 = x0_prediction(name, torch.from_numpy(x), ab, scale).numpy()
         return alpha * (x0 - alpha * x)
 
     flat = x_T.detach().cpu().double().flatten().numpy()

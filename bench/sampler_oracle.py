@@ -64,17 +64,17 @@ CONFIGS = [
 
 
 class OracleNet(torch.nn.Module):
-    """The exact noise prediction of `oracle` data at the fractional index model_time * T / 1000 of
-    `schedule` (a rescaled-time network): x (N, C, H, W) float64 -> eps of the same shape."""
+    """The exact noise prediction of `oracle` data (multiplied by `scale`) at the fractional index
+    model_time * T / 1000 of `schedule` (a rescaled-time network): x (N, C, H, W) float64 -> eps of the same shape."""
 
-    def __init__(self, oracle: str, schedule: DiscreteSchedule) -> None:
+    def __init__(self, oracle: str, schedule: DiscreteSchedule, scale: float = 1.0) -> None:
         super().__init__()
-        self.oracle, self.schedule = oracle, schedule
+        self.oracle, self.schedule, self.scale = oracle, schedule, scale
         self.dtype_probe = torch.nn.Parameter(torch.zeros((), dtype=torch.float64), requires_grad=False)
 
     def forward(self, x: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         ab = self.schedule.alpha_bar(time.double() * (self.schedule.num_timesteps / 1000)).reshape(-1, 1, 1, 1)
-        return eps_prediction(self.oracle, x, ab)
+        return eps_prediction(self.oracle, x, ab, self.scale)
 
 
 def main(out_json: str = "", nfes: list = (5, 10, 20, 50)) -> dict:

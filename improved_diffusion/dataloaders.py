@@ -58,6 +58,38 @@ class EpochBatchSampler(torch.utils.data.Sampler):
             yield idx[b * self.batch_size:(b + 1) * self.batch_size].tolist()
 
 
+class DihedralAugmented(torch.utils.data.Dataset):
+    """``dataset`` (batches ``dataset[indices] -> (x, cond)``) with each item flipped and rotated by one of the 8
+    symmetries of the square, for data declared isotropic. Item ``index`` of epoch e takes
+    k = ``np.random.default_rng([seed, e, index, 8]).integers(8)``: rotation by 90 * (k % 4) degrees (``torch.rot90``
+    over H, W), then a flip of W when k >= 4; ``cond["mask"]`` likewise. Indices are read in sorted order (the
+    order the HDF5 reader returns), so the transform of each item is a function of (seed, epoch, index) only."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, dict]:
+        idx = np.sort(np.asarray(indices, dtype=np.int64))
+        x, cond = self.dataset[idx.tolist()]
+        ks = [int(np.random.default_rng([self.seed, self.epoch, int(i), 8]).integers(8)) for i in idx]
+        turn = lambda a: torch.stack([dihedral(item, k) for item, k in zip(a, ks)])  # noqa: E731
+        return turn(x), {**cond, **({"mask": turn(cond["mask"])} if "mask" in cond else {})}
+
+
+def dihedral(a: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry k in 0..7 of the square applied to the last two axes of ``a``: rotation by 90 * (k % 4)
+    degrees, then a flip of the last axis when k >= 4."""
+    a = torch.rot90(a, k % 4, dims=(-2, -1))
+    return torch.flip(a, dims=(-1,)) if k >= 4 else a
+
+
 class ResolutionTransform:
     """Collate step of the low-res / super-res modes (area downscaling, in model units).
 
@@ -92,7 +124,16 @@ def _image_dataset(data_dir, num_channels, read_size, class_cond, num_class, cla
             else image_normalization(files, num_channels, db, depth=depth, normalization=normalization,
                                      norm_range=norm_range, db_quantity=db_quantity))
     dataset = ImageDataset(files, norm, read_size, num_channels, labels=labels, crop=crop, seed=seed)
-    return dataset, {"class_names": class_names if class_cond else None, "data_normalization": norm}
+    info = {"class_names": class_names if class_cond else None, "data_normalization": norm}
+    return dataset, {**info, **_class_counts(labels if class_cond else None, class_names)}
+
+
+def _class_counts(labels: np.ndarray | None, class_names: list | None) -> dict:
+    """{"class_counts": examples per class (list of int, in class order)} of a class-conditional training set
+    (recorded in metadata.json, so samples can be drawn at the training proportions); {} without labels."""
+    if labels is None:
+        return {}
+    return {"class_counts": np.bincount(np.asarray(labels, np.int64), minlength=len(class_names)).tolist()}
 
 
 def _hdf5_class_names(labels: np.ndarray, num_class: int | None, class_names: list | None, folder) -> list[str]:
@@ -127,7 +168,7 @@ def _hdf5_dataset(data_dir, num_channels, read_size, class_cond, num_class, clas
     info = {"class_names": class_names if class_cond else None, "data_normalization": norm,
             "hdf5_keys": {"list_keys_hdf5_original": None if keys is None else list(keys), "key_data": key_data,
                           "key_other": key_other, "key_class": key_class}, "nan_policy": nan_policy}
-    return dataset, info
+    return dataset, {**info, **_class_counts(inv.labels if class_cond else None, class_names)}
 
 
 def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size: int, num_channels: int,
@@ -140,7 +181,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                       nan_policy: str = "error", phase_as_cos_sin: bool = False, db: bool = False,
                       db_quantity: str = "power",
                       deterministic: bool = False, drop_last: bool = False, num_workers: int = 0, seed: int = 0,
-                      distributed: bool = False, device: str | torch.device = "cpu"
+                      distributed: bool = False, device: str | torch.device = "cpu", symmetry_augment: bool = False
                       ) -> tuple[torch.utils.data.DataLoader, dict]:
     """Loader over an image or HDF5 folder and the ``data_info`` to store in ``metadata.json``.
 
@@ -152,6 +193,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
     ("power": 10 log10, "amplitude": 20 log10) for image folders. ``deterministic``: no shuffling. ``data_info`` holds
     ``class_names`` (list or None), ``data_normalization`` and, per mode, ``image_size_hr`` /
     ``image_size_lr`` / ``hdf5_keys`` / ``nan_policy``. ``list_keys_hdf5_original=None``: any HDF5 key is allowed.
+    ``symmetry_augment``: random flips and 90-degree rotations of each item (``DihedralAugmented``).
     """
     if type_dataset not in ("image", "hdf5"):
         raise ValueError(f"type_dataset={type_dataset!r}; expected 'image' or 'hdf5'")
@@ -170,6 +212,8 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                                       norm_stats, None if list_keys_hdf5_original is None else
                                       tuple(list_keys_hdf5_original), key_data, key_other, key_class,
                                       normalization, norm_range, nan_policy, phase_as_cos_sin)
+    if symmetry_augment:
+        dataset = DihedralAugmented(dataset, seed)
     if image_size_hr is not None:
         info["image_size_hr"] = image_size_hr
     if image_size_lr is not None:
@@ -198,7 +242,8 @@ def create_run_loaders(config: DataConfig, distributed: bool = False, device: st
     train, info = create_dataloader(config.data_train_dir, distributed=distributed, device=device, **loader_keys)
     if config.data_val_dir is None:
         return train, None, info
-    loader_keys.update(class_names=info.get("class_names"), norm_stats=info["data_normalization"])
+    loader_keys.update(class_names=info.get("class_names"), norm_stats=info["data_normalization"],
+                       symmetry_augment=False)  # validation sees the data as they are
     val, _ = create_dataloader(config.data_val_dir, deterministic=True, distributed=distributed, device=device,
                                **loader_keys)
     return train, val, info

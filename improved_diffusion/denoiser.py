@@ -2,7 +2,7 @@
 
 `Denoiser(model, diffusion, y=..., low_res=...)` is the callable every sampler uses:
 ``denoiser(x, t) -> x0_hat``. It hides the UNet's conventions: the learned-sigma half of the
-output, what the network predicts (noise, x0 or x_{t-1}), the time it receives
+output, what the network predicts (noise, x0, v or x_{t-1}), the time it receives
 (`diffusion.model_time`, interpolated between indices for fractional times when the model uses
 rescaled times, rounded to the nearest index otherwise), the fixed conditioning (labels, low-res
 input), the clipping or dynamic thresholding of x0, and the network's precision: under `amp` only the network
@@ -97,6 +97,8 @@ class Denoiser:
             return out
         if mean_type == ModelMeanType.EPSILON:
             return x0_from_eps(self.schedule, x, out, t)
+        if mean_type == ModelMeanType.VELOCITY:  # x0 = alpha_t x_t - sigma_t v (Salimans & Ho 2022, sec. 4)
+            return self.schedule.alpha(t).to(x) * x - self.schedule.sigma(t).to(x) * out
         # x_{t-1} = coef1 x0 + coef2 x_t (DDPM eq. 7), defined at chain indices only
         i = round(float(t))
         coef1, coef2 = self.diffusion.posterior_mean_coef1[i], self.diffusion.posterior_mean_coef2[i]

@@ -12,6 +12,7 @@ class ModelMeanType(enum.Enum):
     PREVIOUS_X = enum.auto()  # x_{t-1}
     START_X = enum.auto()  # x_0
     EPSILON = enum.auto()  # the noise
+    VELOCITY = enum.auto()  # v = alpha_t eps - sigma_t x_0 (Salimans & Ho 2022, sec. 4)
 
 
 class ModelVarType(enum.Enum):

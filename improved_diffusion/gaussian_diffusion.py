@@ -62,7 +62,13 @@ class GaussianDiffusion:
     """
 
     def __init__(self, *, betas: np.ndarray, model_mean_type: ModelMeanType, model_var_type: ModelVarType,
-                 loss_type: LossType, rescale_timesteps: bool = False):
+                 loss_type: LossType, rescale_timesteps: bool = False, min_snr_gamma: float | None = None):
+        if min_snr_gamma is not None and not (min_snr_gamma > 0 and math.isfinite(min_snr_gamma)):
+            raise ValueError(f"min_snr_gamma: got {min_snr_gamma!r}, expected None or a finite number > 0")
+        if min_snr_gamma is not None and model_mean_type == ModelMeanType.PREVIOUS_X:
+            raise ValueError("min_snr_gamma: the Min-SNR weight is defined for the 'epsilon', 'x_start' and "
+                             "'velocity' outputs, not 'x_previous'")
+        self.min_snr_gamma = min_snr_gamma  # None: unweighted MSE (the original)
         self.model_mean_type = model_mean_type
         self.model_var_type = model_var_type
         self.loss_type = loss_type
@@ -175,6 +181,8 @@ class GaussianDiffusion:
         else:
             if self.model_mean_type == ModelMeanType.START_X:
                 pred_xstart = process_xstart(model_output)
+            elif self.model_mean_type == ModelMeanType.VELOCITY:
+                pred_xstart = process_xstart(self._predict_xstart_from_v(x, t, model_output))
             else:
                 pred_xstart = process_xstart(self._predict_xstart_from_eps(x, t, model_output))
             model_mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x, t)
@@ -185,6 +193,29 @@ class GaussianDiffusion:
         """x_0 = sqrt(1/alpha_bar) x_t - sqrt(1/alpha_bar - 1) eps (inverse of DDPM eq. 4)."""
         return (_extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
                 - _extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps)
+
+    def _predict_xstart_from_v(self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """x_0 = alpha_t x_t - sigma_t v, alpha_t = sqrt(alpha_bar), sigma_t = sqrt(1 - alpha_bar) (Salimans & Ho
+        2022, sec. 4)."""
+        return (_extract_into_tensor(self.sqrt_alphas_cumprod, t, x_t.shape) * x_t
+                - _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * v)
+
+    def velocity(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The v target alpha_t eps - sigma_t x_0 (Salimans & Ho 2022, sec. 4), shaped like x_start."""
+        return (_extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * noise
+                - _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * x_start)
+
+    def min_snr_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-gamma weight (N,) float32 of the MSE at chain indices t (Hang et al. 2023, arXiv 2303.09556):
+        with SNR_t = alpha_bar_t / (1 - alpha_bar_t), min(SNR_t, gamma) / SNR_t for an epsilon target,
+        min(SNR_t, gamma) for x_0 and min(SNR_t, gamma) / (SNR_t + 1) for v; all ones when min_snr_gamma is None."""
+        if self.min_snr_gamma is None:
+            return torch.ones(t.shape, device=t.device)
+        snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
+        clipped = np.minimum(snr, self.min_snr_gamma)
+        weight = {ModelMeanType.EPSILON: clipped / snr, ModelMeanType.START_X: clipped,
+                  ModelMeanType.VELOCITY: clipped / (snr + 1.0)}[self.model_mean_type]
+        return _extract_into_tensor(weight, t, t.shape)
 
     def _predict_xstart_from_xprev(self, x_t: torch.Tensor, t: torch.Tensor, xprev: torch.Tensor) -> torch.Tensor:
         """Invert the posterior mean (DDPM eq. 7) for x_0."""
@@ -302,6 +333,8 @@ class GaussianDiffusion:
                         noise: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         """Per-example losses (N,) for one batch: keys `loss`, `mse` and (learned variance) `vb`.
 
+        `loss` = w_t mse (+ vb), w_t the Min-SNR weight when `min_snr_gamma` is set (`mse` stays unweighted).
+
         `mask` (shaped like x_start, 1 = valid pixel) restricts every mean to valid pixels.
         """
         if noise is None:
@@ -329,10 +362,13 @@ class GaussianDiffusion:
             target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
         elif self.model_mean_type == ModelMeanType.START_X:
             target = x_start
+        elif self.model_mean_type == ModelMeanType.VELOCITY:
+            target = self.velocity(x_start, t, noise)
         else:
             target = noise
         terms["mse"] = mean_flat((target - model_output) ** 2, mask)
-        terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        weighted = terms["mse"] if self.min_snr_gamma is None else self.min_snr_weight(t) * terms["mse"]
+        terms["loss"] = weighted + terms["vb"] if "vb" in terms else weighted
         return terms
 
     def _prior_bpd(self, x_start: torch.Tensor) -> torch.Tensor:

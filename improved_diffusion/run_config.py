@@ -96,7 +96,7 @@ _ORIGINAL_ROWS = (
     Key("timestep_respacing", "", 'str', DIFFUSION, FIXED, "train on a respaced chain ('' = all steps)", strict=True),
     Key("loss_name", "mse", 'str', DIFFUSION, FIXED, "'mse', 'rescaled_mse', 'kl' or 'rescaled_kl'", strict=True),
     Key("output_type", "epsilon", 'str', DIFFUSION, FIXED,
-        "network predicts 'epsilon', 'x_start' or 'x_previous'", strict=True),
+        "network predicts 'epsilon', 'x_start', 'x_previous' or 'velocity'", strict=True),
     Key("rescale_timesteps", True, 'bool', DIFFUSION, FIXED, 'network sees t * 1000 / T', strict=True),
     Key("use_checkpoint", False, 'bool', MODEL, OVERRIDABLE,
         'gradient checkpointing (less memory, more compute)', strict=True),
@@ -150,6 +150,10 @@ _ADDED_ROWS = (
     Key("compile", False, 'bool', LOOP, NOT_STORED, 'torch.compile the model (falls back to eager where it fails)'),
     Key("channels_last", "auto", 'bool | str', LOOP, OVERRIDABLE,
         "NHWC: true, false or 'auto' (where faster; never with amp=none)", legacy=False),
+    Key("min_snr_gamma", None, 'float | None', DIFFUSION, OVERRIDABLE,
+        'Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off', legacy=None),
+    Key("symmetry_augment", False, 'bool', DATA, OVERRIDABLE,
+        'random flips / 90-degree rotations (only for isotropic data)', legacy=False),
     Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),)
 TABLE: dict[str, Key] = {row.name: row for row in _ORIGINAL_ROWS + _ADDED_ROWS}
 
@@ -231,6 +235,7 @@ class DiffusionConfig:
     output_type: str
     rescale_timesteps: bool
     learn_sigma: bool
+    min_snr_gamma: float | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,7 @@ class DataConfig:
     phase_as_cos_sin: bool
     db: bool
     db_quantity: str
+    symmetry_augment: bool
     num_workers: int
     seed: int
     class_names: tuple[str, ...] | None = None

@@ -19,7 +19,7 @@ CHANNEL_MULT: dict[int, tuple] = {
 LOSS_TYPES = {"mse": LossType.MSE, "rescaled_mse": LossType.RESCALED_MSE, "kl": LossType.KL,
               "rescaled_kl": LossType.RESCALED_KL}
 OUTPUT_TYPES = {"epsilon": ModelMeanType.EPSILON, "x_start": ModelMeanType.START_X,
-                "x_previous": ModelMeanType.PREVIOUS_X}
+                "x_previous": ModelMeanType.PREVIOUS_X, "velocity": ModelMeanType.VELOCITY}
 
 _TRAINING = {"schedule_sampler": "loss-second-moment", "loss_name": "rescaled_mse", "noise_schedule": "cosine",
              "dropout": 0.1, "lr": 1e-4, "batch_size": 8, "microbatch": 4, "rescale_timesteps": True,
@@ -173,9 +173,11 @@ def create_model(*, image_size: int, num_input_channels: int, num_model_channels
 
 def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, sigma_small: bool = False,
                               noise_schedule: str = "linear", loss_name: str = "mse", output_type: str = "epsilon",
-                              rescale_timesteps: bool = False, timestep_respacing: str = "") -> SpacedDiffusion:
+                              rescale_timesteps: bool = False, timestep_respacing: str = "",
+                              min_snr_gamma: float | None = None) -> SpacedDiffusion:
     """The diffusion of the original factory: always a SpacedDiffusion (identity spacing when
-    `timestep_respacing` is empty), so schedule arrays equal the original's bit for bit."""
+    `timestep_respacing` is empty), so schedule arrays equal the original's bit for bit. `min_snr_gamma`:
+    Min-SNR weighting of the training MSE (None: unweighted, the original)."""
     if learn_sigma:
         var_type = ModelVarType.LEARNED_RANGE
     else:
@@ -187,6 +189,7 @@ def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, s
         model_var_type=var_type,
         loss_type=LOSS_TYPES[loss_name],
         rescale_timesteps=rescale_timesteps,
+        min_snr_gamma=min_snr_gamma,
     )
 
 
@@ -200,7 +203,8 @@ def model_config(args_dic: dict, super_res: bool) -> ModelConfig:
 def diffusion_config(args_dic: dict) -> DiffusionConfig:
     """The diffusion group of a metadata dict (missing keys: the original defaults); check it with validate_args."""
     a = with_defaults(args_dic)
-    return DiffusionConfig(**{name: a[name] for name in DiffusionConfig.__dataclass_fields__})
+    # min_snr_gamma: absent from metadata written before it existed, i.e. no weighting
+    return DiffusionConfig(**{name: a.get(name) for name in DiffusionConfig.__dataclass_fields__})
 
 
 def build_model(config: ModelConfig) -> UNetModel:
@@ -213,7 +217,8 @@ def build_diffusion(config: DiffusionConfig) -> SpacedDiffusion:
     return create_gaussian_diffusion(
         steps=config.diffusion_steps, learn_sigma=config.learn_sigma, sigma_small=config.sigma_small,
         noise_schedule=config.noise_schedule, loss_name=config.loss_name, output_type=config.output_type,
-        rescale_timesteps=config.rescale_timesteps, timestep_respacing=config.timestep_respacing)
+        rescale_timesteps=config.rescale_timesteps, timestep_respacing=config.timestep_respacing,
+        min_snr_gamma=config.min_snr_gamma)
 
 
 def _model_and_diffusion(args_dic: dict, super_res: bool):

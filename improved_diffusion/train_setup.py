@@ -125,11 +125,15 @@ def validate_call(call: dict, device: torch.device | None = None) -> LoopConfig:
     mb = call["microbatch"]
     if mb is not None and mb != -1 and (not isinstance(mb, int) or not 1 <= mb <= call["batch_size"]):
         _fail("microbatch", mb, f"-1 (no split) or an integer in 1..batch_size={call['batch_size']}")
-    if not isinstance(call.get("ema_warmup", False), bool):
-        _fail("ema_warmup", call["ema_warmup"], "True or False")
+    for key in ("ema_warmup", "symmetry_augment"):
+        if not isinstance(call.get(key, False), bool):
+            _fail(key, call[key], "True or False")
     for key in ("save_interval", "keep_checkpoints", "subset_timesteps"):
         _check_optional_int(call, key, 1)
     _check_float(call, "grad_clip", 0.0, optional=True)  # max global gradient norm
+    _check_float(call, "min_snr_gamma", 0.0, optional=True)  # Min-SNR clip of the loss weight
+    if call["min_snr_gamma"] is not None and call["output_type"] == "x_previous":
+        _fail("min_snr_gamma", call["min_snr_gamma"], "None with output_type='x_previous' (no Min-SNR weight for it)")
     _check_float(call, "fp16_scale_growth", 0.0, 1.0)  # log2 loss-scale growth per step
     bounds = call["norm_range"]
     if bounds is not None and not (

@@ -40,6 +40,7 @@ def test_any_dtype_read_as_float32_with_labels(tmp_path, dtype):
                                      class_cond=True, list_keys_hdf5_original=KEYS, key_other="count",
                                      key_class="label")
     assert info["class_names"] == ["0", "1", "2"] and info["data_normalization"]["kind"] == "none"
+    assert info["class_counts"] == [len(range(k, total, 3)) for k in range(3)]  # labels are index % 3
     seen = []
     for x, cond in _epoch(loader):
         assert x.dtype == torch.float32 and x.shape[1:] == (1, 4, 4)
@@ -52,7 +53,8 @@ def test_any_dtype_read_as_float32_with_labels(tmp_path, dtype):
 def test_shuffles_across_and_within_files_and_is_seeded(tmp_path):
     total = _indexed_folder(tmp_path, counts=(40, 40, 40))
     kw = dict(type_dataset="hdf5", image_size=4, num_channels=1, batch_size=8, list_keys_hdf5_original=KEYS)
-    loader, _ = create_dataloader(str(tmp_path), seed=3, **kw)
+    loader, info = create_dataloader(str(tmp_path), seed=3, **kw)
+    assert "class_counts" not in info  # recorded for class-conditional runs only
     order = [int(v) for x, _ in _epoch(loader) for v in x[:, 0, 0, 0]]
     assert sorted(order) == list(range(total))
     first = [order[i:i + 8] for i in range(0, 24, 8)]

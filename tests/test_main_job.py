@@ -2,6 +2,7 @@
 finished steps, a new results folder per run, and a clear error for an earlier, longer run."""
 import json
 
+import numpy as np
 import pytest
 
 import main_job
@@ -47,3 +48,27 @@ def test_a_longer_earlier_run_is_not_silently_replaced(small_run):
     finally:
         longer.unlink()
         (root / "run" / "kept.pt").rename(root / "run" / "ema_rate=0.99_0.pt")
+
+
+def test_proportional_labels_follow_the_training_counts():
+    # 512 * 2800 / 4000 = 358.4 and 153.6: the larger remainder (class 1) gets the last sample
+    labels = main_job.proportional_labels([2800, 1200], 512, seed=0)
+    assert len(labels) == 512 and np.bincount(labels).tolist() == [358, 154]
+    assert labels != sorted(labels)  # shuffled, not blocks
+    assert labels == main_job.proportional_labels([2800, 1200], 512, seed=0)
+    assert np.bincount(main_job.proportional_labels([5, 0, 5], 3, seed=1), minlength=3).tolist() in ([2, 0, 1],
+                                                                                                     [1, 0, 2])
+
+
+def test_class_conditional_run_samples_at_the_training_proportions(tmp_path):
+    kwargs = dict(data_dir=str(tmp_path / "data"), run_dir=str(tmp_path / "run"), results_root=str(tmp_path / "res"),
+                  n_train=64, num_epochs=1, batch_size=32, num_samples=20, sample_steps=2, amp="none",
+                  class_cond=True)
+    results = main_job.main(**kwargs)
+    metadata = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    assert metadata["class_cond"] and metadata["num_class"] == 2 and metadata["hdf5_keys"]["key_class"] == "label"
+    counts = metadata["class_counts"]
+    assert sum(counts) == 64 and counts[1] > 0
+    drawn = np.load(results / "samples_20x32x32x1.npz")["arr_1"]
+    expected = 20 * counts[1] / 64
+    assert abs(int(drawn.sum()) - expected) < 1  # largest-remainder rounding of the deformation share
