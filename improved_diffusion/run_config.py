@@ -150,7 +150,13 @@ _ADDED_ROWS = (
     Key("compile", False, 'bool', LOOP, NOT_STORED, 'torch.compile the model (falls back to eager where it fails)'),
     Key("channels_last", "auto", 'bool | str', LOOP, OVERRIDABLE,
         "NHWC: true, false or 'auto' (where faster; never with amp=none)", legacy=False),
-    Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),)
+    Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),
+    # A new run's defaults from a named preset or an earlier run's metadata.json (docs/training.md#presets-and-
+    # configs): not stored, the keys they expand to are.
+    Key("preset", None, 'str | None', PROCESS, NOT_STORED,
+        "named preset (e.g. 'demo'): the defaults of every keyword not given"),
+    Key("config", None, 'str | None', PROCESS, NOT_STORED,
+        "a run's metadata.json whose keywords are the defaults of a new run"),)
 TABLE: dict[str, Key] = {row.name: row for row in _ORIGINAL_ROWS + _ADDED_ROWS}
 
 ORIGINAL_DEFAULTS: dict = {row.name: row.default for row in _ORIGINAL_ROWS}
