@@ -377,7 +377,8 @@ class TrainLoop:
             self.logger.scalars(val, self.step_total, prefix="val/")
             vb, mse = round(val["vb"], 4), round(val["mse"], 4)
             if self.is_main:
-                partial = f" (partial sum: {self.subset_timesteps} lowest-noise terms)" if self.subset_timesteps else ""
+                k = self.config.subset_timesteps
+                partial = f" (partial sum: {k} lowest-noise terms)" if k else ""
                 print(f"[train] epoch {epoch}: val bits/dim{partial} {val['vb']:.4f} (uniform over 256 levels: 8), "
                       f"x0-mse {val['mse']:.4g}")
             if self.best_score is not None and not val["vb"] < self.best_score:
