@@ -207,6 +207,22 @@ def check_types(a: dict) -> None:
                                      "object per resume (checkpoint, step_total, overrides, code_version)")
 
 
+_JSON_TYPES = {"None": type(None), "bool": bool, "int": int, "float": (int, float), "str": str, "list": list}
+
+
+def json_kind_ok(value, kind: str) -> bool:
+    """Whether a JSON value fits a row's `kind` (e.g. 'int | None', 'list[float]', 'Literal["a", "b"]': a string);
+    booleans are not numbers, the items of a list are checked too."""
+    for part in kind.split(" | "):
+        name = "str" if part.startswith("Literal") else part.split("[")[0]
+        if name in ("int", "float") and isinstance(value, bool):
+            continue
+        if isinstance(value, _JSON_TYPES[name]) and (name != "list" or all(
+                json_kind_ok(item, part[5:-1]) for item in value)):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The UNet: the MODEL keys (`script_util.create_model`'s keywords); `super_res`: a SuperResModel."""

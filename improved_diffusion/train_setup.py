@@ -40,6 +40,7 @@ from .run_config import (
     LoopConfig,
     RunConfig,
     check_types,
+    json_kind_ok,
 )
 from .script_util import apply_preset, diffusion_config, is_super_res, model_config, validate_args
 from .train_state import (
@@ -217,7 +218,8 @@ def launch_defaults(values: dict, given: set) -> tuple[dict, Path | None]:
     """`values` (from `split_call`) with every keyword the call did not give taken from `values["preset"]`
     (a key of `script_util.PRESETS`) or from the run of `values["config"]` (its metadata.json; a new run
     in another folder), and the metadata file read (None without `config`). Precedence: the call, then the
-    preset or config, then the table's defaults. ConfigError / FileNotFoundError naming the key or file."""
+    preset or config, then the table's defaults. ConfigError / FileNotFoundError naming the key or file (a value
+    of the file taken by the call must have its row's JSON type; one the call gives is not read)."""
     preset, config = values["preset"], values["config"]
     if preset is None and config is None:
         return values, None
@@ -236,7 +238,12 @@ def launch_defaults(values: dict, given: set) -> tuple[dict, Path | None]:
         if Path(values["url_folder_experiment"]).resolve() == read.parent.resolve():
             raise FileExistsError(f"url_folder_experiment: {values['url_folder_experiment']} is the folder of the "
                                   f"config's run ({read}); a relaunch is a new run: give another folder")
-    return {**values, **{k: v for k, v in defaults.items() if k not in given}}, read
+    taken = {k: v for k, v in defaults.items() if k not in given}
+    for key, value in taken.items():
+        if read is not None and not json_kind_ok(value, TABLE[key].kind):
+            raise ConfigError(key, f"config {read}: {key}: got {value!r} ({type(value).__name__}), "
+                                   f"expected {TABLE[key].kind} (in JSON)")
+    return {**values, **taken}, read
 
 
 def _comparable(key: str, value):

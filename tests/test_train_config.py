@@ -50,10 +50,12 @@ def test_config_accepts_the_run_folder_and_leaves_out_bookkeeping(tmp_path):
     meta = _meta(first)
     # bookkeeping of the earlier run, which a relaunch must neither copy nor trust
     meta.update(resumes=[{"checkpoint": "x.pt"}], class_names=["zz", "yy"], code_version="old")
+    meta["crop"] = "false"  # a value of the wrong type, replaced by the call: never read
     (first / "metadata.json").write_text(json.dumps(meta))
-    run_cli(train.main, _argv(config=first, url_folder_experiment=second, num_epochs=2))
+    run_cli(train.main, _argv(config=first, url_folder_experiment=second, num_epochs=2, crop=False))
     new = _meta(second)
     assert new["class_names"] == ["a", "b"] and "resumes" not in new and new["code_version"] != "old"
+    assert new["crop"] is False
     assert new["num_epochs"] == 2 and new["class_cond"] is True and new["ema_rate"] == TINY["ema_rate"]
 
 
@@ -81,10 +83,10 @@ def _hand_written_run(tmp_path, **changes) -> tuple:
 
 
 @pytest.mark.parametrize("case", ["unknown preset", "missing file", "not JSON", "strict type", "loose type",
-                                  "with resume", "both", "same folder"])
+                                  "string bool", "with resume", "both", "same folder"])
 def test_bad_preset_or_config_is_one_line_and_writes_nothing(tmp_path, capsys, case):
-    run, data = _hand_written_run(tmp_path, **({"class_cond": "false"} if case == "strict type" else
-                                               {"num_epochs": "5"} if case == "loose type" else {}))
+    bad = {"strict type": {"class_cond": "false"}, "loose type": {"num_epochs": "5"}, "string bool": {"crop": "false"}}
+    run, data = _hand_written_run(tmp_path, **bad.get(case, {}))
     out = tmp_path / "out"
     base = dict(FIXED_CPU, url_folder_experiment=out)
     meta = run / "metadata.json"
@@ -93,7 +95,8 @@ def test_bad_preset_or_config_is_one_line_and_writes_nothing(tmp_path, capsys, c
         "missing file": (dict(base, config=tmp_path / "absent.json"), ["config", "absent.json"]),
         "not JSON": (dict(base, config=tmp_path / "data" / "a_0.png"), ["a_0.png", "not"]),
         "strict type": (dict(base, config=meta), [str(meta), "class_cond", "boolean"]),
-        "loose type": (dict(base, config=meta), [str(meta), "num_epochs", "positive integer"]),
+        "loose type": (dict(base, config=meta), [str(meta), "num_epochs", "'5'"]),
+        "string bool": (dict(base, config=meta), [str(meta), "crop", "'false'", "bool"]),
         "with resume": (dict(base, config=meta, resume_checkpoint=run / "model_epoch=0_iter=1.pt"),
                         ["config", "resume"]),
         "both": (dict(base, config=meta, preset="demo"), ["preset", "config", "at most one"]),
