@@ -239,10 +239,10 @@ def launch_defaults(values: dict, given: set) -> tuple[dict, Path | None]:
             raise FileExistsError(f"url_folder_experiment: {values['url_folder_experiment']} is the folder of the "
                                   f"config's run ({read}); a relaunch is a new run: give another folder")
     taken = {k: v for k, v in defaults.items() if k not in given}
-    for key, value in taken.items():
-        if read is not None and not json_kind_ok(value, TABLE[key].kind):
-            raise ConfigError(key, f"config {read}: {key}: got {value!r} ({type(value).__name__}), "
-                                   f"expected {TABLE[key].kind} (in JSON)")
+    for name, value in taken.items():
+        if read is not None and not json_kind_ok(value, TABLE[name].kind):
+            raise ConfigError(name, f"config {read}: {name}: got {value!r} ({type(value).__name__}), "
+                                    f"expected {TABLE[name].kind} (in JSON)")
     return {**values, **taken}, read
 
 
