@@ -4,7 +4,8 @@ super-res (`image_size_lr`), on an image or HDF5 folder; one process or `torchru
 Every keyword of the original `train.py main()` keeps its name, meaning and default (docs/original.md#train-defaults).
 Command line: `python train.py --data_train_dir data/train --num_epochs 2 --class_cond ...`; resume with
 `python train.py --resume_checkpoint F/model_epoch=0_iter=4.pt --num_epochs 2`: every keyword not given takes the
-value in F/metadata.json (docs/training.md#resume).
+value in F/metadata.json (docs/training.md#resume). `--preset demo` or `--config F/metadata.json` give the defaults
+of a new run: a keyword not in the call takes the preset's or that run's value (docs/training.md#presets-and-configs).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from improved_diffusion.train_setup import (
     NotGiven,
     check_output_folder,
     clear_run_files,
+    launch_defaults,
     plan_resume,
     resolve_run,
     run_metadata,
@@ -101,6 +103,8 @@ def main(
         min_snr_gamma: float | None = NotGiven(None),  # Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off
         symmetry_augment: bool = NotGiven(False),  # random flips / 90-degree rotations (only for isotropic data)
         overwrite: bool = NotGiven(False),  # new run in a non-empty folder; resume: delete later sets
+        preset: str | None = NotGiven(None),  # named preset (e.g. 'demo'): the defaults of every keyword not given
+        config: str | None = NotGiven(None),  # a run's metadata.json whose keywords are the defaults of a new run
         ) -> dict:
     """Train a diffusion model and write checkpoints, metadata.json and tensorboard logs.
 
@@ -124,13 +128,14 @@ def _loaders(config: RunConfig, device: torch.device) -> tuple[EpochData, EpochD
 def _train(values: dict, given: set, device: torch.device) -> dict:
     # 1. Validate everything before any file is read heavily or written.
     plan = None
+    values, read_from = launch_defaults(values, given)
     if values["resume_checkpoint"] is not None:
         plan = plan_resume(values, given)
         args, folder = plan.args, plan.folder
     else:
         args, folder = dict(values), Path(values["url_folder_experiment"])
         check_output_folder(folder, args["overwrite"], resuming=False)
-    config = resolve_run(args, device, plan, given)
+    config = resolve_run(args, device, plan, given, read_from)
     if args["amp"] == "auto" and config.loop.amp != "none":
         notice_changed_default("amp.auto")
 

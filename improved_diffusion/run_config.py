@@ -154,7 +154,13 @@ _ADDED_ROWS = (
         'Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off', legacy=None),
     Key("symmetry_augment", False, 'bool', DATA, OVERRIDABLE,
         'random flips / 90-degree rotations (only for isotropic data)', legacy=False),
-    Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),)
+    Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),
+    # A new run's defaults from a named preset or an earlier run's metadata.json (docs/training.md#presets-and-
+    # configs): not stored, the keys they expand to are.
+    Key("preset", None, 'str | None', PROCESS, NOT_STORED,
+        "named preset (e.g. 'demo'): the defaults of every keyword not given"),
+    Key("config", None, 'str | None', PROCESS, NOT_STORED,
+        "a run's metadata.json whose keywords are the defaults of a new run"),)
 TABLE: dict[str, Key] = {row.name: row for row in _ORIGINAL_ROWS + _ADDED_ROWS}
 
 ORIGINAL_DEFAULTS: dict = {row.name: row.default for row in _ORIGINAL_ROWS}
@@ -203,6 +209,22 @@ def check_types(a: dict) -> None:
     if resumes is not None and not (isinstance(resumes, list) and all(isinstance(r, dict) for r in resumes)):
         raise ConfigError("resumes", f"resumes: got {resumes!r} ({_type_name(resumes)}), expected a list with one "
                                      "object per resume (checkpoint, step_total, overrides, code_version)")
+
+
+_JSON_TYPES = {"None": type(None), "bool": bool, "int": int, "float": (int, float), "str": str, "list": list}
+
+
+def json_kind_ok(value, kind: str) -> bool:
+    """Whether a JSON value fits a row's `kind` (e.g. 'int | None', 'list[float]', 'Literal["a", "b"]': a string);
+    booleans are not numbers, the items of a list are checked too."""
+    for part in kind.split(" | "):
+        name = "str" if part.startswith("Literal") else part.split("[")[0]
+        if name in ("int", "float") and isinstance(value, bool):
+            continue
+        if isinstance(value, _JSON_TYPES[name]) and (name != "list" or all(
+                json_kind_ok(item, part[5:-1]) for item in value)):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

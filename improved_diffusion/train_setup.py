@@ -40,8 +40,9 @@ from .run_config import (
     LoopConfig,
     RunConfig,
     check_types,
+    json_kind_ok,
 )
-from .script_util import diffusion_config, is_super_res, model_config, validate_args
+from .script_util import apply_preset, diffusion_config, is_super_res, model_config, validate_args
 from .train_state import (
     leftover_files,
     list_sets,
@@ -177,20 +178,76 @@ def _data_config(args: dict) -> DataConfig:
                          "norm_stats": args.get("data_normalization")})
 
 
-def resolve_run(args: dict, device: torch.device, plan: ResumePlan | None = None, given: set = frozenset()
-                ) -> RunConfig:
+def resolve_run(args: dict, device: torch.device, plan: ResumePlan | None = None, given: set = frozenset(),
+                read_from: Path | None = None) -> RunConfig:
     """Check every keyword of a run (`args`: `split_call`'s values, or a resume plan's `args`) and resolve it
-    into its typed groups. A ConfigError of a key the resume read from metadata.json (not in `given`) names
-    the file. FileNotFoundError for a missing data folder."""
+    into its typed groups. A ConfigError of a key read from a metadata.json (the resume's, or `read_from`: the
+    `config` of a relaunch), not in `given`, names the file. FileNotFoundError for a missing data folder."""
+    source = plan.metadata_path if plan is not None else read_from
     try:
         loop = validate_call(args, device)
     except ConfigError as err:
-        if plan is None or err.key in given:
+        if source is None or err.key in given:
             raise
-        raise ConfigError(err.key, f"{err} (read from {plan.metadata_path})") from None
+        raise ConfigError(err.key, f"{err} (read from {source})") from None
     args = {**args, "amp": loop.amp, "channels_last": loop.channels_last}  # recorded resolved
     return RunConfig(model=model_config(args, is_super_res(args)), diffusion=diffusion_config(args),
                      data=_data_config(args), loop=loop, args=args)
+
+
+def _config_keywords(path: Path) -> tuple[Path, dict]:
+    """The training keywords stored in the metadata.json at `path` (a file or its run folder), for a relaunch:
+    HDF5 keys out of `hdf5_keys`, keys absent from an older file at their `legacy` value; bookkeeping
+    (`resumes`, `code_version`, `class_names`, `data_normalization`, ...), the keys of this process and the
+    run's folder and resume left out. Returns (the file read, the keywords).
+    FileNotFoundError / ConfigError naming the file (and the key)."""
+    if not path.exists():
+        raise FileNotFoundError(f"config: no metadata file at {path}")
+    meta_path = find_metadata(path) if path.is_dir() else path
+    meta = read_metadata(meta_path)
+    try:
+        check_types(meta)
+    except ConfigError as err:
+        raise ConfigError(err.key, f"config {meta_path}: {err}") from None
+    hdf5 = meta.get("hdf5_keys")
+    if hdf5 is not None and not isinstance(hdf5, dict):
+        raise ConfigError("hdf5_keys", f"config {meta_path}: hdf5_keys: got {hdf5!r}, expected an object")
+    stored = _stored_keywords(meta)
+    stored.update({k: row.legacy for k, row in TABLE.items() if row.has_legacy and k not in stored})
+    return meta_path, {k: v for k, v in stored.items()
+                       if k in TABLE and TABLE[k].resume != NOT_STORED and k not in FROM_THE_CALL}
+
+
+def launch_defaults(values: dict, given: set) -> tuple[dict, Path | None]:
+    """`values` (from `split_call`) with every keyword the call did not give taken from `values["preset"]`
+    (a key of `script_util.PRESETS`) or from the run of `values["config"]` (its metadata.json; a new run
+    in another folder), and the metadata file read (None without `config`). Precedence: the call, then the
+    preset or config, then the table's defaults. ConfigError / FileNotFoundError naming the key or file (a value
+    of the file taken by the call must have its row's JSON type; one the call gives is not read)."""
+    preset, config = values["preset"], values["config"]
+    if preset is None and config is None:
+        return values, None
+    key = "config" if config is not None else "preset"
+    if preset is not None and config is not None:
+        raise ConfigError(key, f"config: got both preset={preset!r} and config={config!r}; expected at most one "
+                               "(the metadata.json of a run already holds every keyword)")
+    if values["resume_checkpoint"] is not None:
+        raise ConfigError(key, f"{key}: a new run's defaults, not for a resume (resume_checkpoint="
+                               f"{values['resume_checkpoint']!r} takes every keyword from its run's metadata.json); "
+                               f"leave out {key} or resume_checkpoint")
+    if preset is not None:
+        defaults, read = apply_preset(preset), None
+    else:
+        read, defaults = _config_keywords(Path(config))
+        if Path(values["url_folder_experiment"]).resolve() == read.parent.resolve():
+            raise FileExistsError(f"url_folder_experiment: {values['url_folder_experiment']} is the folder of the "
+                                  f"config's run ({read}); a relaunch is a new run: give another folder")
+    taken = {k: v for k, v in defaults.items() if k not in given}
+    for name, value in taken.items():
+        if read is not None and not json_kind_ok(value, TABLE[name].kind):
+            raise ConfigError(name, f"config {read}: {name}: got {value!r} ({type(value).__name__}), "
+                                    f"expected {TABLE[name].kind} (in JSON)")
+    return {**values, **taken}, read
 
 
 def _comparable(key: str, value):
@@ -439,4 +496,4 @@ def keyword_defaults(func: Callable) -> dict:
 
 __all__ = ["FIXED_ON_RESUME", "NotGiven", "split_call", "validate_call", "loop_config", "resolve_run", "ResumePlan",
            "plan_resume", "start_resumed_run", "undo_failed_start", "check_output_folder", "clear_run_files",
-           "run_metadata", "keyword_defaults"]
+           "run_metadata", "keyword_defaults", "launch_defaults"]
