@@ -74,6 +74,9 @@ def test_gap_filling_refuses_existing_outputs_and_a_missing_file(run, tmp_path):
         sample_from_ODE(model_path=str(run), observed_path=str(tmp_path / "observed.npz"),
                         url_save_path=str(tmp_path / "out"), **FAST)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gap_filling.png"]
+    with pytest.raises(ValueError, match="url_save_path"):
+        sample_from_ODE(model_path=str(run), observed_path=str(tmp_path / "observed.npz"),
+                        url_save_path=str(run.parent), **FAST)
     with pytest.raises(FileNotFoundError, match="no file"):
         main_sample(model_path=str(run), observed_path=str(tmp_path / "none.npz"), url_save_path=str(tmp_path / "o"),
                     **FAST)

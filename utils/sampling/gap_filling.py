@@ -23,7 +23,7 @@ from improved_diffusion.file_io import atomic_write, atomic_write_text, check_fr
 from improved_diffusion.hdf5_datasets import open_hdf5
 from improved_diffusion.inpainting import METHODS, check_observation, conditional_samples
 from utils.sampling.options import SamplingOptions
-from utils.sampling.run import read_run_metadata
+from utils.sampling.run import check_results_folder, read_run_metadata
 
 OUTPUT_NAMES = ("gap_filling.npz", "gap_filling.png", "gap_filling.json")
 FIGURE_SAMPLES = 3  # samples shown per field in the figure
@@ -148,6 +148,7 @@ def run_gap_filling(options: SamplingOptions, *, model_path: str, observed_path:
     if isinstance(samples_per_field, bool) or not isinstance(samples_per_field, int) or samples_per_field < 1:
         raise ValueError(f"samples_per_field: got {samples_per_field!r}; expected a positive integer")
     args_dic = read_run_metadata(model_path, None)
+    check_results_folder(url_save_path, model_path)
     if args_dic.get("class_cond") or args_dic.get("image_size_lr") is not None:
         raise ValueError(f"observed_path: gap filling needs an unconditional, non-super-resolution model; "
                          f"{model_path} is class-conditional or super-resolution (metadata class_cond / image_size_lr)")

@@ -159,16 +159,21 @@ class PreparedRun:
     store: sample_io.ShardStore
 
 
+def check_results_folder(url_save_path: str, model_path: str) -> None:
+    """ValueError when `url_save_path` is the checkpoint's own folder (a JSON beside a checkpoint makes it
+    unloadable)."""
+    if Path(url_save_path).resolve() == Path(model_path).resolve().parent:
+        raise ValueError(f"url_save_path: {url_save_path} is the folder of the checkpoint {model_path}; expected a "
+                         "results folder elsewhere (a JSON written beside a checkpoint makes it unloadable)")
+
+
 def load_checked_model(request: RunRequest, device: torch.device, check: Callable[[int], None] | None):
     """(model, diffusion, metadata completed from the weights) after the checks that need no weights:
     metadata, `check(T)` (the sampler's options for a chain of T steps), the results folder."""
     args_dic = read_run_metadata(request.model_path, request.diffusion_steps)
     if check is not None:
         check(int(request.diffusion_steps or args_dic.get("diffusion_steps", 1000)))
-    if Path(request.url_save_path).resolve() == Path(request.model_path).resolve().parent:
-        raise ValueError(f"url_save_path: {request.url_save_path} is the folder of the checkpoint "
-                         f"{request.model_path}; expected a results folder elsewhere (a JSON written beside a "
-                         "checkpoint makes it unloadable)")
+    check_results_folder(request.url_save_path, request.model_path)
     return load_model(request.model_path, device=device, diffusion_steps=request.diffusion_steps)
 
 
