@@ -12,6 +12,7 @@ from pathlib import Path
 from improved_diffusion.sampler_choice import chain_sampler, sampling_grid
 from utils.changed_defaults import notice_changed_default
 from utils.cli import pick_alias, run_cli
+from utils.sampling.gap_filling import run_gap_filling
 from utils.sampling.options import SamplingOptions
 from utils.sampling.run import run_sampling
 
@@ -42,8 +43,13 @@ def main_sample(
     compile: bool = False,  # torch.compile the network (eager where unavailable; pays off for many samples)
     overwrite: bool = False,  # replace existing output files
     progress: bool = True,  # progress bars
+    save_geotiff: bool = False,  # also write one GeoTIFF per sample with the training data's georeference
+    observed_path: str | None = None,  # gap filling: .npz (arr_0) / HDF5 of fields with NaN gaps; None = sample
+    samples_per_field: int = 8,  # gap filling: conditional samples per observed field
+    gap_method: str = "repaint",  # gap filling: "repaint" (ancestral chain, sampling_steps) or "posterior" (ODE)
 ) -> Path:
-    """Sample from a checkpoint; returns the path of the written `.npz`."""
+    """Sample from a checkpoint; returns the path of the written `.npz`. With `observed_path`, fill the gaps
+    of those fields instead (`utils.sampling.gap_filling`; the options of the unconditional run are unused)."""
     if not 0 <= eta < float("inf"):
         raise ValueError(f"eta: got {eta!r}; expected a finite number >= 0")
     if eta > 0 and not use_ddim:
@@ -61,11 +67,15 @@ def main_sample(
 
     options = SamplingOptions.resolve(amp=amp, channels_last=channels_last, compile=compile, seed=seed,
                                       device=device, batch_size=batch_size, overwrite=overwrite, progress=progress)
+    if observed_path is not None:
+        return run_gap_filling(options, model_path=model_path, observed_path=observed_path,
+                               url_save_path=url_save_path, samples_per_field=samples_per_field, method=gap_method,
+                               steps=sampling_steps)
     return run_sampling(sampler, options, model_path=model_path, num_samples=num_samples,
                         url_save_path=url_save_path, sample_class=sample_class, clip_denoised=clip_denoised,
                         max_clip_val=max_clip_val, diffusion_steps=diffusion_steps, to_0_255=to_0_255, plot=plot,
                         save_hdf5=save_hdf5, url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean,
-                        check=check)
+                        save_geotiff=save_geotiff, check=check)
 
 if __name__ == "__main__":
     run_cli(main_sample)

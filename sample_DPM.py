@@ -12,6 +12,7 @@ from pathlib import Path
 from improved_diffusion.sampler_choice import ode_sampler
 from utils.changed_defaults import notice_changed_default
 from utils.cli import pick_alias, run_cli
+from utils.sampling.gap_filling import run_gap_filling
 from utils.sampling.options import SamplingOptions
 from utils.sampling.run import run_sampling
 
@@ -28,7 +29,7 @@ def sample_from_ODE(
     url_save_path: str = "images/",  # output folder (created)
     algorithm_type: str = "dpmsolver++",  # "dpmsolver" (noise prediction) or "dpmsolver++" (data prediction)
     method_type: str = "multistep",  # "singlestep", "singlestep_fixed", "multistep" or "adaptive"
-    skip_type: str = "logSNR",  # time grid: "logSNR", "time-uniform" or "time-quadratic"
+    skip_type: str | None = None,  # time grid: "logSNR", "time-uniform" or "time-quadratic"; None = "logSNR"
     order: int = 3,  # solver order 1-3
     plot: bool = True,  # PNG of the first 64 samples of the run, colorbar in the data units
     lambda_min: float | str | None = "auto",  # spacing starts at this half-log-SNR; "auto": by sample_steps; None: T-1
@@ -50,26 +51,38 @@ def sample_from_ODE(
     compile: bool = False,  # torch.compile the network (eager where unavailable; pays off for many samples)
     overwrite: bool = False,  # replace existing output files
     progress: bool = True,  # progress bars
+    save_geotiff: bool = False,  # also write one GeoTIFF per sample with the training data's georeference
+    observed_path: str | None = None,  # gap filling: .npz (arr_0) / HDF5 of fields with NaN gaps; None = sample
+    samples_per_field: int = 8,  # gap filling: conditional samples per observed field
+    gap_method: str = "posterior",  # gap filling: "posterior" (ODE, sample_steps) or "repaint" (ancestral chain)
 ) -> Path:
-    """Sample from a checkpoint by solving the probability-flow ODE; returns the path of the `.npz`."""
+    """Sample from a checkpoint by solving the probability-flow ODE; returns the path of the `.npz`. With
+    `observed_path`, fill the gaps of those fields instead (`utils.sampling.gap_filling`; the solver options
+    other than sample_steps are unused)."""
     sampled_class = pick_alias("sampled_class", sampled_class, "sample_class", sample_class)
+    if skip_type is None:  # the default: say that it changed (not when the user chose a grid)
+        skip_type = "logSNR"
+        notice_changed_default("dpm.skip_type")
     solver = dict(algorithm_type=algorithm_type, method_type=method_type, order=order, skip_type=skip_type,
                   lambda_min=lambda_min, lambda_max=lambda_max, denoise_to_zero=denoise_to_zero,
                   lower_order_final=lower_order_final, atol=atol, rtol=rtol)
 
     sampler = ode_sampler(sample_steps, progress, **solver)  # checks the options before loading
     for key, changed in (("dpm.algorithm_type", algorithm_type == "dpmsolver++"),
-                         ("dpm.skip_type", skip_type == "logSNR"),
                          ("superres.shift_to_lr_mean", url_lr_data is not None and not shift_to_lr_mean)):
         if changed:
             notice_changed_default(key)
     options = SamplingOptions.resolve(amp=amp, channels_last=channels_last, compile=compile, seed=seed,
                                       device=device, batch_size=batch_size, overwrite=overwrite, progress=progress)
+    if observed_path is not None:
+        return run_gap_filling(options, model_path=model_path, observed_path=observed_path,
+                               url_save_path=url_save_path, samples_per_field=samples_per_field, method=gap_method,
+                               steps=sample_steps)
     return run_sampling(sampler, options, model_path=model_path, num_samples=num_samples,
                         url_save_path=url_save_path, sample_class=sampled_class, clip_denoised=clip_denoised,
                         max_clip_val=max_clip_val, threshold_ratio=dynamic_threshold_ratio,
                         diffusion_steps=diffusion_steps, to_0_255=to_0_255, plot=plot, save_hdf5=save_hdf5,
-                        url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean)
+                        url_lr_data=url_lr_data, shift_to_lr_mean=shift_to_lr_mean, save_geotiff=save_geotiff)
 
 
 if __name__ == "__main__":

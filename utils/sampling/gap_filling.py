@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from improved_diffusion.checkpoint import load_model
 from improved_diffusion.data_normalization import default_clip, denormalize, normalize, value_unit
 from improved_diffusion.denoiser import Denoiser
-from improved_diffusion.file_io import atomic_write, atomic_write_text, check_free
+from improved_diffusion.file_io import atomic_write, atomic_write_text, check_free, code_version, file_sha256
 from improved_diffusion.hdf5_datasets import open_hdf5
-from improved_diffusion.inpainting import check_observation, conditional_samples
+from improved_diffusion.inpainting import METHODS, check_observation, conditional_samples
+from utils.sampling.options import SamplingOptions
+from utils.sampling.run import check_results_folder, read_run_metadata
 
 OUTPUT_NAMES = ("gap_filling.npz", "gap_filling.png", "gap_filling.json")
 FIGURE_SAMPLES = 3  # samples shown per field in the figure
@@ -67,14 +70,16 @@ def to_model_units(fields: np.ndarray, args_dic: dict, source: str) -> torch.Ten
 
 
 def fill_gaps(model: torch.nn.Module, diffusion, args_dic: dict, fields: np.ndarray, num_samples: int,
-              method: str = "posterior", seed: int = 0, source: str = "fields", **options) -> dict:
+              method: str = "posterior", seed: int = 0, source: str = "fields", amp: str = "none",
+              **options) -> dict:
     """Conditional samples of each observed field (N, H, W, C stored units, NaN = unknown) in stored units:
     {"samples": (N, S, H, W, C), "mean", "std" (N, H, W, C; ensemble mean and std, ddof=1), "observed"}.
-    `options`: steps, cg_iters, resample, batch_size, progress of `conditional_samples`."""
+    `amp`: the network's precision (`Denoiser`). `options`: steps, cg_iters, resample, batch_size, progress of
+    `conditional_samples`."""
     observed = to_model_units(fields, args_dic, source)
     norm = args_dic.get("data_normalization")
     clip = default_clip(norm)[0]
-    denoiser = Denoiser(model, diffusion, clip_denoised=clip)
+    denoiser = Denoiser(model, diffusion, clip_denoised=clip, amp=amp)
     with torch.no_grad():
         x = conditional_samples(denoiser, observed.to(next(model.parameters()).device), denoiser.schedule,
                                 num_samples, method, seed, **options)
@@ -131,3 +136,35 @@ def write_gap_filling(result: dict, out_dir: str | Path, info: dict, unit: str, 
 def output_unit(args_dic: dict, key_data: str | None) -> str:
     """The unit of the written fields (`value_unit` of the model's normalisation)."""
     return value_unit(args_dic.get("data_normalization"), key_data=key_data)
+
+
+def run_gap_filling(options: SamplingOptions, *, model_path: str, observed_path: str, url_save_path: str,
+                    samples_per_field: int, method: str, steps: int | None = None) -> Path:
+    """The gap-filling run of `sample.py` / `sample_DPM.py`: check the method, the model (unconditional, not
+    super-res), the observed file and the outputs, then sample `samples_per_field` fields per observed field
+    and write OUTPUT_NAMES into `url_save_path` (nothing written when a check fails); returns the `.npz`."""
+    if method not in METHODS:
+        raise ValueError(f"gap_method: got {method!r}; expected one of {list(METHODS)}")
+    if isinstance(samples_per_field, bool) or not isinstance(samples_per_field, int) or samples_per_field < 1:
+        raise ValueError(f"samples_per_field: got {samples_per_field!r}; expected a positive integer")
+    args_dic = read_run_metadata(model_path, None)
+    check_results_folder(url_save_path, model_path)
+    if args_dic.get("class_cond") or args_dic.get("image_size_lr") is not None:
+        raise ValueError(f"observed_path: gap filling needs an unconditional, non-super-resolution model; "
+                         f"{model_path} is class-conditional or super-resolution (metadata class_cond / image_size_lr)")
+    key_data = (args_dic.get("hdf5_keys") or {}).get("key_data") or "unwrap"
+    fields = read_observed(observed_path, key_data)
+    to_model_units(fields, args_dic, observed_path)  # checks the fields before any weights are read
+    out = Path(url_save_path)
+    check_free([out / name for name in OUTPUT_NAMES], options.overwrite, key="url_save_path")
+    model, diffusion, args_dic = load_model(model_path, device=options.device)
+    result = fill_gaps(model, diffusion, args_dic, fields, samples_per_field, method, seed=options.seed,
+                       source=str(observed_path), amp=options.amp, steps=steps, batch_size=options.batch_size,
+                       progress=options.progress)
+    info = {"model_path": str(Path(model_path).resolve()), "checkpoint_sha256": file_sha256(model_path),
+            "observed_path": str(Path(observed_path).resolve()), "method": method, "steps": steps,
+            "samples_per_field": samples_per_field, "seed": options.seed, "batch_size": options.batch_size,
+            "amp": options.amp, "code_version": code_version()}
+    paths = write_gap_filling(result, out, info, output_unit(args_dic, key_data), options.overwrite)
+    print(f"[gap filling] wrote {paths['npz']}")
+    return paths["npz"]

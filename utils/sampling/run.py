@@ -30,7 +30,7 @@ from improved_diffusion.file_io import check_free, code_version, file_sha256
 from improved_diffusion.sampler_choice import Sampler, seeded_batches
 from improved_diffusion.script_util import check_types
 from utils.changed_defaults import notice_changed_default
-from utils.sampling import sample_io
+from utils.sampling import georef, sample_io
 from utils.sampling.options import SamplingOptions
 
 
@@ -53,18 +53,28 @@ def read_run_metadata(model_path: str, diffusion_steps: int | None) -> dict:
     return args_dic
 
 
-def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: int) -> np.ndarray:
+def class_index(name: str, class_names: list | None) -> int:
+    """The index of a class given by its number ("2") or its name in the metadata's `class_names` ("urban")."""
+    if name.strip().lstrip("-").isdigit():
+        return int(name)
+    if class_names and name.strip() in class_names:
+        return list(class_names).index(name.strip())
+    raise ValueError(f"sample_class: got {name!r}; expected a class index or one of the model's class names "
+                     f"{list(class_names or [])}, 'balanced', 'random' or None")
+
+
+def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: int,
+                  class_names: list | None = None) -> np.ndarray:
     """int64 (num_samples,) labels: an int (one class for all), a list (cycled: balanced over those
-    classes), "balanced" (all classes equally often, shuffled) or None / "random" (uniform per sample)."""
+    classes), "balanced" (all classes equally often, shuffled) or None / "random" (uniform per sample).
+    A string may name the classes by index or by name in `class_names` (comma-separated: "urban,forest")."""
     if not num_class:
         raise ValueError(f"the model is class-conditional but its metadata has num_class={num_class}")
     rng = np.random.default_rng([seed, 1])
     if isinstance(sample_class, str) and sample_class not in ("balanced", "random"):
-        try:
-            sample_class = [int(c) for c in sample_class.split(",")]
-        except ValueError:
-            raise ValueError(f"sample_class: got {sample_class!r}; expected an int, a list of ints, "
-                             "'balanced', 'random' or None") from None
+        sample_class = [class_index(c, class_names) for c in sample_class.split(",")]
+    elif isinstance(sample_class, (list, tuple)) and any(isinstance(c, str) for c in sample_class):
+        sample_class = [class_index(c, class_names) if isinstance(c, str) else c for c in sample_class]
     if sample_class is None or sample_class == "random":
         labels = rng.integers(0, num_class, num_samples)
     elif sample_class == "balanced":
@@ -129,6 +139,7 @@ class RunRequest:
     save_hdf5: bool = False
     url_lr_data: str | None = None
     shift_to_lr_mean: bool = False
+    save_geotiff: bool = False
 
 
 @dataclass
@@ -148,16 +159,21 @@ class PreparedRun:
     store: sample_io.ShardStore
 
 
+def check_results_folder(url_save_path: str, model_path: str) -> None:
+    """ValueError when `url_save_path` is the checkpoint's own folder (a JSON beside a checkpoint makes it
+    unloadable)."""
+    if Path(url_save_path).resolve() == Path(model_path).resolve().parent:
+        raise ValueError(f"url_save_path: {url_save_path} is the folder of the checkpoint {model_path}; expected a "
+                         "results folder elsewhere (a JSON written beside a checkpoint makes it unloadable)")
+
+
 def load_checked_model(request: RunRequest, device: torch.device, check: Callable[[int], None] | None):
     """(model, diffusion, metadata completed from the weights) after the checks that need no weights:
     metadata, `check(T)` (the sampler's options for a chain of T steps), the results folder."""
     args_dic = read_run_metadata(request.model_path, request.diffusion_steps)
     if check is not None:
         check(int(request.diffusion_steps or args_dic.get("diffusion_steps", 1000)))
-    if Path(request.url_save_path).resolve() == Path(request.model_path).resolve().parent:
-        raise ValueError(f"url_save_path: {request.url_save_path} is the folder of the checkpoint "
-                         f"{request.model_path}; expected a results folder elsewhere (a JSON written beside a "
-                         "checkpoint makes it unloadable)")
+    check_results_folder(request.url_save_path, request.model_path)
     return load_model(request.model_path, device=device, diffusion_steps=request.diffusion_steps)
 
 
@@ -176,7 +192,7 @@ def conditioning(request: RunRequest, args_dic: dict, seed: int) -> tuple[int, n
                          "model (metadata class_cond is false); leave sample_class out")
     if args_dic.get("class_cond"):
         labels = lr_labels[:num_samples] if lr_labels is not None else choose_labels(
-            request.sample_class, num_samples, args_dic.get("num_class"), seed)
+            request.sample_class, num_samples, args_dic.get("num_class"), seed, args_dic.get("class_names"))
         if labels.min() < 0 or labels.max() >= args_dic["num_class"]:
             raise ValueError(f"labels must lie in [0, {args_dic['num_class'] - 1}], got {labels.min()}..{labels.max()}")
     return num_samples, labels, low_res
@@ -197,7 +213,8 @@ def prepare_run(sampler: Sampler, options: SamplingOptions, request: RunRequest,
     npz_path = Path(request.url_save_path) / sample_io.npz_name(num_samples, args_dic["image_size"],
                                                                 args_dic["num_input_channels"])
     outputs = [npz_path, npz_path.with_suffix(".json")] + [npz_path.with_suffix(".png")] * request.plot + [
-        npz_path.with_suffix(".hdf5")] * request.save_hdf5
+        npz_path.with_suffix(".hdf5")] * request.save_hdf5 + [npz_path.with_name(f"{npz_path.stem}_geotiff")] * (
+        request.save_geotiff)
     check_free(outputs, options.overwrite)
     model.to(memory_format=memory_format(options.channels_last))
     enable_fast_matmul(options.device, options.amp)
@@ -259,7 +276,12 @@ def finish_run(run: PreparedRun, request: RunRequest, options: SamplingOptions, 
                                      (args_dic.get("hdf5_keys") or {}).get("key_data"))
     units = None
     if request.save_hdf5:
-        units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"))
+        units = sample_io.save_hdf5(npz_path, npz_path.with_suffix(".hdf5"), args_dic.get("data_normalization"),
+                                    class_names=args_dic.get("class_names"),
+                                    key_data=(args_dic.get("hdf5_keys") or {}).get("key_data"))
+    if request.save_geotiff and georef.write_geotiff_samples(npz_path, args_dic, overwrite=options.overwrite) is None:
+        print(f"[sample] save_geotiff: the training data {args_dic.get('data_train_dir')} carry no georeference; "
+              "no GeoTIFF written")
     run.store.remove()
     sample_io.write_provenance(npz_path.with_suffix(".json"), {
         **run.config, "code_version": code_version(),
@@ -275,13 +297,15 @@ def run_sampling(sampler: Sampler, options: SamplingOptions, *, model_path: str,
                  url_save_path: str, sample_class=None, clip_denoised: bool | None = None, max_clip_val: float = 1.0,
                  threshold_ratio: float | None = None, diffusion_steps: int | None = None, to_0_255: bool = False,
                  plot: bool = True, save_hdf5: bool = False, url_lr_data: str | None = None,
-                 shift_to_lr_mean: bool = False, check: Callable[[int], None] | None = None) -> Path:
+                 shift_to_lr_mean: bool = False, save_geotiff: bool = False,
+                 check: Callable[[int], None] | None = None) -> Path:
     """Validate, sample `num_samples` images batch by batch and write the outputs; returns the `.npz` path.
     `check(T)`, called before the model is loaded, validates the sampler's options for a chain of T steps.
     Under torchrun, rank r samples batches r, r + N, ...; rank 0 merges."""
     check_run_options(num_samples, max_clip_val, threshold_ratio)
     request = RunRequest(model_path, num_samples, url_save_path, sample_class, clip_denoised, max_clip_val,
-                         threshold_ratio, diffusion_steps, to_0_255, plot, save_hdf5, url_lr_data, shift_to_lr_mean)
+                         threshold_ratio, diffusion_steps, to_0_255, plot, save_hdf5, url_lr_data, shift_to_lr_mean,
+                         save_geotiff)
     joined = not is_distributed()
     setup_dist(options.device)  # joins torchrun's process group (no-op in one process)
     rank, world = get_rank(), get_world_size()
