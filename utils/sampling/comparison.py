@@ -120,12 +120,17 @@ def feature_score_fn(real: str, extractor_path: str, extractor: str = "domain_cn
 
 
 NOT_PLOTTED = ("_floor", "_se", "_ci_low", "_ci_high", "n_matched", "extractor_sha256")
+AXIS_NAMES = {"FID": "FID (standardised domain features; lower is better)",
+              "FID_corrected": "bias-corrected FID (lower is better)", "KID": "KID (lower is better)",
+              "Precision": "precision (fraction of samples on the real manifold)",
+              "Recall": "recall (fraction of real fields on the sample manifold)",
+              "steps": "network evaluations per sample"}
 
 
-def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
+def plot_comparison(results: list[dict], folder: Path, title: str = "") -> list[Path]:
     """One PNG per score (or seconds vs steps when there are no scores): a curve per configuration,
     points annotated with their step counts; a score's interval (`<score>_ci_low/high`) as error
-    bars and its noise floor (`<score>_floor`) as a dashed line."""
+    bars and its noise floor (`<score>_floor`) as a dashed line. `title`: the model and sample count."""
     from utils.evaluation.plots import plt, save_figure
 
     keys = {k for row in results for k in row} - {"label", "config", "steps", "seconds_per_sample"}
@@ -146,8 +151,10 @@ def plot_comparison(results: list[dict], folder: Path) -> list[Path]:
                 ax.annotate(str(r["steps"]), (x_, y_), textcoords="offset points", xytext=(3, 3), fontsize=7)
         if f"{score}_floor" in results[0]:
             ax.axhline(results[0][f"{score}_floor"], color="gray", linestyle="--", label="noise floor (real halves)")
-        ax.set_xlabel("seconds per sample")
-        ax.set_ylabel(score)
+        ax.set_xlabel("seconds per sample (one timed run, wall clock)")
+        ax.set_ylabel(AXIS_NAMES.get(score, score))
+        name = AXIS_NAMES.get(score, score).split(" (")[0]
+        ax.set_title(f"{name} vs sampling time" + (f"\n{title}" if title else ""), fontsize=9)
         ax.legend()
         fig.tight_layout()
         paths.append(folder / f"comparison_{score}_vs_time.png")
@@ -197,7 +204,8 @@ def main(
                                device, score_fn=score_fn)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "comparison.json", json.dumps(results, indent=1))
-    plot_comparison(results, folder)
+    plot_comparison(results, folder, title=f"{Path(model_path).parent.name}/{Path(model_path).name}, "
+                                         f"{num_samples} samples per point, batch {batch_size}")
     for row in results:
         print(f"{row['label']:12s} steps {row['steps']:4d}  {row['seconds_per_sample'] * 1000:.1f} ms/sample  "
               f"{score_text(row)}")
