@@ -61,3 +61,20 @@ def test_hdf5_normalised_as_in_training(tmp_path):
     norm = {"kind": "range", "low": -4.0, "high": 4.0, "db": False, "cos_sin": False}
     s = load_image_set(tmp_path, key_data="unwrap", data_normalization=norm)
     np.testing.assert_allclose(s.images[0, :, :, 0], [[-1.0, 0.0], [0.5, 1.0]])
+
+
+def test_crop_takes_training_style_windows_instead_of_resizing(tmp_path):
+    folder = tmp_path / "sar"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    sources = [rng.integers(0, 256, (64, 64), dtype=np.uint8) for _ in range(3)]
+    for i, a in enumerate(sources):
+        Image.fromarray(a).save(folder / f"img{i}.png")
+    got = load_image_set(folder, image_size=32, crop=True, num_channels=1, seed=5).images[..., 0]
+    assert got.shape == (3, 32, 32)
+    scaled = [a.astype(np.float32) / 127.5 - 1 for a in sources]  # the uint8 -> [-1, 1] map of 8-bit folders
+    for image in got:  # every crop is an exact 32 px window of one source image (no resampling)
+        assert any(np.allclose(image, s[r:r + 32, c:c + 32], atol=1e-6)
+                   for s in scaled for r in range(33) for c in range(33))
+    with pytest.raises(ValueError, match="crop=True needs image_size"):
+        load_image_set(folder, crop=True)

@@ -77,7 +77,7 @@ def _subset_indices(n_total: int, num_samples: int | None, seed: int) -> np.ndar
     return np.sort(rng.choice(n_total, size=num_samples, replace=False))
 
 
-def _load_folder(folder: Path, num_samples, seed, num_channels, image_size, norm) -> ImageSet:
+def _load_folder(folder: Path, num_samples, seed, num_channels, image_size, norm, crop: bool = False) -> ImageSet:
     files = list_image_files_recursively(folder)
     if num_channels is None:
         num_channels = file_channels(files[0])
@@ -89,7 +89,7 @@ def _load_folder(folder: Path, num_samples, seed, num_channels, image_size, norm
     if all("_" in os.path.basename(f) for f in files):
         class_names, all_labels = resolve_class_labels(files)
         labels = all_labels[chosen]
-    reader = ImageDataset(files, norm, image_size, num_channels)
+    reader = ImageDataset(files, norm, image_size, num_channels, crop=crop, seed=seed)
     arrays = [np.moveaxis(reader.load(int(i)), 0, -1) for i in chosen]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
@@ -131,7 +131,8 @@ def load_image_set(source: str | Path, *, num_samples: int | None = None, seed: 
                    key_data: str | None = None, key_class: str | None = None, key_other: str | None = None,
                    list_keys_hdf5_original: tuple[str, ...] | None = None,
                    num_channels: int | None = None, image_size: int | None = None,
-                   data_normalization: dict | None = None, scale: float = 1.0, offset: float = 0.0) -> ImageSet:
+                   data_normalization: dict | None = None, scale: float = 1.0, offset: float = 0.0,
+                   crop: bool = False) -> ImageSet:
     """Load an image folder, an HDF5 folder or a samples ``.npz`` as NHWC float32 in model units.
 
     ``num_samples``: a random subset of that many items (``seed``), all when None.
@@ -139,6 +140,8 @@ def load_image_set(source: str | Path, *, num_samples: int | None = None, seed: 
     ``list_keys_hdf5_original``: when given, every top-level HDF5 key must be one of them (as in training).
     ``num_channels``: image folders (1 grayscale / 3 RGB; default: as the first file).
     ``image_size``: image folders are resized to it as in training; HDF5 items must have that side.
+    ``crop``: image folders give a random ``image_size`` square of each image instead (seeded by ``seed`` and the
+    item, as training with ``crop=True``), so real SAR scenes match a model trained on crops.
     ``data_normalization``: the training ``metadata.json`` entry; folders are mapped with it, and it
     is recorded on ``.npz`` samples (already in model units) so :meth:`ImageSet.physical` works.
     ``scale`` / ``offset``: affine map ``x * scale + offset`` applied after that, to bring values
@@ -157,7 +160,9 @@ def load_image_set(source: str | Path, *, num_samples: int | None = None, seed: 
         result = _load_hdf5(path, key_data, key_class, key_other, list_keys_hdf5_original, num_samples, seed,
                             image_size, data_normalization)
     else:
-        result = _load_folder(path, num_samples, seed, num_channels, image_size, data_normalization)
+        if crop and image_size is None:
+            raise ValueError(f"crop=True needs image_size (the side of the crops in px) for {str(source)!r}")
+        result = _load_folder(path, num_samples, seed, num_channels, image_size, data_normalization, crop)
     if scale != 1.0 or offset != 0.0:
         result.images = (result.images * np.float32(scale) + np.float32(offset)).astype(np.float32)
         result.data_normalization = None

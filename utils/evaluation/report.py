@@ -57,7 +57,7 @@ def normalization_from(metadata_json: str | None) -> dict | None:
 
 def load_pair(real: str, generated: str, *, num_samples: int | None, key_data: str | None, num_channels: int | None,
               image_size: int | None, real_scale: float, real_offset: float, seed: int,
-              data_normalization: dict | None = None) -> tuple[ImageSet, ImageSet]:
+              data_normalization: dict | None = None, crop: bool = False) -> tuple[ImageSet, ImageSet]:
     """Load the real and generated sets with the training readers and check that sizes and channels match
     (``data_normalization``, see :func:`normalization_from`, maps folders to model units as in training)."""
     gen = load_image_set(generated, num_samples=num_samples, seed=seed, key_data=key_data,
@@ -65,7 +65,7 @@ def load_pair(real: str, generated: str, *, num_samples: int | None, key_data: s
     channels = num_channels if num_channels is not None else (gen.num_channels if gen.num_channels in (1, 3) else None)
     real_set = load_image_set(real, num_samples=num_samples, seed=seed, key_data=key_data, num_channels=channels,
                               image_size=image_size, data_normalization=data_normalization, scale=real_scale,
-                              offset=real_offset)
+                              offset=real_offset, crop=crop)
     check_compatible(real_set.images, gen.images)
     return real_set, gen
 
@@ -254,6 +254,7 @@ def evaluate_samples(
     key_data: str | None = None,          # HDF5 dataset name (HDF5 folders)
     num_channels: int | None = None,      # channels to read image folders with (default: as the samples)
     image_size: int | None = None,        # resize real image-folder images to this size in px
+    crop: bool = False,                   # instead: seeded random image_size crops, as training with crop=True
     real_scale: float = 1.0,              # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
     metadata_json: str | None = None,   # training metadata.json (default: from the samples' provenance JSON)
@@ -291,7 +292,7 @@ def evaluate_samples(
     _check_units(real, samples, norm is not None, (real_scale, real_offset) != (1.0, 0.0), needs_features)
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
-                                  data_normalization=norm)
+                                  data_normalization=norm, crop=crop)
     real_values, gen_values = ((real_set.physical(), gen_set.physical()) if units == "physical"
                                else (real_set.images, gen_set.images))
     if not 0 <= channel < gen_values.shape[3]:
