@@ -88,16 +88,17 @@ def test_report_command_prints_a_summary_and_figures_state_units(data, repo_root
     assert json.loads((out / "metrics.json").read_text())["field_unit"] == "model units"
 
 
-def test_hdf5_real_data_without_metadata_warns(tmp_path):
+def test_hdf5_real_data_without_metadata_is_refused_before_any_file(tmp_path):
     folder = tmp_path / "real"
     folder.mkdir()
     rng = np.random.default_rng(1)
     with h5py.File(folder / "part0.hdf5", "w") as f:
         f["unwrap"] = rng.normal(0, 2, (12, 16, 16)).astype(np.float32)
     np.savez(tmp_path / "samples_12x16x16x1.npz", rng.uniform(-1, 1, (12, 16, 16, 1)).astype(np.float32))
-    with pytest.warns(UserWarning, match="metadata_json"):
+    with pytest.raises(ValueError, match="stored units.*metadata_json"):  # rad against model units: refused (#27)
         evaluate_samples(str(folder), str(tmp_path / "samples_12x16x16x1.npz"), str(tmp_path / "out"),
                          metrics="semivariogram", key_data="unwrap")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.filterwarnings("ignore:.*rank deficient")

@@ -10,7 +10,6 @@ CLI: ``python -m utils.report --real ... --samples ... --results_dir ...``.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import value_unit
 from improved_diffusion.file_io import atomic_write, atomic_write_text, check_free
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
-from utils.evaluation.comparable import apply_nan_policy, check_same_units, is_hdf5_folder, resolve_metadata
+from utils.evaluation.comparable import apply_nan_policy, check_same_units, resolve_metadata
 from utils.evaluation.feature_scores import (
     feature_scores,
     format_scores,
@@ -95,17 +94,6 @@ def feature_metrics(real: np.ndarray, generated: np.ndarray, extractor: FeatureE
                                       "n": len(generated), **baseline}
         warn_if_degenerate(scores["precision_recall"], baseline)
     return {**out, "summary": format_scores(scores, floor, baseline)}
-
-
-def _check_units(real: str, samples: str, metadata_known: bool, real_scaled: bool, needs_features: bool) -> None:
-    """Feature metrics between sets in different units are refused (``check_same_units``); for the field statistics
-    alone, real HDF5 data in stored units only warn (they may be compared in physical units by design)."""
-    if needs_features:
-        check_same_units(real, samples, metadata_known=metadata_known, real_scaled=real_scaled)
-    elif not (metadata_known or real_scaled) and is_hdf5_folder(real):
-        warnings.warn(f"real={real!r}: HDF5 values are read as stored (e.g. rad) while samples are in model units; "
-                      "pass metadata_json=<training metadata.json> (or real_scale / real_offset) so both match",
-                      stacklevel=3)
 
 
 def summary_lines(report: dict, results_dir: str) -> list[str]:
@@ -289,7 +277,9 @@ def evaluate_samples(
     _check_results_dir(out, overwrite)
     ext = load_extractor(extractor, extractor_path, layer, resize_to) if extractor_path is not None else None
     norm = normalization_from(metadata_json)
-    _check_units(real, samples, norm is not None, (real_scale, real_offset) != (1.0, 0.0), needs_features)
+    # sets in different units (an HDF5 folder in stored units against samples in model units) are refused
+    check_same_units(real, samples, metadata_known=norm is not None,
+                     real_scaled=(real_scale, real_offset) != (1.0, 0.0))
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
                                   data_normalization=norm, crop=crop)
