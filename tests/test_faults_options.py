@@ -56,7 +56,7 @@ def test_sample_class_for_an_unconditional_model_is_refused(unconditional, tmp_p
     assert (out / "samples_1x32x32x1.npz").is_file()
 
 
-@pytest.mark.parametrize("value, expected", [("2.5", "got 2.5"), ("10", "got 10"), ("1,x", "got '1,x'")])
+@pytest.mark.parametrize("value, expected", [("2.5", "got 2.5"), ("10", "got 10"), ("1,x", "got '1,x'; 'x' is neither")])
 def test_a_sample_class_that_is_no_class_index_names_the_key(ckpt, tmp_path, capsys, value, expected):  # noqa: F811
     code, err = cli(main_sample, sample_args(ckpt, tmp_path / "out", "--sample_class", value, *QUICK), capsys)
     assert code == 2 and f"sample_class: {expected}" in err

@@ -53,14 +53,15 @@ def read_run_metadata(model_path: str, diffusion_steps: int | None) -> dict:
     return args_dic
 
 
-def class_index(name: str, class_names: list | None) -> int:
-    """The index of a class given by its number ("2") or its name in the metadata's `class_names` ("urban")."""
+def class_index(name: str, class_names: list | None, given: str | list) -> int:
+    """The index of a class given by its number ("2") or its name in the metadata's `class_names` ("urban");
+    `given` is the whole value the user wrote, named in the error."""
     if name.strip().lstrip("-").isdigit():
         return int(name)
     if class_names and name.strip() in class_names:
         return list(class_names).index(name.strip())
-    raise ValueError(f"sample_class: got {name!r}; expected a class index or one of the model's class names "
-                     f"{list(class_names or [])}, 'balanced', 'random' or None")
+    raise ValueError(f"sample_class: got {given!r}; {name!r} is neither a class index nor one of the "
+                     f"model's class names {list(class_names or [])}; expected those, 'balanced', 'random' or None")
 
 
 def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: int,
@@ -72,9 +73,10 @@ def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: i
         raise ValueError(f"the model is class-conditional but its metadata has num_class={num_class}")
     rng = np.random.default_rng([seed, 1])
     if isinstance(sample_class, str) and sample_class not in ("balanced", "random"):
-        sample_class = [class_index(c, class_names) for c in sample_class.split(",")]
+        sample_class = [class_index(c, class_names, sample_class) for c in sample_class.split(",")]
     elif isinstance(sample_class, (list, tuple)) and any(isinstance(c, str) for c in sample_class):
-        sample_class = [class_index(c, class_names) if isinstance(c, str) else c for c in sample_class]
+        sample_class = [class_index(c, class_names, sample_class) if isinstance(c, str) else c
+                        for c in sample_class]
     if sample_class is None or sample_class == "random":
         labels = rng.integers(0, num_class, num_samples)
     elif sample_class == "balanced":
