@@ -2,6 +2,7 @@
 without loader_kwargs are refused with status 2 and one line naming the file or key, before the first file is
 written; the corrected rerun then needs no --overwrite."""
 import json
+import signal
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from improved_diffusion.data_normalization import make_normalization
+from tests.conftest import REPO_ROOT
 from utils.cli import run_cli
 from utils.evaluation.report import evaluate_samples
 from utils.sampling.sample_io import read_samples_npz
@@ -118,3 +120,38 @@ def test_a_truth_file_without_loader_kwargs_is_refused_before_the_first_file(rea
     assert code == 2 and "truth_json" in err and str(path) in err
     assert {'{"params": {}}': "is missing", "not json": "not a UTF-8 JSON", None: "no ground truth file"}[truth] in err
     assert not out.exists()
+
+
+KILLED_REPORT = """
+import sys, time
+import utils.evaluation.report as report
+write = report.atomic_write_text
+def stalled(path, text):
+    if path.name == "metrics.json":  # every figure and CSV is written: the report dies before its metrics.json
+        print("writing", flush=True)
+        time.sleep(600)
+    write(path, text)
+report.atomic_write_text = stalled
+report.evaluate_samples(sys.argv[1], sys.argv[2], sys.argv[3], metrics="semivariogram,spectrum")
+"""
+
+
+def test_a_report_killed_mid_write_is_replaced_by_the_next_run_without_overwrite(tmp_path):
+    rng = np.random.default_rng(0)
+    real, samples, out = tmp_path / "real.npz", tmp_path / "samples.npz", tmp_path / "results"
+    np.savez(real, rng.uniform(-1, 1, (20, 16, 16, 1)).astype(np.float32))
+    np.savez(samples, rng.uniform(-1, 1, (20, 16, 16, 1)).astype(np.float32))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_REPORT, str(real), str(samples), str(out)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    left = sorted(p.name for p in out.iterdir())
+    assert "metrics.json" not in left and "report.incomplete.json" in left and len(left) > 2
+    report = evaluate_samples(str(real), str(samples), str(out), metrics="semivariogram,spectrum")
+    assert json.loads((out / "metrics.json").read_text())["n_generated"] == report["n_generated"] == 20
+    assert "report.incomplete.json" not in {p.name for p in out.iterdir()}
+    with pytest.raises(FileExistsError, match="overwrite"):  # a finished report is not replaced without overwrite
+        evaluate_samples(str(real), str(samples), str(out), metrics="semivariogram,spectrum")

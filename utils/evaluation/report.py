@@ -320,13 +320,38 @@ def evaluate_samples(
     if "scorecard" in names:
         sections["scorecard"] = scorecard_section(card_real, gen_set, out, truth=truth, truth_json=truth_json,
                                                   channel=channel, seed=seed, overwrite=overwrite)
-    check_free([path for _, paths, _ in sections.values() for path in paths], overwrite, key="results_dir")
+    files = [path for _, paths, _ in sections.values() for path in paths]
+    left = files_of_interrupted_report(out)
+    check_free([path for path in files if path not in left], overwrite, key="results_dir")
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / INCOMPLETE, json.dumps([path.name for path in files]))
+    for path in left:
+        path.unlink(missing_ok=True)  # a file of the killed report, possibly cut short
     for name, (summary, _, write) in sections.items():
         write()
         report[name] = summary
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=1))
+    (out / INCOMPLETE).unlink()
     return report
+
+
+# Written before a report's first file and removed after its metrics.json: where it is left, the report that
+# wrote it was killed, and the files it lists may be replaced by the next report without overwrite=True.
+INCOMPLETE = "report.incomplete.json"
+
+
+def files_of_interrupted_report(results_dir: Path) -> set[Path]:
+    """The files an interrupted report into `results_dir` was writing (empty when none was interrupted)."""
+    record = results_dir / INCOMPLETE
+    if not record.is_file():
+        return set()
+    try:
+        names = json.loads(record.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"results_dir: cannot read {record} ({err}); it marks a report that was interrupted: "
+                         "remove it and the files of that report, or pass overwrite=True") from None
+    print(f"results_dir: replacing the files of a report that was interrupted ({record})")
+    return {results_dir / Path(name).name for name in names}
 
 
 def _check_options(names: list[str], units: str, metadata_json: str | None, extractor_path: str | None) -> None:
