@@ -18,6 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# file name endings of each `type_dataset`, and a hint for a folder that holds the other kind
+DATA_EXTENSIONS = {"image": (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff"), "hdf5": (".hdf5", ".h5")}
+
+
+def other_kind_hint(folder: str | os.PathLike, type_dataset: str) -> str:
+    """'; it holds N <other> files: pass --type_dataset <other>' when `folder` holds files of the other
+    `type_dataset` (searched recursively), else ''."""
+    for other, endings in DATA_EXTENSIONS.items():
+        found = sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in endings)
+        if other != type_dataset and found:
+            return f"; it holds {found} {other} file(s): pass --type_dataset {other}"
+    return ""
+
 
 def check_free(paths: Iterable[str | os.PathLike], overwrite: bool, key: str | None = None) -> None:
     """FileExistsError naming the first existing path (and the keyword `key` that gave it) unless `overwrite`."""

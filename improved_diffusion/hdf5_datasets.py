@@ -24,8 +24,9 @@ from improved_diffusion.data_normalization import (
     robust_normalization,
     warn_outside,
 )
+from improved_diffusion.file_io import DATA_EXTENSIONS, other_kind_hint
 
-HDF5_EXTENSIONS = (".hdf5", ".h5")
+HDF5_EXTENSIONS = DATA_EXTENSIONS["hdf5"]
 NAN_POLICIES = ("error", "fill")
 
 
@@ -45,7 +46,8 @@ def list_hdf5_files(folder: str | os.PathLike) -> list[str]:
         raise FileNotFoundError(f"data_dir={str(folder)!r} is not a folder")
     files = sorted(str(p) for p in root.iterdir() if p.suffix.lower() in HDF5_EXTENSIONS)
     if not files:
-        raise ValueError(f"data_dir={str(folder)!r} holds no HDF5 file; expected names ending in {HDF5_EXTENSIONS}")
+        raise ValueError(f"data_dir={str(folder)!r} holds no HDF5 file; expected names ending in {HDF5_EXTENSIONS}"
+                         + other_kind_hint(folder, "hdf5"))
     return files
 
 

@@ -26,8 +26,9 @@ from improved_diffusion.data_normalization import (
     to_db,
     warn_outside,
 )
+from improved_diffusion.file_io import DATA_EXTENSIONS, other_kind_hint
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".tif", ".tiff")
+IMAGE_EXTENSIONS = DATA_EXTENSIONS["image"]
 TIFF_EXTENSIONS = (".tif", ".tiff")
 
 
@@ -39,7 +40,8 @@ def list_image_files_recursively(data_dir: str | os.PathLike) -> list[str]:
     files = sorted(str(p) for p in root.rglob("*")
                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise ValueError(f"data_dir={str(data_dir)!r} holds no image files; expected one of {IMAGE_EXTENSIONS}")
+        raise ValueError(f"data_dir={str(data_dir)!r} holds no image files; expected one of {IMAGE_EXTENSIONS}"
+                         + other_kind_hint(data_dir, "image"))
     return files
 
 

@@ -20,7 +20,7 @@ from improved_diffusion.checkpoint import load_model, load_state_dict
 from improved_diffusion.train_state import leftover_files, list_sets
 from tests.conftest import REPO_ROOT
 from tests.test_train_loop import folder_hashes
-from tests.test_train_script import image_folder, original_layout_folder
+from tests.test_train_script import hdf5_folder, image_folder, original_layout_folder
 from utils.cli import run_cli
 
 # 4 images, batch 2: 2 steps per epoch; a set every step and at each epoch end (6 sets in 2 epochs).
@@ -358,3 +358,17 @@ def test_kill_9_during_saves_then_resume_is_bit_identical(tmp_path, data, straig
     meta = json.loads((folder / "metadata.json").read_text())
     assert len(meta["resumes"]) == len(report) - ("finished" in report[-1]) and \
         all(r["overrides"] == {} for r in meta["resumes"])
+
+
+def test_preset_demo_on_an_image_folder_names_the_type_dataset_flag(capsys, data, tmp_path):
+    # the demo preset trains the built-in HDF5 data: on a folder of images the error says which flag to add
+    out = tmp_path / "run"
+    _rejected(capsys, ["--preset", "demo", "--data_train_dir", data, "--url_folder_experiment", str(out)],
+              ["holds no HDF5 file", "it holds 4 image file(s): pass --type_dataset image"], out)
+
+
+def test_an_hdf5_folder_without_type_dataset_names_the_flag(capsys, tmp_path):
+    folder = hdf5_folder(tmp_path / "h5")
+    out = tmp_path / "run"
+    _rejected(capsys, ["--data_train_dir", folder, "--url_folder_experiment", str(out)],
+              ["holds no image files", "pass --type_dataset hdf5"], out)
