@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from utils.sampling import sample_io
-from utils.sampling.georef import read_georeference
+from utils.sampling.georef import read_georeference, write_geotiff_samples
 
 # a UTM zone 33N (EPSG:32633) projected grid of 10 m pixels, as GDAL writes it
 GEOKEYS = (1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633, 3076, 0, 1, 9001)
@@ -88,3 +88,17 @@ def test_hdf5_export_has_unit_class_names_and_dates(tmp_path):
         assert f.attrs["units"] == "physical" and f.attrs["unit"] == "rad"
         assert list(f.attrs["class_names"]) == ["a", "b"] and list(f.attrs["dates"]) == ["20200101_20200113"]
         assert f.attrs["created_utc"][:2] == "20"
+
+
+@pytest.mark.parametrize("crop, expected", [(False, 20.0), (True, 10.0)])
+def test_samples_of_a_resized_folder_carry_the_pixel_size_of_the_training_pixels(run, tmp_path, crop, expected):
+    # 8x8 px inputs of 10 m resized to image_size 4 (crop=False): a training pixel covers 20 m on the ground;
+    # random 4 px crops keep the inputs' 10 m
+    samples = tmp_path / "samples_2x4x4x1.npz"
+    np.savez(samples, np.zeros((2, 4, 4, 1), np.float32))
+    args_dic = {**json.loads(run["metadata"].read_text()), "image_size": 4, "type_dataset": "image", "crop": crop}
+    out = write_geotiff_samples(samples, args_dic, out_folder=tmp_path / f"crop{crop}")
+    with tifffile.TiffFile(out / "sample_00001.tif") as tif:
+        scale = tuple(tif.pages[0].tags[33550].value)
+        factor = json.loads(tif.pages[0].description)["pixel_spacing_factor"]
+    assert scale == (expected, expected, 0.0) and factor == expected / 10.0

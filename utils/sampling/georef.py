@@ -5,8 +5,9 @@ Read (:func:`read_georeference`) from the first GeoTIFF (tags ModelPixelScale 33
 GDAL_NODATA 42113, read with tifffile) or the first HDF5 file (its root attributes) of the training
 folder. Written (:func:`write_geotiff_samples`) into one float32 GeoTIFF per sample, in physical
 units when the model's ``data_normalization`` is known. A generated sample has no place on the
-ground: the tags give it the input's coordinate system and pixel spacing, and the tie point of the
-reference file (named in each file's ImageDescription), so GIS tools show it at the right scale.
+ground: the tags give it the input's coordinate system and the pixel spacing of the training pixels (the
+input's, times min(H, W) / image_size where an image folder was resized to image_size), and the tie point of
+the reference file (named in each file's ImageDescription), so GIS tools show it at the right scale.
 
 Hook for a sampling run (``utils/sampling/run.py``), after the ``.npz`` is merged::
 
@@ -61,9 +62,10 @@ def read_georeference(source: str | Path) -> dict | None:
     if tif is not None:
         with tifffile.TiffFile(tif) as f:
             tags = {code: f.pages[0].tags[code].value for code in GEO_TAGS if code in f.pages[0].tags}
+            shape = list(f.pages[0].shape[:2])  # (H, W) of a band-first or single-band page
         if tags:
             return {"reference": str(tif), "tiff_tags": {c: _json_value(v) for c, v in tags.items()},
-                    "hdf5_attrs": {}}
+                    "hdf5_attrs": {}, "shape_hw": shape}
     h5 = _first_file(source, HDF5_EXTENSIONS)
     if h5 is not None:
         with h5py.File(h5, "r") as f:
@@ -73,9 +75,24 @@ def read_georeference(source: str | Path) -> dict | None:
     return None
 
 
-def _extratags(georef: dict) -> list[tuple]:
+def spacing_factor(georef: dict, args_dic: dict) -> float:
+    """Ground size of a sample pixel over that of a reference pixel: an image folder trained without `crop` was
+    resized so its short side is `image_size` (``image_datasets.resize_center_crop``), so each training pixel
+    covers min(H, W) / image_size reference pixels; 1 for random crops, HDF5 data and non-image references."""
+    shape, size = georef.get("shape_hw"), args_dic.get("image_size")
+    if shape is None or not size or args_dic.get("crop") or args_dic.get("type_dataset", "image") != "image":
+        return 1.0
+    return min(shape) / size
+
+
+def _extratags(georef: dict, factor: float = 1.0) -> list[tuple]:
+    """tifffile extratags of the reference's geo tags, the pixel size multiplied by `factor`."""
     out = []
     for code, value in georef["tiff_tags"].items():
+        if int(code) == 33550:  # ModelPixelScale (sx, sy, sz)
+            value = [value[0] * factor, value[1] * factor, *value[2:]]
+        elif int(code) == 34264:  # ModelTransformation: 4x4 row-major, pixel -> model; scale the pixel columns
+            value = [v * factor if i in (0, 1, 4, 5, 8, 9) else v for i, v in enumerate(value)]
         dtype = GEO_TAGS[int(code)][0]
         count = 0 if dtype == "s" else len(value) if isinstance(value, (list, tuple)) else 1
         out.append((int(code), dtype, count, value, True))
@@ -108,15 +125,17 @@ def write_geotiff_samples(npz_path: str | Path, args_dic: dict, reference: str |
     out = Path(out_folder) if out_folder is not None else npz_path.with_name(f"{npz_path.stem}_geotiff")
     check_free([out], overwrite, key="out_folder")
     x, unit = samples_in_physical_units(npz_path, args_dic.get("data_normalization"))
+    factor = spacing_factor(georef, args_dic)
     out.mkdir(parents=True, exist_ok=True)
     description = json.dumps({"unit": unit, "class_names": args_dic.get("class_names"), "samples": npz_path.name,
                               "georeference_from": georef["reference"], "hdf5_attrs": georef["hdf5_attrs"],
+                              "pixel_spacing_factor": factor,
                               "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     for i, image in enumerate(x):
         planes = np.moveaxis(image, -1, 0)  # (C, H, W); one channel is written as (H, W)
         pixels = np.ascontiguousarray(planes[0] if len(planes) == 1 else planes)
         atomic_write(out / f"sample_{i:05d}.tif", lambda tmp, pixels=pixels: tifffile.imwrite(
-            tmp, pixels, description=description, extratags=_extratags(georef), metadata=None))
+            tmp, pixels, description=description, extratags=_extratags(georef, factor), metadata=None))
     return out
 
 
