@@ -23,7 +23,13 @@ import json
 from pathlib import Path
 
 from improved_diffusion.file_io import atomic_write_text, check_free
-from utils.evaluation.comparable import NAN_POLICIES, apply_nan_policy, check_same_units, resolve_metadata
+from utils.evaluation.comparable import (
+    NAN_POLICIES,
+    apply_nan_policy,
+    check_same_units,
+    resolve_metadata,
+    training_geometry,
+)
 from utils.evaluation.features import load_extractor
 from utils.evaluation.report import FEATURE_METRICS, feature_metrics, load_pair, normalization_from, parse_metrics
 
@@ -39,7 +45,7 @@ def main(
     num_samples: int | None = None,     # random subset of each set (all when None)
     key_data: str | None = None,        # HDF5 dataset name
     num_channels: int | None = None,    # channels to read image folders with (default: as generated)
-    image_size: int | None = None,      # resize real image-folder images to this size in px
+    image_size: int | None = None,      # resize real image-folder images to this size in px (default: as training)
     real_scale: float = 1.0,            # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
     metadata_json: str | None = None,   # training metadata.json (default: from the samples' provenance JSON)
@@ -71,9 +77,10 @@ def main(
     check_same_units(real, generated, metadata_known=norm is not None,
                      real_scaled=(real_scale, real_offset) != (1.0, 0.0))
     ext = load_extractor(extractor, extractor_path, layer, resize_to)
+    image_size, crop = training_geometry(real, metadata_json, image_size, crop=False)
     real_set, gen_set = load_pair(real, generated, num_samples=num_samples, key_data=key_data,
                                   num_channels=num_channels, image_size=image_size, real_scale=real_scale,
-                                  real_offset=real_offset, seed=seed, data_normalization=norm)
+                                  real_offset=real_offset, seed=seed, data_normalization=norm, crop=crop)
     real_images, gen_images, nan_record = apply_nan_policy(real_set.images, gen_set.images, nan_policy, seed=seed,
                                                            sources=(real_set.source, gen_set.source))
     report = {"real": real_set.source, "generated": gen_set.source,

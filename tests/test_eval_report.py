@@ -122,3 +122,32 @@ def test_semivariogram_section_names_its_estimator_and_counts(data):
     section = json.loads((out / "metrics.json").read_text())["semivariogram"]
     assert section["estimator"].startswith("Matheron") and section == report["semivariogram"]
     assert (section["n_real"], section["n_generated"]) == (25, 25)
+
+
+@pytest.mark.filterwarnings("ignore:.*rank deficient")
+@pytest.mark.parametrize("crop", [False, True])
+def test_a_larger_real_folder_is_read_as_training_read_it(tmp_path, crop):
+    # 24 px scenes, a model trained at 16 px: without image_size the scores read the real folder with the
+    # training metadata's image_size and crop, the same as passing them by hand
+    rng = np.random.default_rng(0)
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8), mode="L").save(real / f"a_{i:03d}.png")
+    run = tmp_path / "models_data" / "run"
+    run.mkdir(parents=True)
+    (run / "metadata.json").write_text(json.dumps({"type_dataset": "image", "image_size": 16, "crop": crop}))
+    samples = tmp_path / "results" / "samples_20x16x16x1.npz"
+    samples.parent.mkdir()
+    np.savez(samples, rng.uniform(-1, 1, (20, 16, 16, 1)).astype(np.float32))
+    samples.with_suffix(".json").write_text(json.dumps({"model_path": str(run / "ema_rate=0.99_1.pt")}))
+    ext = save_classifier(tmp_path / "classifier_best.pt", DomainCNN(1, 2, 4).eval(), {"arch": "domain_cnn"})
+    kwargs = dict(extractor_path=str(ext), num_bootstrap=0, metrics="fid")
+    if not crop:
+        auto = utils_FID.main(str(real), str(samples), **kwargs)
+        by_hand = utils_FID.main(str(real), str(samples), image_size=16, **kwargs)
+        assert auto["fid"]["fid"] == by_hand["fid"]["fid"] and auto["fid"]["n_real"] == 30
+    auto = evaluate_samples(str(real), str(samples), str(tmp_path / "auto"), metrics="semivariogram")
+    by_hand = evaluate_samples(str(real), str(samples), str(tmp_path / "by_hand"), metrics="semivariogram",
+                               image_size=16, crop=crop, metadata_json=str(run / "metadata.json"))
+    assert auto["semivariogram"] == by_hand["semivariogram"]

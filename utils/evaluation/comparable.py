@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improved_diffusion.checkpoint import METADATA_NAME
+from improved_diffusion.checkpoint import METADATA_NAME, read_metadata
 from improved_diffusion.hdf5_datasets import HDF5_EXTENSIONS
 
 NAN_POLICIES = ("error", "fill", "drop")
@@ -103,6 +103,22 @@ def resolve_metadata(generated: str, metadata_json: str | None) -> tuple[str | N
         return metadata_json, "given"
     found = metadata_from_provenance(generated)
     return (None, "none") if found is None else (str(found), "sample provenance")
+
+
+def training_geometry(real: str, metadata_json: str | None, image_size: int | None, crop: bool) -> tuple[int | None,
+                                                                                                        bool]:
+    """(image_size, crop) to read a real image folder with: the given ones, or, when ``image_size`` is None and
+    the training ``metadata.json`` says the model was trained on an image folder, its ``image_size`` and ``crop``
+    (the real scenes are then resized, or randomly cropped, exactly as training did)."""
+    if image_size is not None or metadata_json is None or not Path(real).is_dir() or is_hdf5_folder(real):
+        return image_size, crop
+    args_dic = read_metadata(metadata_json)
+    if args_dic.get("type_dataset", "image") != "image" or not args_dic.get("image_size"):
+        return image_size, crop
+    crop = bool(args_dic.get("crop", False))
+    print(f"real={real!r}: read as in training ({metadata_json}): "
+          f"{'random crops of' if crop else 'resized to'} {args_dic['image_size']} px")
+    return int(args_dic["image_size"]), crop
 
 
 def check_same_units(real: str, generated: str, *, metadata_known: bool, real_scaled: bool) -> None:

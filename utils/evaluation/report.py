@@ -19,7 +19,7 @@ from improved_diffusion.checkpoint import read_metadata
 from improved_diffusion.data_normalization import value_unit
 from improved_diffusion.file_io import atomic_write, atomic_write_text, check_free
 from utils.evaluation.array_io import ImageSet, check_compatible, load_image_set
-from utils.evaluation.comparable import apply_nan_policy, check_same_units, resolve_metadata
+from utils.evaluation.comparable import apply_nan_policy, check_same_units, resolve_metadata, training_geometry
 from utils.evaluation.feature_scores import (
     feature_scores,
     format_scores,
@@ -241,7 +241,7 @@ def evaluate_samples(
     train_data: str | None = None,        # training set for the memorisation check (default: real)
     key_data: str | None = None,          # HDF5 dataset name (HDF5 folders)
     num_channels: int | None = None,      # channels to read image folders with (default: as the samples)
-    image_size: int | None = None,        # resize real image-folder images to this size in px
+    image_size: int | None = None,        # resize real image-folder images to this size in px (default: as training)
     crop: bool = False,                   # instead: seeded random image_size crops, as training with crop=True
     real_scale: float = 1.0,              # real values -> model units: x * real_scale + real_offset
     real_offset: float = 0.0,           # (see real_scale)
@@ -280,6 +280,7 @@ def evaluate_samples(
     # sets in different units (an HDF5 folder in stored units against samples in model units) are refused
     check_same_units(real, samples, metadata_known=norm is not None,
                      real_scaled=(real_scale, real_offset) != (1.0, 0.0))
+    image_size, crop = training_geometry(real, metadata_json, image_size, crop)
     real_set, gen_set = load_pair(real, samples, num_samples=num_samples, key_data=key_data, num_channels=num_channels,
                                   image_size=image_size, real_scale=real_scale, real_offset=real_offset, seed=seed,
                                   data_normalization=norm, crop=crop)
