@@ -64,6 +64,22 @@ def _labels_for_model(labels, class_names, args_dic, source):
     return labels
 
 
+def valid_pixels(images: np.ndarray, nan_policy: str, source: str) -> np.ndarray:
+    """bool NHWC, True where a value is known; ValueError for NaN under nan_policy 'error', for an image
+    without any known value, or for an unknown policy."""
+    if nan_policy not in ("error", "fill"):
+        raise ValueError(f"nan_policy={nan_policy!r}; expected 'error' or 'fill'")
+    valid = ~np.isnan(images)
+    holed = int((~valid).reshape(len(images), -1).any(axis=1).sum())
+    if holed and nan_policy == "error":
+        raise ValueError(f"url_dataset={source!r}: {holed} of {len(images)} images hold NaN; pass nan_policy='fill' "
+                         "(bits/dim over the valid pixels, holes filled as in training)")
+    empty = np.flatnonzero(~valid.reshape(len(images), -1).any(axis=1))
+    if len(empty):
+        raise ValueError(f"url_dataset={source!r}: image {int(empty[0])} (of {len(empty)}) has no valid pixel")
+    return valid
+
+
 def calc_model_loss(
     model_path: str,                    # model or EMA checkpoint (.pt) with metadata.json beside it
     url_dataset: str,                   # image folder, HDF5 folder (both read as in training) or .npz
@@ -84,6 +100,7 @@ def calc_model_loss(
     out_json: str | None = None,        # also write the report here (not in the checkpoint folder)
     overwrite: bool = False,            # replace an existing out_json
     progress: bool = True,              # tqdm progress bar
+    nan_policy: str | None = None,      # NaN pixels: 'error' or 'fill' (0, left out of the mean); None: training's
 ) -> dict:
     """Mean bits/dim of the dataset under the checkpoint; returns (and optionally writes) a report.
 
@@ -120,25 +137,29 @@ def calc_model_loss(
                           num_channels=args_dic["num_input_channels"], image_size=args_dic["image_size"],
                           data_normalization=args_dic.get("data_normalization"), scale=scale, offset=offset)
     expected = (args_dic["image_size"], args_dic["image_size"], args_dic["num_input_channels"])
-    if data.images.shape[1:] != expected or np.isnan(data.images).any():
-        raise ValueError(f"url_dataset={url_dataset!r}: items of shape {data.images.shape[1:]} (H, W, C)"
-                         f"{' with NaN' if np.isnan(data.images).any() else ''}; the model expects {expected}, no NaN")
+    if data.images.shape[1:] != expected:
+        raise ValueError(f"url_dataset={url_dataset!r}: items of shape {data.images.shape[1:]} (H, W, C); "
+                         f"the model expects {expected}")
+    valid = valid_pixels(data.images, nan_policy or args_dic.get("nan_policy", "error"), url_dataset)
     labels = _labels_for_model(data.labels, data.class_names, args_dic, url_dataset)
-    grid = to_8bit_grid(data.images)
-    on_grid = bool(np.abs(grid - data.images).max() <= GRID_TOLERANCE)
+    images = np.where(valid, data.images, 0.0)  # holes: 0 in model units, as training's nan_policy='fill'
+    grid = to_8bit_grid(images)
+    on_grid = bool(np.abs(grid - images).max() <= GRID_TOLERANCE)
     if not on_grid:
         warnings.warn("data are not 8-bit levels in [-1, 1]: reporting the bound for the data quantised to "
                       "256 levels (clipped to [-1, 1])", stacklevel=2)
     x_all = torch.from_numpy(grid.astype(np.float32)).permute(0, 3, 1, 2)
+    mask_all = None if valid.all() else torch.from_numpy(valid.astype(np.float32)).permute(0, 3, 1, 2)
     parts = {"vb": [], "prior_bpd": [], "xstart_mse": []}
     for start in tqdm(range(0, len(x_all), batch_size), desc="batches", disable=not progress):
         idx = np.arange(start, min(start + batch_size, len(x_all)))
         kwargs = {} if labels is None else {"y": torch.from_numpy(labels[idx]).to(device)}
         generators = [torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i)) for i in idx]
+        mask = None if mask_all is None else mask_all[idx].to(device)
         with torch.no_grad():
             out = diffusion.calc_bpd_loop(model, x_all[idx].to(device), clip_denoised=clip_denoised,
                                           subset_timesteps=subset_timesteps, model_kwargs=kwargs, generator=generators,
-                                          progress=progress)
+                                          progress=progress, mask=mask)
         for k in parts:
             parts[k].append(out[k].cpu().double())
     vb, prior, xstart_mse = (torch.cat(parts[k]).numpy() for k in ("vb", "prior_bpd", "xstart_mse"))
@@ -148,6 +169,10 @@ def calc_model_loss(
               "quantity": ("bits/dim of 8-bit data" if on_grid else
                            "bits/dim of the data quantised to 256 levels on [-1, 1] (clipped)"),
               "key_data": key_data, "reference_bpd_uniform_8bit": UNIFORM_8BIT_BPD,
+              "masked_pixels": {"n_with_nan": int((~valid).reshape(len(valid), -1).any(axis=1).sum()),
+                                "nan_fraction": float((~valid).mean()),
+                                "treatment": "filled with 0 (model units) as in training; every term averaged "
+                                             "over the valid pixels only (bits per valid dimension)"},
               "xstart_mse_mean": float(xstart_mse.mean()), "prior_bpd_mean": float(prior.mean()),
               # the original's keys: mean total bits/dim (a partial sum with subset_timesteps), mean x0 MSE
               "vb_loss": float(total.mean()), "mse_xstart_loss": float(xstart_mse.mean())}
@@ -177,7 +202,9 @@ def summary_line(report: dict) -> str:
     what = (f"PARTIAL SUM of the {report['subset_timesteps']} lowest-noise terms + prior (not a likelihood) of the "
             if partial else "")
     where = f"; written to {report['out_json']}" if report.get("out_json") else " (pass --out_json to keep it)"
-    return (f"[likelihood] {value:.4f}{se} {what}{report['quantity']} over {report['n_examples']} examples, "
+    masked = report.get("masked_pixels", {}).get("nan_fraction", 0.0)
+    valid = f" (valid pixels only: {100 * masked:.1f} % masked)" if masked else ""
+    return (f"[likelihood] {value:.4f}{se} {what}{report['quantity']}{valid} over {report['n_examples']} examples, "
             f"T={report['diffusion_steps']} (reference: uniform over 256 levels = {UNIFORM_8BIT_BPD:g} bits/dim)"
             f"{where}")
 

@@ -374,7 +374,21 @@ def main(
                           "nan_policy": "fill", "normalization": "robust"},
     }
     atomic_write_text(out / "tiles.json", json.dumps(tiles, indent=1))
+    print("\n".join(summary_lines(tiles, out)))
     return tiles
+
+
+def summary_lines(tiles: dict, out: Path) -> list[str]:
+    """What the tiler wrote, per split, and the train.py flags that read it."""
+    lines = [f"[tiles] {len(tiles['scenes'])} scene(s) -> {tiles['params']['patch_size']} px patches in {out}"]
+    for split, entry in tiles["splits"].items():
+        scenes = sum(s["split"] == split for s in tiles["scenes"])
+        lines.append(f"  {split:5s} {entry['num_patches']:6d} patches from {scenes} scene(s)")
+    kw = {("num_input_channels" if k == "num_channels" else k): v for k, v in tiles["loader_kwargs"].items()}
+    folders = {"data_train_dir": out / "train", **({"data_val_dir": out / "val"} if "val" in tiles["splits"] else {})}
+    flags = " ".join(f"--{k} {','.join(v) if isinstance(v, list) else v}" for k, v in {**folders, **kw}.items())
+    lines.append(f"  train on them with: python train.py {flags} --url_folder_experiment <run folder>")
+    return lines
 
 
 def _check_options(patch_size: int, stride: int, fields_per_file: int, max_nan_fraction: float, frac_val: float,

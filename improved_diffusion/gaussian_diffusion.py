@@ -371,20 +371,22 @@ class GaussianDiffusion:
         terms["loss"] = weighted + terms["vb"] if "vb" in terms else weighted
         return terms
 
-    def _prior_bpd(self, x_start: torch.Tensor) -> torch.Tensor:
+    def _prior_bpd(self, x_start: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(x_T | x_0) || N(0, I)) in bits/dim (N,): the prior term of the bound."""
         t = torch.full((x_start.shape[0],), self.num_timesteps - 1, device=x_start.device, dtype=torch.int64)
         mean, _, log_variance = self.q_mean_variance(x_start, t)
-        return mean_flat(normal_kl(mean, log_variance, 0.0, 0.0)) / np.log(2.0)
+        return mean_flat(normal_kl(mean, log_variance, 0.0, 0.0), mask) / np.log(2.0)
 
     def calc_bpd_loop(self, model, x_start: torch.Tensor, clip_denoised: bool = True, max_clip_val: float = 1,
                       subset_timesteps: int | None = None, model_kwargs: dict | None = None,
-                      generator=None, progress: bool = False) -> dict:
+                      generator=None, progress: bool = False, mask: torch.Tensor | None = None) -> dict:
         """The variational bound of x_start (N, C, H, W) in bits/dim, term by term.
 
         Returns `total_bpd` (N,) = sum of the computed terms + `prior_bpd` (N,), `vb` (N, T_used),
         `xstart_mse` and `mse` (eps) (N, T_used). With `subset_timesteps=k` only the k lowest-noise
         terms t = k-1 .. 0 are computed, so `total_bpd` is a partial sum. `generator`: see `_noise_like`.
+        `mask` (shaped like x_start, 1 = valid pixel): every term is averaged over the valid pixels only
+        (bits per valid dimension; masked pixels still enter the network as their filled values).
         """
         steps = self.num_timesteps if subset_timesteps is None else min(int(subset_timesteps), self.num_timesteps)
         vb, xstart_mse, mse = [], [], []
@@ -394,11 +396,11 @@ class GaussianDiffusion:
             x_t = self.q_sample(x_start, t, noise=noise)
             with torch.no_grad():
                 out = self._vb_terms_bpd(model, x_start, x_t, t, clip_denoised=clip_denoised,
-                                         max_clip_val=max_clip_val, model_kwargs=model_kwargs)
+                                         max_clip_val=max_clip_val, model_kwargs=model_kwargs, mask=mask)
             vb.append(out["output"])
-            xstart_mse.append(mean_flat((out["pred_xstart"] - x_start) ** 2))
-            mse.append(mean_flat((self._predict_eps_from_xstart(x_t, t, out["pred_xstart"]) - noise) ** 2))
+            xstart_mse.append(mean_flat((out["pred_xstart"] - x_start) ** 2, mask))
+            mse.append(mean_flat((self._predict_eps_from_xstart(x_t, t, out["pred_xstart"]) - noise) ** 2, mask))
         vb_t = torch.stack(vb, dim=1)
-        prior_bpd = self._prior_bpd(x_start)
+        prior_bpd = self._prior_bpd(x_start, mask)
         return {"total_bpd": vb_t.sum(dim=1) + prior_bpd, "prior_bpd": prior_bpd, "vb": vb_t,
                 "xstart_mse": torch.stack(xstart_mse, dim=1), "mse": torch.stack(mse, dim=1)}

@@ -298,10 +298,11 @@ class TrainLoop:
         for x, cond in self.val_data.loader:
             x = x.to(self.device)
             kwargs = {k: v.to(self.device) for k, v in cond.items() if k != "mask"}
+            mask = cond["mask"].to(self.device) if "mask" in cond else None  # holes: as in the training loss
             with autocast(self.device, self.config.amp):
                 out = self.diffusion.calc_bpd_loop(self.model, x, clip_denoised=True, model_kwargs=kwargs,
                                                    subset_timesteps=self.config.subset_timesteps, generator=generator,
-                                                   progress=self.is_main)
+                                                   progress=self.is_main, mask=mask)
             sums += torch.stack([out["total_bpd"].double().sum(), out["xstart_mse"].double().mean(1).sum(),
                                  sums.new_tensor(x.shape[0])])
         self.model.train()

@@ -130,3 +130,56 @@ def test_hdf5_key_data_comes_from_metadata_and_the_line_gives_the_8bit_reference
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip().splitlines()[-1]
     assert "PARTIAL SUM of the 2 lowest-noise terms" in line and "= 8 bits/dim" in line
+
+
+def test_holes_are_left_out_of_the_bits_per_dim(tmp_path, tiny_ckpt):
+    # the untrained UNet's output layer is zero-initialised, so its prediction does not depend on the input and
+    # every term of the bound is a per-pixel quantity: the bits/dim over a hole's complement, weighted by its
+    # pixel count, plus that over the hole itself give the bits/dim of the whole field (same noise)
+    x = to_8bit_grid(np.random.default_rng(3).uniform(-1, 1, (2, 32, 32, 1))).astype(np.float32)
+    x[:, 8:16, 8:24] = 0.0  # the value holes are filled with, so the network's input is the same in all runs
+    hole = np.zeros_like(x, dtype=bool)
+    hole[:, 8:16, 8:24] = True
+
+    def folder(name, values):  # an HDF5 folder (the masked layout of the tiler: NaN where unknown)
+        (tmp_path / name).mkdir()
+        with h5py.File(tmp_path / name / "part0.hdf5", "w") as f:
+            f["unwrap"], f["label"] = values[..., 0], np.array([0, 1])
+        return str(tmp_path / name)
+    kw = dict(key_data="unwrap", key_class="label", progress=False)
+    whole = calc_model_loss(tiny_ckpt, folder("whole", x), **kw)
+    with pytest.raises(ValueError, match="2 of 2 images hold NaN; pass nan_policy='fill'"):
+        calc_model_loss(tiny_ckpt, folder("holed", np.where(hole, np.nan, x)), **kw)
+    holed = calc_model_loss(tiny_ckpt, str(tmp_path / "holed"), nan_policy="fill", **kw)
+    inside = calc_model_loss(tiny_ckpt, folder("only_hole", np.where(hole, x, np.nan)), nan_policy="fill", **kw)
+    n_hole = 8 * 16
+    combined = (np.array(holed["per_example_bpd"]) * (1024 - n_hole) + np.array(inside["per_example_bpd"]) * n_hole)
+    np.testing.assert_allclose(combined / 1024, whole["per_example_bpd"], rtol=1e-5)
+    assert holed["masked_pixels"]["nan_fraction"] == pytest.approx(n_hole / 1024)
+    assert "(valid pixels only: 12.5 % masked)" in model_likelihood.summary_line(holed)
+    assert whole["masked_pixels"]["n_with_nan"] == 0 and holed["per_example_bpd"] != whole["per_example_bpd"]
+    empty = np.where(hole, x, np.nan)
+    empty[1] = np.nan
+    with pytest.raises(ValueError, match="image 1 .* has no valid pixel"):
+        calc_model_loss(tiny_ckpt, folder("empty", empty), nan_policy="fill", **kw)
+
+
+def test_the_masked_bound_of_a_network_that_sees_its_input_splits_over_pixels():
+    # a network with random output weights (its prediction depends on x_t): with complementary masks on the
+    # same field and the same noise, the pixel-weighted masked bounds add up to the unmasked bound, term by term
+    args = {**PRESETS["demo"], "diffusion_steps": 4, "learn_sigma": True, "attention_resolutions": ""}
+    torch.manual_seed(0)
+    model, diffusion = create_model_and_diffusion(args)
+    for p in model.out.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    model.eval()
+    x = torch.from_numpy(to_8bit_grid(np.random.default_rng(4).uniform(-1, 1, (2, 1, 32, 32))).astype(np.float32))
+    mask = torch.zeros_like(x)
+    mask[:, :, 4:20, 2:30] = 1.0
+    runs = [diffusion.calc_bpd_loop(model, x, generator=[torch.Generator().manual_seed(i) for i in range(2)], mask=m)
+            for m in (None, mask, 1 - mask)]
+    share = mask.mean(dim=(1, 2, 3)).double()
+    for key in ("total_bpd", "prior_bpd"):
+        whole, inside, outside = (r[key].double() for r in runs)
+        torch.testing.assert_close(share * inside + (1 - share) * outside, whole, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(runs[1]["total_bpd"], runs[2]["total_bpd"])
