@@ -1,5 +1,7 @@
 """tile_interferograms: patch count, windows and masks on a 1000 x 1200 raster with NaN regions; split by scene."""
+import inspect
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
+import train
 from datasets import tile_interferograms
 from improved_diffusion.dataloaders import create_dataloader
 
@@ -117,3 +120,15 @@ def test_command_line(tmp_path):
                    check=True, capture_output=True)
     tiles = json.loads((tmp_path / "out" / "tiles.json").read_text())
     assert len(tiles["scenes"]) == 3 and tiles["splits"]["train"]["num_patches"] == 3 * (40 // 16) * (50 // 16)
+
+
+def test_the_printed_train_command_names_train_keywords_that_read_the_tiles(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "scene.tif", _raster(0))
+    tile_interferograms.main(inputs=[str(tmp_path / "scene.tif")], out_dir=str(tmp_path / "out"), patch_size=P,
+                             stride=S, max_nan_fraction=0.1, frac_val=0.0, frac_test=0.0)
+    out = capsys.readouterr().out
+    assert f"[tiles] 1 scene(s) -> {P} px patches" in out and "train" in out and "val" not in out
+    command = shlex.split(out.split("train on them with: ")[1].splitlines()[0].replace("<run folder>", "run"))
+    flags = dict(zip(command[2::2], command[3::2]))
+    assert set(flags) <= {f"--{k}" for k in inspect.signature(train.main).parameters}
+    assert flags["--data_train_dir"] == str(tmp_path / "out" / "train") and flags["--nan_policy"] == "fill"
