@@ -9,7 +9,6 @@ signal-to-noise ratio at lambda lower by log k), and the whole chain (lambda_min
     python bench/sampler_scale.py [--out_json scale.json]
 """
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.oracles import exact_x0  # noqa: E402
 from bench.sampler_oracle import OracleNet  # noqa: E402
 from improved_diffusion.denoiser import Denoiser  # noqa: E402
-from improved_diffusion.noise_schedule import DiscreteSchedule, lambda_range  # noqa: E402
+from improved_diffusion.noise_schedule import REFERENCE_DATA_STD, DiscreteSchedule, lambda_range  # noqa: E402
 from improved_diffusion.sampler_choice import ode_sampler  # noqa: E402
 from improved_diffusion.script_util import create_gaussian_diffusion  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
@@ -30,10 +29,8 @@ T = 1000
 
 def ranges(nfe: int, scale: float) -> dict:
     """{label: (lambda_min, lambda_max)} of the compared grids for `nfe` evaluations and data scale `scale`."""
-    lo, hi = lambda_range(nfe)
-    shift = math.log(scale)
-    return {"auto": ("auto", "auto"), "shifted": (lo - shift, None if hi is None else hi - shift),
-            "full": (None, None)}
+    # "shifted": the library's range for data of std scale x the oracles' (what sampling now uses by default)
+    return {"auto": ("auto", "auto"), "shifted": lambda_range(nfe, REFERENCE_DATA_STD * scale), "full": (None, None)}
 
 
 def main(out_json: str = "",  # also write the rows here (JSON)

@@ -22,10 +22,11 @@ under ``data_normalization``:
 - ``cos_sin``: a wrapped phase ``phi`` (radians) with C channels is represented by the 2C
   channels ``(cos phi_1..C, sin phi_1..C)``; ``low``/``high`` are unused (-1, 1).
 - ``report``: what the map does to the data it was chosen on, ``{"fraction_outside",
-  "fraction_clipped", "values_checked", "max_abs_model"}``: the fraction of finite stored values
-  mapped outside [-1, 1] (kept; a sampler clamping x0 to [-1, 1] could not reproduce them) and the
-  fraction clipped (dB data below ``low``, e.g. zero power). ``warn_outside`` warns when either
-  exceeds NEGLIGIBLE_FRACTION; ``default_clip`` turns sampling's x0 clamp off when data lie outside.
+  "fraction_clipped", "values_checked", "max_abs_model", "std_model"}``: the fraction of finite stored values
+  mapped outside [-1, 1] (kept; a sampler clamping x0 to [-1, 1] could not reproduce them), the
+  fraction clipped (dB data below ``low``, e.g. zero power) and the std of the model values (the data scale
+  DPM-Solver's "auto" half-log-SNR range follows; absent in older runs). ``warn_outside`` warns when either
+  fraction exceeds NEGLIGIBLE_FRACTION; ``default_clip`` turns sampling's x0 clamp off when data lie outside.
 """
 from __future__ import annotations
 
@@ -138,11 +139,18 @@ def range_report(values: np.ndarray, norm: dict) -> dict:
         clipped = (v < norm["low"]) | (v > norm["high"])  # -inf (zero power) included
         x = normalize(v[np.isfinite(v)], {**norm, "db": False})
         return {"fraction_outside": 0.0, "fraction_clipped": float(clipped.mean()) if v.size else 0.0,
-                "values_checked": int(v.size), "max_abs_model": float(np.abs(x).max()) if x.size else 0.0}
+                "values_checked": int(v.size), "max_abs_model": float(np.abs(x).max()) if x.size else 0.0,
+                "std_model": _std(np.clip(x, -1.0, 1.0))}
     v = v[np.isfinite(v)]
     x = normalize(v, norm)
     return {"fraction_outside": float((np.abs(x) > 1.0).mean()) if v.size else 0.0, "fraction_clipped": 0.0,
-            "values_checked": int(v.size), "max_abs_model": float(np.abs(x).max()) if v.size else 0.0}
+            "values_checked": int(v.size), "max_abs_model": float(np.abs(x).max()) if v.size else 0.0,
+            "std_model": _std(x)}
+
+
+def _std(x: np.ndarray) -> float | None:
+    """Std of model-unit values (float64 accumulation), None for none: the data scale sampling follows."""
+    return float(np.std(x, dtype=np.float64)) if x.size else None
 
 
 def warn_outside(norm: dict, source: str) -> None:

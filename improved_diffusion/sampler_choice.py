@@ -40,9 +40,16 @@ class Sampler:
     info: dict
     trajectory_dtype: torch.dtype
     sample_batch: SampleBatch
+    adapt: Callable[[float], Sampler] | None = None  # the sampler for data of a given model-unit std
 
     def __call__(self, denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self.sample_batch(denoiser, x_T, generator)
+
+    def for_model(self, args_dic: dict) -> Sampler:
+        """This sampler for the model of `args_dic`: "auto" settings that depend on the data follow the
+        model-unit std its training recorded (`data_normalization.report.std_model`); unchanged without one."""
+        std = ((args_dic.get("data_normalization") or {}).get("report") or {}).get("std_model")
+        return self if self.adapt is None or std is None else self.adapt(float(std))
 
 
 def sampling_grid(num_timesteps: int, sampling_steps: int | None, timestep_respacing: str | None) -> torch.Tensor:
@@ -82,19 +89,24 @@ def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: int | None =
     return Sampler(name, info, torch.float32, sample_batch)
 
 
-def ode_sampler(sample_steps: int, progress: bool = False, **solver) -> Sampler:
+def ode_sampler(sample_steps: int, progress: bool = False, data_std: float | None = None, **solver) -> Sampler:
     """DPM-Solver(++) on the probability-flow ODE: `dpm_solver_sample(denoiser, x_T, sample_steps, **solver)`
     (the generator is unused), in a float64 trajectory. The options are checked here (ValueError), before any
-    checkpoint is loaded; `info` records the lambda range the grid resolves to."""
+    checkpoint is loaded; `info` records the lambda range the grid resolves to, an "auto" range shifted for
+    data of model-unit std `data_std` (`noise_schedule.lambda_range`); `Sampler.for_model` sets it."""
     check_solver_options(steps=sample_steps, **{k: solver[k] for k in _CHECKED if k in solver})
+    given = dict(solver)
+    if solver.get("method_type", "multistep") != "adaptive":
+        solver.update(zip(("lambda_min", "lambda_max"), resolve_lambda_range(
+            sample_steps, solver.get("lambda_min", "auto"), solver.get("lambda_max", "auto"),
+            solver.get("denoise_to_zero", True), data_std)))
+
     def sample_batch(denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)
-    info = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver}
-    if solver.get("method_type", "multistep") != "adaptive":
-        info.update(zip(("lambda_min", "lambda_max"), resolve_lambda_range(
-            sample_steps, solver.get("lambda_min", "auto"), solver.get("lambda_max", "auto"),
-            solver.get("denoise_to_zero", True))))
-    return Sampler("dpm-solver", info, torch.float64, sample_batch)
+    info = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver,
+            **({} if data_std is None else {"data_std": data_std})}
+    return Sampler("dpm-solver", info, torch.float64, sample_batch,
+                   adapt=lambda std: ode_sampler(sample_steps, progress, std, **given))
 
 
 def choose_sampler(name: str, steps: int, progress: bool = False, **options) -> Sampler:

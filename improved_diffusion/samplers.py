@@ -337,10 +337,10 @@ def check_solver_options(algorithm_type: str = "dpmsolver++", method_type: str =
 
 
 def resolve_lambda_range(steps: int, lambda_min: float | str | None, lambda_max: float | str | None,
-                         denoise_to_zero: bool) -> tuple[float | None, float | None]:
+                         denoise_to_zero: bool, data_std: float | None = None) -> tuple[float | None, float | None]:
     """The (lambda_min, lambda_max) half-log-SNR range the grid spacing of `steps` calls uses: "auto" ->
-    `lambda_range(steps)`; lambda_max is None (spacing to index 0) without denoise_to_zero."""
-    auto_min, auto_max = lambda_range(steps)
+    `lambda_range(steps, data_std)`; lambda_max is None (spacing to index 0) without denoise_to_zero."""
+    auto_min, auto_max = lambda_range(steps, data_std)
     lambda_min = auto_min if lambda_min == "auto" else lambda_min
     lambda_max = None if not denoise_to_zero else auto_max if lambda_max == "auto" else lambda_max
     return lambda_min, lambda_max

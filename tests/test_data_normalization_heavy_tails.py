@@ -17,6 +17,7 @@ from improved_diffusion.data_normalization import (
     denormalize,
     make_normalization,
     normalize,
+    range_report,
     robust_normalization,
 )
 from improved_diffusion.dataloaders import create_dataloader
@@ -109,3 +110,15 @@ def test_sampling_keeps_values_beyond_the_old_range(tmp_path):
     provenance = json.loads(kept.with_suffix(".json").read_text())
     assert provenance["clip_denoised"] is False and "robust" in provenance["clip_denoised_reason"]
     assert json.loads(clamped.with_suffix(".json").read_text())["clip_denoised_reason"] == "set by the caller"
+
+
+def test_the_report_records_the_model_unit_std_of_heavy_tailed_data():
+    # a Student-t (3 dof) sample with outliers under a fixed range map: the model values are (v - 0) / 2, so their
+    # std is half the stored one; a robust map records the std of its asinh-compressed values
+    v = np.random.default_rng(5).standard_t(3, 20000)
+    v[:20] = 500.0
+    report = range_report(v, make_normalization("range", -2.0, 2.0))
+    assert report["std_model"] == pytest.approx(np.std(v) / 2, rel=1e-6)
+    robust = robust_normalization(v)
+    assert robust["report"]["std_model"] == pytest.approx(np.std(normalize(v.astype(np.float32), robust)), rel=1e-5)
+    assert robust["report"]["std_model"] < report["std_model"]

@@ -206,3 +206,26 @@ def test_dpm_provenance_records_the_resolved_lambda_range(compat_dir, tmp_path):
     info = json.loads(whole.with_suffix(".json").read_text())["sampler"]
     assert (info["lambda_min"], info["lambda_max"]) == (-2.0, None)
     assert not np.array_equal(load(whole)["arr_0"], load(auto)["arr_0"])
+
+
+def test_the_auto_lambda_range_follows_the_data_scale_the_training_recorded(compat_dir, tmp_path):
+    # a model whose training data have model-unit std 2 (4x the oracles the range was tuned on): "auto" moves
+    # both ends down by log 4; an explicit lambda_min stays; data inside the reference scale change nothing
+    def run(std, name, **extra):
+        folder = tmp_path / f"model_{name}"
+        folder.mkdir()
+        shutil.copy(compat_dir / CKPT, folder / CKPT)
+        meta = json.loads((compat_dir / "metadata.json").read_text())
+        meta["data_normalization"] = {"kind": "range", "low": -1.0, "high": 1.0, "db": False, "cos_sin": False,
+                                      "report": {"fraction_outside": 0.3, "fraction_clipped": 0.0,
+                                                 "values_checked": 100, "max_abs_model": 6.0, "std_model": std}}
+        (folder / "metadata.json").write_text(json.dumps(meta))
+        out = sample_from_ODE(model_path=str(folder / CKPT), url_save_path=str(tmp_path / name), num_samples=2,
+                              sample_steps=5, plot=False, clip_denoised=False, **FAST, **extra)
+        return json.loads(out.with_suffix(".json").read_text())["sampler"]
+    wide = run(2.0, "wide")
+    assert wide["lambda_min"] == pytest.approx(-2.0 - np.log(4)) and wide["lambda_max"] == pytest.approx(
+        2.5 - np.log(4)) and wide["data_std"] == 2.0
+    assert (run(0.4, "narrow")["lambda_min"], run(0.4, "narrow2")["lambda_max"]) == (-2.0, 2.5)
+    explicit = run(2.0, "explicit", lambda_min=-3.0)
+    assert explicit["lambda_min"] == -3.0 and explicit["lambda_max"] == pytest.approx(2.5 - np.log(4))

@@ -147,10 +147,12 @@ class RunRequest:
 @dataclass
 class PreparedRun:
     """A checked run ready to sample: the network (in its memory format, compiled if asked), the diffusion, the
-    completed metadata, the final sample count, labels (int64 (N,) or None), low-res input (float32 NCHW or
-    None), the clamp applied, the output paths (npz first), the provenance `config` and the shard store."""
+    sampler for this model's data (`Sampler.for_model`), the completed metadata, the final sample count, labels
+    (int64 (N,) or None), low-res input (float32 NCHW or None), the clamp applied, the output paths (npz first),
+    the provenance `config` and the shard store."""
     network: torch.nn.Module
     diffusion: object
+    sampler: Sampler
     args_dic: dict
     num_samples: int
     labels: np.ndarray | None
@@ -206,6 +208,7 @@ def prepare_run(sampler: Sampler, options: SamplingOptions, request: RunRequest,
     written before every check has passed. `clip_denoised=None` takes the clamp from the model's data
     normalisation (`default_clip`); the provenance records the clamp applied and why."""
     model, diffusion, args_dic = load_checked_model(request, options.device, check)
+    sampler = sampler.for_model(args_dic)
     clip_denoised, clip_reason = request.clip_denoised, "set by the caller"
     if clip_denoised is None:
         clip_denoised, clip_reason = default_clip(args_dic.get("data_normalization"))
@@ -233,8 +236,8 @@ def prepare_run(sampler: Sampler, options: SamplingOptions, request: RunRequest,
     store = sample_io.ShardStore(shard_folder, config, options.overwrite) if rank == 0 else None
     barrier()  # rank 0 has checked (or cleared) the shard folder; the others join it
     network = compile_model(model, "sample") if options.compile else model
-    return PreparedRun(network, diffusion, args_dic, num_samples, labels, low_res, clip_denoised, outputs, config,
-                       store or sample_io.ShardStore(shard_folder, config))
+    return PreparedRun(network, diffusion, sampler, args_dic, num_samples, labels, low_res, clip_denoised, outputs,
+                       config, store or sample_io.ShardStore(shard_folder, config))
 
 
 def sample_shards(run: PreparedRun, sampler: Sampler, options: SamplingOptions, request: RunRequest, rank: int,
@@ -312,7 +315,7 @@ def run_sampling(sampler: Sampler, options: SamplingOptions, *, model_path: str,
     setup_dist(options.device)  # joins torchrun's process group (no-op in one process)
     rank, world = get_rank(), get_world_size()
     run = prepare_run(sampler, options, request, check, rank)
-    sample_shards(run, sampler, options, request, rank, world)
+    sample_shards(run, run.sampler, options, request, rank, world)
     barrier()  # every rank's shards are written
     if rank == 0:
         finish_run(run, request, options, world)
