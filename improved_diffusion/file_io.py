@@ -26,8 +26,8 @@ def other_kind_hint(folder: str | os.PathLike, type_dataset: str) -> str:
     """'; it holds N <other> files: pass --type_dataset <other>' when `folder` holds files of the other
     `type_dataset` (searched recursively), else ''."""
     for other, endings in DATA_EXTENSIONS.items():
-        found = sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in endings)
-        if other != type_dataset and found:
+        found = 0 if other == type_dataset else sum(1 for p in Path(folder).rglob("*") if p.suffix.lower() in endings)
+        if found:
             return f"; it holds {found} {other} file(s): pass --type_dataset {other}"
     return ""
 
