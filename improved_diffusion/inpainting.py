@@ -14,8 +14,10 @@ observed pixels. Two methods (`METHODS`):
 - "repaint" (for the ancestral chain): after each ancestral step t -> s (`samplers.ancestral_step`) the
   observed pixels are replaced by y noised to level s, alpha_s y + sigma_s z (DDPM eq. 4), and the merged
   x_s is taken back to t with fresh noise, x_t = sqrt(ab_t / ab_s) x_s + sqrt(1 - ab_t / ab_s) z, and
-  stepped again, `resample` passes per interval (RePaint, Lugmayr et al. 2022, Algorithm 1, jump length 1).
-  Cheaper per step but biased at affordable step counts (docs/insar_science.md gives the measured bias).
+  stepped again, `resample` passes per interval (RePaint, Lugmayr et al. 2022, Algorithm 1, jump length 1);
+  with `jump` = j > 1 the chain instead goes back j intervals at every j-th level and comes down again
+  (`repaint_schedule`, the paper's section 4.2). Cheaper per step but biased at affordable step counts
+  whatever the jump (docs/insar_science.md gives the measured bias).
 
 Both end on clean data, where the observed pixels are set to y exactly (in x's dtype).
 The denoiser is the samplers' callable ``denoiser(x, t) -> x0_hat`` (times in index units), with
@@ -33,7 +35,7 @@ from .samplers import add_noise, ancestral_step, is_clean, sample_dpm_multistep
 
 METHODS = ("posterior", "repaint")
 # default settings of each method, chosen on the kriging known-answer test (tests/test_inpainting.py)
-DEFAULTS = {"posterior": {"steps": 20, "cg_iters": 20}, "repaint": {"steps": 100, "resample": 10}}
+DEFAULTS = {"posterior": {"steps": 20, "cg_iters": 20}, "repaint": {"steps": 100, "resample": 10, "jump": 1}}
 POSTERIOR_LAMBDA_MIN = -4.0  # half-log-SNR where the posterior ODE's logSNR grid starts (samplers.lambda_range)
 
 
@@ -108,22 +110,43 @@ def renoise(x_s: torch.Tensor, s, t, schedule: DiscreteSchedule, generator: torc
     return add_noise(math.sqrt(ratio) * x_s, math.sqrt(1 - ratio), generator)
 
 
+def repaint_schedule(num_intervals: int, resample: int = 10, jump: int = 1) -> list[int]:
+    """The grid indices RePaint visits, from 0 (pure noise) to `num_intervals` (clean data): RePaint's time
+    schedule (Lugmayr et al. 2022, Algorithm 1 and section 4.2 "Resampling", jump length j, r resamplings).
+    Going down one index at a time, at every jump point (the noisy indices i >= jump with
+    num_intervals - 1 - i a multiple of `jump`, so the last one is the last noisy level) the chain goes back
+    `jump` indices, the first `resample` - 1 times it gets there, and comes down again. jump=1 is one
+    re-noising step per pass, `resample` passes per interval (except the step to clean data)."""
+    path, left, i = [0], {}, 0
+    while i < num_intervals:
+        i += 1
+        path.append(i)
+        if jump <= i < num_intervals and (num_intervals - 1 - i) % jump == 0 and left.setdefault(i, resample - 1):
+            left[i] -= 1
+            i -= jump
+            path.append(i)
+    return path
+
+
 def repaint(denoiser, observed: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule, resample: int = 10,
-            variance: str = "fixed_large", generator: torch.Generator | None = None, progress: bool = False
-            ) -> torch.Tensor:
+            variance: str = "fixed_large", generator: torch.Generator | None = None, progress: bool = False,
+            jump: int = 1) -> torch.Tensor:
     """One RePaint sample per row of `observed` (N, C, H, W; NaN = missing) along `grid` (decreasing times
-    ending at -1): ancestral steps of `variance`, observed pixels replaced by y noised to the step's level,
-    `resample` passes per interval. Returns (N, C, H, W) in observed's dtype."""
+    ending at -1), visiting its indices in `repaint_schedule` order: a step down is an ancestral step of
+    `variance` with the observed pixels replaced by y noised to the step's level, a step back from s to t
+    re-noises with q(x_t | x_s) (`renoise`). Returns (N, C, H, W) in observed's dtype."""
     m, y = observation_mask(observed), torch.nan_to_num(observed, nan=0.0)
     x = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
-    for t, s in tqdm(list(zip(grid[:-1], grid[1:])), desc="RePaint", leave=False, disable=not progress):
-        clean = is_clean(schedule, s)
-        passes = 1 if clean else resample
-        for u in range(passes):
-            mean, std, _ = ancestral_step(denoiser, x, t, s, schedule, variance)
-            known = y if clean else add_noise(float(schedule.alpha(s)) * y, float(schedule.sigma(s)), generator)
-            x_s = m * known + (1 - m) * add_noise(mean, std, generator)
-            x = renoise(x_s, s, t, schedule, generator) if u < passes - 1 else x_s
+    path = repaint_schedule(len(grid) - 1, resample, jump)
+    for a, b in tqdm(list(zip(path[:-1], path[1:])), desc="RePaint", leave=False, disable=not progress):
+        t, s = grid[a], grid[b]  # from time t to time s
+        if b < a:  # back up the chain to the noisier time s
+            x = renoise(x, t, s, schedule, generator)
+            continue
+        mean, std, _ = ancestral_step(denoiser, x, t, s, schedule, variance)
+        known = y if is_clean(schedule, s) else add_noise(float(schedule.alpha(s)) * y, float(schedule.sigma(s)),
+                                                          generator)
+        x = m * known + (1 - m) * add_noise(mean, std, generator)
     return x
 
 
@@ -149,25 +172,29 @@ def _positive_int(name: str, value, low: int = 1) -> int:
 
 def conditional_samples(denoiser: Callable, observed: torch.Tensor, schedule: DiscreteSchedule, num_samples: int,
                         method: str = "posterior", seed: int = 0, steps: int | None = None,
-                        cg_iters: int | None = None, resample: int | None = None, batch_size: int = 256,
-                        progress: bool = False) -> torch.Tensor:
+                        cg_iters: int | None = None, resample: int | None = None, jump: int | None = None,
+                        batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """`num_samples` conditional samples of each field of `observed` (N, C, H, W; NaN = missing, model
     units) -> (N, num_samples, C, H, W) in observed's dtype, observed pixels equal to `observed`.
     method: "posterior" (ODE; `steps` solver calls, `cg_iters`) or "repaint" (ancestral chain of `steps`
-    intervals on chain indices spaced uniformly from T-1 to 0, `resample` passes each); None takes the
+    intervals on chain indices spaced uniformly from T-1 to 0, visited in `repaint_schedule(steps, resample,
+    jump)` order: `resample` passes with jumps back of `jump` intervals); None takes the
     method's `DEFAULTS` (steps at most T). Draws in batches of `batch_size`; the result depends on `seed`
     and `batch_size`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     defaults = {**DEFAULTS[method], "steps": min(DEFAULTS[method]["steps"], schedule.num_timesteps)}
-    opts = {**defaults, **{k: v for k, v in (("steps", steps), ("cg_iters", cg_iters),
-                                                       ("resample", resample)) if v is not None}}
+    opts = {**defaults, **{k: v for k, v in (("steps", steps), ("cg_iters", cg_iters), ("resample", resample),
+                                             ("jump", jump)) if v is not None}}
     for name, value in opts.items():
         _positive_int(name, value, 2 if name == "steps" else 1)
     _positive_int("num_samples", num_samples)
     _positive_int("batch_size", batch_size)
     if opts["steps"] > schedule.num_timesteps:
         raise ValueError(f"steps must be <= {schedule.num_timesteps} (the chain's length), got {opts['steps']}")
+    if method == "repaint" and opts["jump"] >= opts["steps"]:
+        raise ValueError(f"jump must be < steps ({opts['steps']}; the chain goes back jump intervals), "
+                         f"got {opts['jump']}")
     check_observation(observed)
     generator = torch.Generator(device=observed.device).manual_seed(seed)
     grid = grid_from_indices(np.linspace(0, schedule.num_timesteps - 1, opts["steps"]).round().astype(int))
@@ -178,5 +205,5 @@ def conditional_samples(denoiser: Callable, observed: torch.Tensor, schedule: Di
                                         progress))
         else:
             out.append(repaint(denoiser, chunk, grid, schedule, opts["resample"], generator=generator,
-                               progress=progress))
+                               progress=progress, jump=opts["jump"]))
     return torch.cat(out).reshape(observed.shape[0], num_samples, *observed.shape[1:])

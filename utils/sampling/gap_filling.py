@@ -74,7 +74,7 @@ def fill_gaps(model: torch.nn.Module, diffusion, args_dic: dict, fields: np.ndar
               **options) -> dict:
     """Conditional samples of each observed field (N, H, W, C stored units, NaN = unknown) in stored units:
     {"samples": (N, S, H, W, C), "mean", "std" (N, H, W, C; ensemble mean and std, ddof=1), "observed"}.
-    `amp`: the network's precision (`Denoiser`). `options`: steps, cg_iters, resample, batch_size, progress of
+    `amp`: the network's precision (`Denoiser`). `options`: steps, cg_iters, resample, jump, batch_size, progress of
     `conditional_samples`."""
     observed = to_model_units(fields, args_dic, source)
     norm = args_dic.get("data_normalization")
