@@ -122,7 +122,9 @@ def make_grid(schedule: DiscreteSchedule, skip_type: str, num_intervals: int, t_
     if lambda_max is not None and num_intervals > 1 and float(schedule.lambda_(t_end)) > lambda_max:
         t_stop = max(float(schedule.inverse_lambda(torch.tensor(lambda_max, dtype=torch.float64))), t_end)
     if t_stop >= t_space:
-        raise ValueError(f"lambda_min={lambda_min} must be below lambda_max={lambda_max}")
+        end = float(schedule.lambda_(t_stop))
+        raise ValueError(f"lambda_min={lambda_min}: expected a half-log-SNR below {end:.3g}, where the grid ends "
+                         f"({'lambda_max' if t_stop > t_end else f'chain index {t_end:g}'} of this schedule)")
     times = GRIDS[skip_type](schedule, num_intervals, t_space, t_stop) if num_intervals else torch.tensor(
         [float(t_start)], dtype=torch.float64)
     times[0] = t_start

@@ -17,9 +17,16 @@ from tqdm.auto import tqdm
 
 from .denoiser import Denoiser
 from .file_io import derive_seed
-from .noise_schedule import grid_from_indices
+from .noise_schedule import DiscreteSchedule, grid_from_indices
 from .respace import space_timesteps
-from .samplers import check_solver_options, dpm_solver_sample, resolve_lambda_range, sample_ancestral, sample_ddim
+from .samplers import (
+    check_solver_options,
+    dpm_solver_sample,
+    resolve_lambda_range,
+    sample_ancestral,
+    sample_ddim,
+    solver_grid,
+)
 from .script_util import check_respacing
 
 SampleBatch = Callable[[Denoiser, torch.Tensor, torch.Generator], torch.Tensor]
@@ -41,9 +48,16 @@ class Sampler:
     trajectory_dtype: torch.dtype
     sample_batch: SampleBatch
     adapt: Callable[[float], Sampler] | None = None  # the sampler for data of a given model-unit std
+    check_schedule: Callable[[DiscreteSchedule], object] | None = None  # ValueError for a grid `schedule` refuses
 
     def __call__(self, denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self.sample_batch(denoiser, x_T, generator)
+
+    def check(self, schedule: DiscreteSchedule) -> None:
+        """ValueError when this sampler's options cannot make a grid on the model's `schedule` (checked before
+        anything is written)."""
+        if self.check_schedule is not None:
+            self.check_schedule(schedule)
 
     def for_model(self, args_dic: dict) -> Sampler:
         """This sampler for the model of `args_dic`: "auto" settings that depend on the data follow the
@@ -105,8 +119,13 @@ def ode_sampler(sample_steps: int, progress: bool = False, data_std: float | Non
         return dpm_solver_sample(denoiser, x_T, sample_steps, progress=progress, **solver)
     info = {"sampler": "dpm-solver", "sample_steps": sample_steps, **solver,
             **({} if data_std is None else {"data_std": data_std})}
+    grid_options = {k: solver[k] for k in ("method_type", "order", "skip_type", "lambda_min", "lambda_max",
+                                           "denoise_to_zero") if k in solver}
+    adaptive = solver.get("method_type") == "adaptive"
     return Sampler("dpm-solver", info, torch.float64, sample_batch,
-                   adapt=lambda std: ode_sampler(sample_steps, progress, std, **given))
+                   adapt=lambda std: ode_sampler(sample_steps, progress, std, **given),
+                   check_schedule=None if adaptive else lambda schedule: solver_grid(schedule, sample_steps,
+                                                                                      **grid_options))
 
 
 def choose_sampler(name: str, steps: int, progress: bool = False, **options) -> Sampler:

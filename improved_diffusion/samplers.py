@@ -359,17 +359,29 @@ def dpm_solver_sample(denoiser, x: torch.Tensor, steps: int, algorithm_type: str
     with denoise_to_zero)."""
     check_solver_options(algorithm_type, method_type, order, skip_type, steps, denoise_to_zero, lambda_min,
                          lambda_max, atol, rtol)
-    lambda_min, lambda_max = resolve_lambda_range(steps, lambda_min, lambda_max, denoise_to_zero)
-    schedule, final = denoiser.schedule, int(denoise_to_zero)
+    schedule = denoiser.schedule
     if method_type == "adaptive":
         return sample_dpm_adaptive(denoiser, x, schedule, order, algorithm_type, to_clean=denoise_to_zero,
                                    atol=atol, rtol=rtol)
+    grid, orders = solver_grid(schedule, steps, method_type, order, skip_type, lambda_min, lambda_max, denoise_to_zero)
     if method_type == "multistep":
-        grid = make_grid(schedule, skip_type, steps - final, to_clean=denoise_to_zero, lambda_min=lambda_min,
-                         lambda_max=lambda_max)
         return sample_dpm_multistep(denoiser, x, grid, schedule, order, algorithm_type, lower_order_final,
                                     progress=progress)
-    orders = singlestep_orders(steps - final, order, method_type == "singlestep_fixed") + [1] * final
-    grid = make_grid(schedule, skip_type, len(orders) - final, to_clean=denoise_to_zero, lambda_min=lambda_min,
-                     lambda_max=lambda_max)
     return sample_dpm_singlestep(denoiser, x, grid, orders, schedule, algorithm_type, progress=progress)
+
+
+def solver_grid(schedule: DiscreteSchedule, steps: int, method_type: str = "multistep", order: int = 3,
+                skip_type: str = "logSNR", lambda_min: float | str | None = "auto",
+                lambda_max: float | str | None = "auto", denoise_to_zero: bool = True
+                ) -> tuple[torch.Tensor, list[int] | None]:
+    """The time grid of a (non-adaptive) DPM-Solver run of `steps` network calls on `schedule`, and the per-step
+    orders of the singlestep methods (None for multistep); ValueError for a lambda range the schedule cannot
+    hold (e.g. lambda_min above the half-log-SNR of index 0)."""
+    lambda_min, lambda_max = resolve_lambda_range(steps, lambda_min, lambda_max, denoise_to_zero)
+    final = int(denoise_to_zero)
+    orders = None if method_type == "multistep" else (
+        singlestep_orders(steps - final, order, method_type == "singlestep_fixed") + [1] * final)
+    intervals = steps - final if orders is None else len(orders) - final
+    grid = make_grid(schedule, skip_type, intervals, to_clean=denoise_to_zero, lambda_min=lambda_min,
+                     lambda_max=lambda_max)
+    return grid, orders

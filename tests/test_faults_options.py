@@ -86,5 +86,10 @@ def test_lambda_min_above_lambda_max_is_refused_before_the_shard_folder(ckpt, tm
     code, err = cli(sample_from_ODE, dpm + ["--lambda_min", "100"], capsys)
     assert code == 2 and "lambda_min: got 100" in err and "lambda_max=2.5" in err
     assert not out.exists()
+    # 30 calls: the auto lambda_max is None (spacing to index 0), so only the model's schedule can refuse it
+    code, err = cli(sample_from_ODE, dpm[:-4] + ["--sample_steps", "30", "--sample_class", "1", "--lambda_min", "100"],
+                    capsys)
+    assert code == 2 and "lambda_min=100: expected a half-log-SNR below" in err and "chain index 0" in err
+    assert not out.exists()
     run_cli(sample_from_ODE, [str(a) for a in dpm])
     assert (out / "samples_1x32x32x1.npz").is_file()

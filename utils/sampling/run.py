@@ -27,6 +27,7 @@ from improved_diffusion.data_normalization import default_clip, from_uint8, to_u
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import barrier, cleanup_dist, get_rank, get_world_size, is_distributed, setup_dist
 from improved_diffusion.file_io import check_free, code_version, file_sha256
+from improved_diffusion.noise_schedule import DiscreteSchedule
 from improved_diffusion.sampler_choice import Sampler, seeded_batches
 from improved_diffusion.script_util import check_types
 from utils.changed_defaults import notice_changed_default
@@ -209,6 +210,7 @@ def prepare_run(sampler: Sampler, options: SamplingOptions, request: RunRequest,
     normalisation (`default_clip`); the provenance records the clamp applied and why."""
     model, diffusion, args_dic = load_checked_model(request, options.device, check)
     sampler = sampler.for_model(args_dic)
+    sampler.check(DiscreteSchedule(diffusion.alphas_cumprod))  # e.g. a lambda range beyond this chain: refused now
     clip_denoised, clip_reason = request.clip_denoised, "set by the caller"
     if clip_denoised is None:
         clip_denoised, clip_reason = default_clip(args_dic.get("data_normalization"))
