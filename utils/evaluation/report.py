@@ -321,6 +321,12 @@ def evaluate_samples(
     if "scorecard" in names:
         sections["scorecard"] = scorecard_section(card_real, gen_set, out, truth=truth, truth_json=truth_json,
                                                   channel=channel, seed=seed, overwrite=overwrite)
+    return write_report(out, sections, report, overwrite)
+
+
+def write_report(out: Path, sections: dict[str, Section], report: dict, overwrite: bool) -> dict:
+    """Write every section's files, then ``metrics.json`` (``report`` plus each section's summary); the files
+    of an interrupted report into ``out`` are replaced, any other existing file needs ``overwrite``."""
     files = [path for _, paths, _ in sections.values() for path in paths]
     left = files_of_interrupted_report(out)
     check_free([path for path in files if path not in left], overwrite, key="results_dir")
