@@ -73,7 +73,7 @@ def main(model_path: str = "",  # checkpoint of a run trained on the gaussian sy
     krig = [simple_kriging(cov, np.zeros(len(cov)), t.ravel(), ~m.ravel())[0] for t, m in zip(truth, masks)]
     start = time.perf_counter()
     result = fill_gaps(model, diffusion, args_dic, np.where(masks, np.nan, truth)[..., None], num_samples, method,
-                       seed, source=data_dir, steps=steps or None)
+                       seed, source=data_dir, steps=steps or None, progress=True)
     seconds = (time.perf_counter() - start) / len(truth)
     figures = {**score(truth, masks, result["samples"][..., 0], krig), "seconds_per_field": seconds,
                "num_fields": len(truth), "num_samples": num_samples, "method": method,
