@@ -101,6 +101,7 @@ def main(
         compile: bool = NotGiven(False),  # torch.compile the model (falls back to eager where it fails)
         channels_last: bool | str = NotGiven("auto"),  # NHWC: true, false or 'auto' (where faster; never with amp=none)
         min_snr_gamma: float | None = NotGiven(None),  # Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off
+        student_t_nu: float | None = NotGiven(None),  # Student-t noise of nu > 2 dof (t-EDM); None: Gaussian
         symmetry_augment: bool = NotGiven(False),  # random flips / 90-degree rotations (only for isotropic data)
         overwrite: bool = NotGiven(False),  # new run in a non-empty folder; resume: delete later sets
         preset: str | None = NotGiven(None),  # named preset (e.g. 'demo'): the defaults of every keyword not given

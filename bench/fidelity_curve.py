@@ -34,6 +34,7 @@ RECIPES = {  # the train.main keywords (on top of the demo preset) of each recip
     "velocity_min_snr": lambda truth: {"output_type": "velocity", "min_snr_gamma": 5.0},
     "augment": lambda truth: {"symmetry_augment": True},  # the generator's fields are isotropic
     "class_cond_augment": lambda truth: {**main_job.class_recipe(truth), "symmetry_augment": True},
+    "student_t": lambda truth: {"student_t_nu": 5.0},  # t-EDM's Student-t forward process (Pandey et al. 2025)
 }
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 

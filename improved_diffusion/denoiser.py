@@ -45,6 +45,7 @@ class Denoiser:
                              f"expected one of {sorted(v.name for v in VARIANCE_NAMES)}")
         self.model, self.diffusion = model, diffusion
         self.schedule = DiscreteSchedule(diffusion.alphas_cumprod)
+        self.student_t_nu = getattr(diffusion, "student_t_nu", None)  # the law of x_T (noise_law.py)
         self.model_kwargs = {k: v for k, v in (("y", y), ("low_res", low_res)) if v is not None}
         self.clip_denoised, self.max_clip_val, self.threshold_ratio = clip_denoised, max_clip_val, threshold_ratio
         self.variance = VARIANCE_NAMES[diffusion.model_var_type]

@@ -18,6 +18,7 @@ from .denoiser import Denoiser
 from .diffusion_types import LossType, ModelMeanType, ModelVarType  # also the names upstream users import from here
 from .losses import discretized_gaussian_log_likelihood, normal_kl
 from .nn import mean_flat
+from .noise_law import check_student_t_nu, require_gaussian, standard_noise
 from .noise_schedule import CLEAN
 from .samplers import ancestral_step, ddim_step, learned_range_fraction, learned_range_log_variance
 
@@ -62,13 +63,16 @@ class GaussianDiffusion:
     """
 
     def __init__(self, *, betas: np.ndarray, model_mean_type: ModelMeanType, model_var_type: ModelVarType,
-                 loss_type: LossType, rescale_timesteps: bool = False, min_snr_gamma: float | None = None):
+                 loss_type: LossType, rescale_timesteps: bool = False, min_snr_gamma: float | None = None,
+                 student_t_nu: float | None = None):
         if min_snr_gamma is not None and not (min_snr_gamma > 0 and math.isfinite(min_snr_gamma)):
             raise ValueError(f"min_snr_gamma: got {min_snr_gamma!r}, expected None or a finite number > 0")
         if min_snr_gamma is not None and model_mean_type == ModelMeanType.PREVIOUS_X:
             raise ValueError("min_snr_gamma: the Min-SNR weight is defined for the 'epsilon', 'x_start' and "
                              "'velocity' outputs, not 'x_previous'")
         self.min_snr_gamma = min_snr_gamma  # None: unweighted MSE (the original)
+        check_student_t_nu(student_t_nu)
+        self.student_t_nu = student_t_nu  # None: Gaussian noise (the original); else t-EDM's noise (noise_law.py)
         self.model_mean_type = model_mean_type
         self.model_var_type = model_var_type
         self.loss_type = loss_type
@@ -123,11 +127,16 @@ class GaussianDiffusion:
         return mean, variance, log_variance
 
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4)."""
+        """Sample x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4), eps from `noise`."""
         if noise is None:
-            noise = torch.randn_like(x_start)
+            noise = self.noise(x_start.shape, device=x_start.device, dtype=x_start.dtype)
         return (_extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
                 + _extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise)
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+              device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Forward-process noise eps of `shape` in this chain's law (`noise_law.standard_noise`)."""
+        return standard_noise(shape, generator, device, dtype, self.student_t_nu)
 
     def q_posterior_mean_variance(self, x_start: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0) (DDPM eqs. 6-7)."""
@@ -240,6 +249,8 @@ class GaussianDiffusion:
         (`samplers.ddim_step` / `samplers.ancestral_step` over a `Denoiser`), examples grouped by t.
         The noise is drawn for the whole batch (`_noise_like`) and is zero at t = 0."""
         kwargs = dict(model_kwargs or {})
+        if not ddim or eta:
+            require_gaussian(self.student_t_nu, "the ancestral chain (and DDIM with eta > 0)")
         if set(kwargs) - {"y", "low_res"}:
             raise ValueError(f"model_kwargs: expected only 'y' and 'low_res', got {sorted(kwargs)}")
         mean, std, pred_xstart = torch.empty_like(x), torch.zeros_like(x), torch.empty_like(x)
@@ -274,7 +285,7 @@ class GaussianDiffusion:
                                  ) -> Iterator[dict]:
         if device is None:
             device = next(model.parameters()).device
-        img = noise if noise is not None else torch.randn(*shape, generator=generator, device=device)
+        img = noise if noise is not None else self.noise(shape, generator, device)
         indices = range(self.num_timesteps - 1, -1, -1)
         for i in tqdm(indices, desc="sampling", leave=False, disable=not progress):
             t = torch.full((shape[0],), i, device=device, dtype=torch.int64)
@@ -338,7 +349,7 @@ class GaussianDiffusion:
         `mask` (shaped like x_start, 1 = valid pixel) restricts every mean to valid pixels.
         """
         if noise is None:
-            noise = torch.randn_like(x_start)
+            noise = self.noise(x_start.shape, device=x_start.device, dtype=x_start.dtype)
         x_t = self.q_sample(x_start, t, noise=noise)
         terms = {}
         if self.loss_type.is_vb():
@@ -388,6 +399,7 @@ class GaussianDiffusion:
         `mask` (shaped like x_start, 1 = valid pixel): every term is averaged over the valid pixels only
         (bits per valid dimension; masked pixels still enter the network as their filled values).
         """
+        require_gaussian(self.student_t_nu, "the bits/dim bound")
         steps = self.num_timesteps if subset_timesteps is None else min(int(subset_timesteps), self.num_timesteps)
         vb, xstart_mse, mse = [], [], []
         for i in tqdm(range(steps - 1, -1, -1), desc="bits/dim", leave=False, disable=not progress):

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .noise_law import require_gaussian
 from .noise_schedule import DiscreteSchedule, grid_from_indices, make_grid
 from .samplers import add_noise, ancestral_step, is_clean, sample_dpm_multistep
 
@@ -196,6 +197,7 @@ def conditional_samples(denoiser: Callable, observed: torch.Tensor, schedule: Di
         raise ValueError(f"jump must be < steps ({opts['steps']}; the chain goes back jump intervals), "
                          f"got {opts['jump']}")
     check_observation(observed)
+    require_gaussian(getattr(denoiser, "student_t_nu", None), "gap filling")
     generator = torch.Generator(device=observed.device).manual_seed(seed)
     grid = grid_from_indices(np.linspace(0, schedule.num_timesteps - 1, opts["steps"]).round().astype(int))
     out = []

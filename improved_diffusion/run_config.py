@@ -152,6 +152,9 @@ _ADDED_ROWS = (
         "NHWC: true, false or 'auto' (where faster; never with amp=none)", legacy=False),
     Key("min_snr_gamma", None, 'float | None', DIFFUSION, OVERRIDABLE,
         'Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off', legacy=None),
+    Key("student_t_nu", None, 'float | None', DIFFUSION, FIXED,
+        'Student-t noise of nu > 2 dof (t-EDM); None: Gaussian',
+        legacy=None),
     Key("symmetry_augment", False, 'bool', DATA, OVERRIDABLE,
         'random flips / 90-degree rotations (only for isotropic data)', legacy=False),
     Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),
@@ -258,6 +261,7 @@ class DiffusionConfig:
     rescale_timesteps: bool
     learn_sigma: bool
     min_snr_gamma: float | None = None
+    student_t_nu: float | None = None
 
 
 @dataclass(frozen=True)

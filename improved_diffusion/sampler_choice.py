@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .denoiser import Denoiser
 from .file_io import derive_seed
+from .noise_law import require_gaussian, standard_noise
 from .noise_schedule import DiscreteSchedule, grid_from_indices
 from .respace import space_timesteps
 from .samplers import (
@@ -94,6 +95,8 @@ def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: int | None =
     `sampling_grid`; x_T (N, C, H, W) -> x_0, x_T's dtype (a float32 trajectory)."""
     def sample_batch(denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         grid = sampling_grid(denoiser.schedule.num_timesteps, sampling_steps, timestep_respacing)
+        if not use_ddim or eta:
+            require_gaussian(denoiser.student_t_nu, "the ancestral sampler (and DDIM with eta > 0)")
         if use_ddim:
             return sample_ddim(denoiser, x_T, grid, denoiser.schedule, eta, generator, progress)
         return sample_ancestral(denoiser, x_T, grid, denoiser.schedule, denoiser.variance, generator, progress)
@@ -153,16 +156,18 @@ def seeded_batches(sampler: Sampler, denoiser_for: Callable[[int, int], Denoiser
                    num_samples: int, batch_size: int, seed: int, device: torch.device,
                    indices: Iterable[int] | None = None, progress: bool = False) -> Iterator[SampledBatch]:
     """Sample the batches `indices` (default: all) of `num_samples` samples in batches of `batch_size`. Batch b
-    draws x_T (image_shape = (C, H, W), the sampler's trajectory dtype) and the sampler's noise from one generator
-    seeded with `derive_seed(seed, b)`, so a batch is the same whatever other batches run (resume, ranks);
+    draws x_T (image_shape = (C, H, W), the sampler's trajectory dtype, the denoiser's noise law) and the
+    sampler's noise from one generator seeded with `derive_seed(seed, b)`, so a batch is the same whatever other
+    batches run (resume, ranks);
     `denoiser_for(lo, hi)` gives the denoiser of samples lo..hi-1 (their labels, low-res input)."""
     device = torch.device(device)
     indices = range(-(-num_samples // batch_size)) if indices is None else list(indices)
     for b in tqdm(indices, desc="batches", disable=not progress):
         lo, hi = b * batch_size, min((b + 1) * batch_size, num_samples)
         generator = torch.Generator(device).manual_seed(derive_seed(seed, b, bits=32))
-        x_T = torch.randn((hi - lo, *image_shape), generator=generator, device=device, dtype=sampler.trajectory_dtype)
         denoiser = denoiser_for(lo, hi)
+        x_T = standard_noise((hi - lo, *image_shape), generator, device, sampler.trajectory_dtype,
+                             denoiser.student_t_nu)
         start = time.perf_counter()
         with torch.inference_mode():
             x = sampler(denoiser, x_T, generator)

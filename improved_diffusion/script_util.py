@@ -174,10 +174,12 @@ def create_model(*, image_size: int, num_input_channels: int, num_model_channels
 def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, sigma_small: bool = False,
                               noise_schedule: str = "linear", loss_name: str = "mse", output_type: str = "epsilon",
                               rescale_timesteps: bool = False, timestep_respacing: str = "",
-                              min_snr_gamma: float | None = None) -> SpacedDiffusion:
+                              min_snr_gamma: float | None = None,
+                              student_t_nu: float | None = None) -> SpacedDiffusion:
     """The diffusion of the original factory: always a SpacedDiffusion (identity spacing when
     `timestep_respacing` is empty), so schedule arrays equal the original's bit for bit. `min_snr_gamma`:
-    Min-SNR weighting of the training MSE (None: unweighted, the original)."""
+    Min-SNR weighting of the training MSE (None: unweighted, the original). `student_t_nu`: Student-t noise of
+    that many degrees of freedom (`noise_law.py`; None: Gaussian, the original)."""
     if learn_sigma:
         var_type = ModelVarType.LEARNED_RANGE
     else:
@@ -190,6 +192,7 @@ def create_gaussian_diffusion(*, steps: int = 1000, learn_sigma: bool = False, s
         loss_type=LOSS_TYPES[loss_name],
         rescale_timesteps=rescale_timesteps,
         min_snr_gamma=min_snr_gamma,
+        student_t_nu=student_t_nu,
     )
 
 
@@ -203,7 +206,7 @@ def model_config(args_dic: dict, super_res: bool) -> ModelConfig:
 def diffusion_config(args_dic: dict) -> DiffusionConfig:
     """The diffusion group of a metadata dict (missing keys: the original defaults); check it with validate_args."""
     a = with_defaults(args_dic)
-    # min_snr_gamma: absent from metadata written before it existed, i.e. no weighting
+    # min_snr_gamma, student_t_nu: absent from metadata written before they existed, i.e. no weighting, Gaussian
     return DiffusionConfig(**{name: a.get(name) for name in DiffusionConfig.__dataclass_fields__})
 
 
@@ -218,7 +221,7 @@ def build_diffusion(config: DiffusionConfig) -> SpacedDiffusion:
         steps=config.diffusion_steps, learn_sigma=config.learn_sigma, sigma_small=config.sigma_small,
         noise_schedule=config.noise_schedule, loss_name=config.loss_name, output_type=config.output_type,
         rescale_timesteps=config.rescale_timesteps, timestep_respacing=config.timestep_respacing,
-        min_snr_gamma=config.min_snr_gamma)
+        min_snr_gamma=config.min_snr_gamma, student_t_nu=config.student_t_nu)
 
 
 def _model_and_diffusion(args_dic: dict, super_res: bool):

@@ -135,6 +135,13 @@ def validate_call(call: dict, device: torch.device | None = None) -> LoopConfig:
     _check_float(call, "min_snr_gamma", 0.0, optional=True)  # Min-SNR clip of the loss weight
     if call["min_snr_gamma"] is not None and call["output_type"] == "x_previous":
         _fail("min_snr_gamma", call["min_snr_gamma"], "None with output_type='x_previous' (no Min-SNR weight for it)")
+    _check_float(call, "student_t_nu", 2.0, optional=True)  # Student-t noise: finite variance needs nu > 2
+    if call["student_t_nu"] is not None and call["compute_val"]:
+        _fail("compute_val", True, "False with student_t_nu (validation reports bits/dim, a bound for Gaussian "
+              "noise only)")
+    if call["student_t_nu"] is not None and (call["learn_sigma"] or call["output_type"] == "x_previous"):
+        _fail("student_t_nu", call["student_t_nu"], "None with learn_sigma or output_type='x_previous' (both "
+              "model the Gaussian posterior)")
     _check_float(call, "fp16_scale_growth", 0.0, 1.0)  # log2 loss-scale growth per step
     bounds = call["norm_range"]
     if bounds is not None and not (

@@ -197,7 +197,7 @@ class TrainLoop:
     def _forward_backward(self, x: torch.Tensor, cond: dict) -> None:
         n, n_global = x.shape[0], x.shape[0] * self.world_size
         t, weights = self.sampler.sample(n_global, self.device, generator=self.gen_t)
-        noise = torch.randn((n_global, *x.shape[1:]), generator=self.gen_noise, device=self.device)
+        noise = self.diffusion.noise((n_global, *x.shape[1:]), generator=self.gen_noise, device=self.device)
         t, weights, noise = (v[self.rank::self.world_size] for v in (t, weights, noise))
         mask = cond.pop("mask", None)
         size = n if self.config.microbatch in (-1, None) else self.config.microbatch
