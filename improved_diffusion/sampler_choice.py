@@ -37,6 +37,7 @@ _CHECKED = ("algorithm_type", "method_type", "order", "skip_type", "denoise_to_z
 
 SAMPLER_NAMES = ("ancestral", "ddim", "dpm-solver")
 OLD_NAMES = {"dpm": "dpm-solver"}  # the sampler comparison's configurations used to spell DPM-Solver "dpm"
+GAUSSIAN_CHAIN = "the ancestral sampler (and DDIM with eta > 0)"  # names the samplers Student-t models refuse
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,13 +51,16 @@ class Sampler:
     sample_batch: SampleBatch
     adapt: Callable[[float], Sampler] | None = None  # the sampler for data of a given model-unit std
     check_schedule: Callable[[DiscreteSchedule], object] | None = None  # ValueError for a grid `schedule` refuses
+    gaussian_only: bool = False  # draws Gaussian noise along the way: refuses Student-t models (noise_law.py)
 
     def __call__(self, denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return self.sample_batch(denoiser, x_T, generator)
 
-    def check(self, schedule: DiscreteSchedule) -> None:
-        """ValueError when this sampler's options cannot make a grid on the model's `schedule` (checked before
-        anything is written)."""
+    def check(self, schedule: DiscreteSchedule, student_t_nu: float | None = None) -> None:
+        """ValueError when this sampler's options cannot make a grid on the model's `schedule`, or it cannot
+        sample a model of Student-t noise `student_t_nu` (checked before anything is written)."""
+        if self.gaussian_only:
+            require_gaussian(student_t_nu, GAUSSIAN_CHAIN)
         if self.check_schedule is not None:
             self.check_schedule(schedule)
 
@@ -93,17 +97,19 @@ def chain_sampler(use_ddim: bool, eta: float = 0.0, sampling_steps: int | None =
                   timestep_respacing: str | None = None, progress: bool = False) -> Sampler:
     """DDIM (noise scale `eta`) or the ancestral sampler (the denoiser's variance) over the chain indices of
     `sampling_grid`; x_T (N, C, H, W) -> x_0, x_T's dtype (a float32 trajectory)."""
+    gaussian_only = not use_ddim or bool(eta)
+
     def sample_batch(denoiser: Denoiser, x_T: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         grid = sampling_grid(denoiser.schedule.num_timesteps, sampling_steps, timestep_respacing)
-        if not use_ddim or eta:
-            require_gaussian(denoiser.student_t_nu, "the ancestral sampler (and DDIM with eta > 0)")
+        if gaussian_only:
+            require_gaussian(denoiser.student_t_nu, GAUSSIAN_CHAIN)
         if use_ddim:
             return sample_ddim(denoiser, x_T, grid, denoiser.schedule, eta, generator, progress)
         return sample_ancestral(denoiser, x_T, grid, denoiser.schedule, denoiser.variance, generator, progress)
     name = "ddim" if use_ddim else "ancestral"
     info = {"sampler": name, "eta": eta if use_ddim else None, "sampling_steps": sampling_steps,
             "timestep_respacing": timestep_respacing}
-    return Sampler(name, info, torch.float32, sample_batch)
+    return Sampler(name, info, torch.float32, sample_batch, gaussian_only=gaussian_only)
 
 
 def ode_sampler(sample_steps: int, progress: bool = False, data_std: float | None = None, **solver) -> Sampler:

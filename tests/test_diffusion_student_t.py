@@ -18,6 +18,9 @@ from improved_diffusion.noise_schedule import DiscreteSchedule
 from improved_diffusion.sampler_choice import chain_sampler, seeded_batches
 from improved_diffusion.samplers import dpm_solver_sample, sample_ddim
 from improved_diffusion.script_util import create_gaussian_diffusion
+from model_likelihood import calc_model_loss
+from sample import main_sample
+from sample_DPM import sample_from_ODE
 from tests.test_train_loss_weighting import CONFIG
 from tests.test_train_script import image_folder
 
@@ -125,6 +128,17 @@ def test_student_t_nu_is_recorded_resumes_bit_identically_and_acts(tmp_path):
     a, b, c = (load_state_dict(folder / name) for folder in (straight, resumed, plain))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+    # the trained model samples with the deterministic sampler; the Gaussian-only paths refuse it in one line
+    out = tmp_path / "samples"
+    npz = sample_from_ODE(model_path=str(straight / "ema_rate=0.9_1.pt"), sample_steps=4, num_samples=3,
+                          batch_size=3, url_save_path=str(out), plot=False, device="cpu")
+    assert np.isfinite(np.load(npz)["arr_0"]).all()
+    with pytest.raises(ValueError, match="bits/dim bound assumes Gaussian noise"):
+        calc_model_loss(str(straight / "ema_rate=0.9_1.pt"), data, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="ancestral sampler.*assumes Gaussian noise"):
+        main_sample(model_path=str(straight / "ema_rate=0.9_1.pt"), num_samples=2, batch_size=2,
+                    url_save_path=str(tmp_path / "ancestral"), plot=False, sampling_steps=2)
+    assert not (tmp_path / "ancestral").exists()
 
 
 @pytest.mark.parametrize("options, message", [

@@ -210,7 +210,8 @@ def prepare_run(sampler: Sampler, options: SamplingOptions, request: RunRequest,
     normalisation (`default_clip`); the provenance records the clamp applied and why."""
     model, diffusion, args_dic = load_checked_model(request, options.device, check)
     sampler = sampler.for_model(args_dic)
-    sampler.check(DiscreteSchedule(diffusion.alphas_cumprod))  # e.g. a lambda range beyond this chain: refused now
+    # e.g. a lambda range beyond this chain, or the ancestral chain on Student-t noise: refused now
+    sampler.check(DiscreteSchedule(diffusion.alphas_cumprod), diffusion.student_t_nu)
     clip_denoised, clip_reason = request.clip_denoised, "set by the caller"
     if clip_denoised is None:
         clip_denoised, clip_reason = default_clip(args_dic.get("data_normalization"))
