@@ -15,6 +15,9 @@ docs/bring_your_own_data.md) for the demo's 7 epochs, sampled with sample_DPM.py
 evaluations), compared in rad with the scorecard's axis semivariograms (`utils/evaluation/scorecard.py`).
 
     OMP_NUM_THREADS=1 python bench/unseen_heavy_tails.py --work_dir bench_out/unseen
+    OMP_NUM_THREADS=1 python bench/unseen_heavy_tails.py --work_dir bench_out/unseen --student_t_nu 5
+
+The second line trains with t-EDM's Student-t forward process instead (same data, its own run folder).
 """
 from __future__ import annotations
 
@@ -76,11 +79,13 @@ def main(work_dir: str = "bench_out/unseen",  # data, run and samples (reused wh
          num_samples: int = 256,  # generated fields
          num_epochs: int = 7,  # training epochs (the demo's)
          sample_steps: int = 20,  # DPM-Solver++(3M) evaluations
+         student_t_nu: float | None = None,  # train with t-EDM's Student-t noise of this many dof (None: Gaussian)
          seed: int = 0) -> dict:  # seed of data (seed, seed + 1), training and sampling
     """Generate, train, sample and print the per-lag error of the median per-field semivariogram."""
     start = time.time()
     work = Path(work_dir)
-    data, run = work / "data", work / "run"
+    data = work / "data"
+    run = work / ("run" if student_t_nu is None else f"run_student_t_{student_t_nu:g}")
     if not (data / "train").is_dir():
         write_split(data / "train", unseen_fields(n_train, 32, seed))
         write_split(data / "test", unseen_fields(n_test, 32, seed + 1))
@@ -88,9 +93,10 @@ def main(work_dir: str = "bench_out/unseen",  # data, run and samples (reused wh
     if not checkpoint.is_file():
         train.main(**apply_preset("demo", data_train_dir=str(data / "train"), url_folder_experiment=str(run),
                                   key_data="unwrap", list_keys_hdf5_original=["unwrap"], normalization="robust",
-                                  num_epochs=num_epochs, seed=seed, grid_interval=0))
+                                  num_epochs=num_epochs, seed=seed, grid_interval=0, student_t_nu=student_t_nu))
     npz = sample_DPM.sample_from_ODE(model_path=str(checkpoint), num_samples=num_samples, sample_steps=sample_steps,
-                                     url_save_path=str(work / "samples"), seed=seed, plot=False, overwrite=True)
+                                     url_save_path=str(work / f"samples_{run.name}"), seed=seed, plot=False,
+                                     overwrite=True)
     norm = read_metadata(run / "metadata.json")["data_normalization"]
     with np.load(npz) as f:
         samples = denormalize(f["arr_0"], norm)[..., 0]
@@ -106,8 +112,8 @@ def main(work_dir: str = "bench_out/unseen",  # data, run and samples (reused wh
               "scorecard_within_noise": card["summary"]["within_noise_of_real"],
               "scorecard_checked": card["summary"]["checked_against_real"],
               "data_normalization": {k: norm[k] for k in ("kind", "low", "high")} | {"report": norm.get("report")},
-              "minutes": round((time.time() - start) / 60, 1)}
-    (work / "unseen_heavy_tails.json").write_text(json.dumps(result, indent=1))
+              "student_t_nu": student_t_nu, "minutes": round((time.time() - start) / 60, 1)}
+    (work / f"unseen_heavy_tails_{run.name}.json").write_text(json.dumps(result, indent=1))
     print("lag (px) | median semivariogram samples / real (rad^2) | relative error")
     for lag, s, r, e in zip(result["lags_px"], row["samples"], row["real"], relative):
         print(f"{lag:3d} | {s:9.4g} / {r:9.4g} | {100 * e:+6.1f} %")
