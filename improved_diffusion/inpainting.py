@@ -10,7 +10,9 @@ observed pixels. Two methods (`METHODS`):
   the posterior-mean guidance of DPS, Chung et al. 2023, with the full covariance instead of r^2 I):
       E[x0 | x_t, y] = x0_hat + C_t P^T (P C_t P^T)^-1 (y - P x0_hat).
   The linear system is solved by `cg_iters` conjugate-gradient iterations, each one more denoiser call
-  (J v by a finite difference along v). Exact for Gaussian data once CG has converged.
+  (J v by a finite difference along v), keeping per field the iterate of least residual (a trained network's
+  J is not symmetric positive definite, and plain CG diverged on it). Exact for Gaussian data once CG has
+  converged.
 - "repaint" (for the ancestral chain): after each ancestral step t -> s (`samplers.ancestral_step`) the
   observed pixels are replaced by y noised to level s, alpha_s y + sigma_s z (DDPM eq. 4), and the merged
   x_s is taken back to t with fresh noise, x_t = sqrt(ab_t / ab_s) x_s + sqrt(1 - ab_t / ab_s) z, and
@@ -92,6 +94,7 @@ class PosteriorDenoiser:
         # 1. solve (P C_t P^T) w = P (y - x0_hat) by conjugate gradients (w lives on the observed pixels)
         r = self.mask * (self.y - x0)
         w, p, rr = torch.zeros_like(r), r, _dot(r, r)
+        best_w, best_rr = w, rr
         for _ in range(self.cg_iters):
             ap = self.mask * self._covariance_times(x, x0, t, p)
             curvature = _dot(p, ap)
@@ -99,9 +102,13 @@ class PosteriorDenoiser:
             step = torch.where(curvature > 0, rr / curvature.clamp_min(1e-30), torch.zeros_like(curvature))
             w, r = w + step * p, r - step * ap
             rr_new = _dot(r, r)
+            # a trained network's J is neither symmetric nor exact (worst at high noise, where C_t = sigma^2 / alpha
+            # J magnifies its errors): CG can diverge there, so each field keeps its iterate of least residual
+            better = rr_new < best_rr
+            best_w, best_rr = torch.where(better, w, best_w), torch.where(better, rr_new, best_rr)
             p, rr = r + (rr_new / rr.clamp_min(1e-30)) * p, rr_new
         # 2. E[x0 | x_t, y] = x0_hat + C_t P^T w
-        return x0 + self._covariance_times(x, x0, t, w)
+        return x0 + self._covariance_times(x, x0, t, best_w)
 
 
 def renoise(x_s: torch.Tensor, s, t, schedule: DiscreteSchedule, generator: torch.Generator | None

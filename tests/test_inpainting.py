@@ -178,3 +178,24 @@ def test_posterior_denoiser_is_the_exact_conditional_mean_for_a_gaussian(problem
     got = cond(x_t, t).flatten().numpy()
     np.testing.assert_allclose(got[~observed], missing_mean, atol=1e-6)
     np.testing.assert_allclose(got[observed], y[observed], atol=1e-6)
+
+
+def test_posterior_denoiser_never_moves_away_from_the_observation_when_cg_diverges(problem):
+    """A trained network's J is neither symmetric nor positive definite: for a linear denoiser x0_hat = B x_t
+    with B indefinite and non-symmetric, P E[x0 | x_t, y] - y is the CG residual, and the iterate kept is never
+    farther from y on the observed pixels than the unconditional x0_hat (the last CG iterate is)."""
+    n, schedule = 8, problem["schedule"]
+    rng = np.random.default_rng(2)
+    b = torch.from_numpy(rng.standard_normal((n * n, n * n)) / n)
+
+    def denoiser(x, t):
+        return (x.flatten(1) @ b.T).reshape(x.shape)
+
+    observed = torch.from_numpy(np.where(rng.random((16, 1, n, n)) < 0.6, rng.standard_normal((16, 1, n, n)),
+                                         np.nan))
+    x_t, t = torch.randn(16, 1, n, n, dtype=torch.float64), torch.tensor(900.0, dtype=torch.float64)
+    cond = PosteriorDenoiser(denoiser, observed, schedule, cg_iters=20)(x_t, t)
+    known = observed.isfinite()
+    before = ((denoiser(x_t, t) - observed.nan_to_num()) * known).flatten(1).norm(dim=1)
+    after = ((cond - observed.nan_to_num()) * known).flatten(1).norm(dim=1)
+    assert bool((after <= before * (1 + 1e-6)).all())
