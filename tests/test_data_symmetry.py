@@ -2,7 +2,6 @@
 depend on (seed, epoch, index) only, the mask transformed with the data, and an exact resume that reads the
 option from metadata.json."""
 import json
-import shutil
 
 import h5py
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 import train
 from improved_diffusion.checkpoint import load_state_dict
 from improved_diffusion.dataloaders import create_dataloader, dihedral, set_loader_epoch
+from tests.test_train_loss_weighting import first_epoch_copy
 from tests.test_train_script import image_folder
 
 SQUARE = torch.tensor([[1, 2], [3, 4]])
@@ -66,11 +66,7 @@ def test_recorded_and_a_resume_without_the_keyword_is_bit_identical(tmp_path):
     straight = tmp_path / "straight"
     train.main(data_train_dir=data, url_folder_experiment=str(straight), symmetry_augment=True, **CONFIG)
     assert json.loads((straight / "metadata.json").read_text())["symmetry_augment"] is True
-    resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    for name in ("model_epoch=0_iter=2.pt", "ema_rate=0.9_0.pt", "opt0.pt", "train_state_epoch=0_iter=2.pt",
-                 "metadata.json"):
-        shutil.copy(straight / name, resumed)
+    resumed = first_epoch_copy(straight, tmp_path / "resumed")
     train.main(data_train_dir=data, resume_checkpoint=str(resumed / "model_epoch=0_iter=2.pt"), **CONFIG)
     a, b = (load_state_dict(folder / "model_epoch=1_iter=4.pt") for folder in (straight, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)

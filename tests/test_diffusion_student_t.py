@@ -3,7 +3,6 @@ the noise law and for the deterministic samplers driven by the exact posterior m
 round trip through metadata.json with a bit-identical resume, and the refusals where Gaussian posteriors are
 assumed."""
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from improved_diffusion.script_util import create_gaussian_diffusion
 from model_likelihood import calc_model_loss
 from sample import main_sample
 from sample_DPM import sample_from_ODE
-from tests.test_train_loss_weighting import CONFIG
+from tests.test_train_loss_weighting import CONFIG, first_epoch_copy
 from tests.test_train_script import image_folder
 
 NU = 5.0
@@ -115,11 +114,7 @@ def test_student_t_nu_is_recorded_resumes_bit_identically_and_acts(tmp_path):
     straight = tmp_path / "straight"
     train.main(data_train_dir=data, url_folder_experiment=str(straight), **config, student_t_nu=NU)
     assert json.loads((straight / "metadata.json").read_text())["student_t_nu"] == NU
-    resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    for name in ("model_epoch=0_iter=2.pt", "ema_rate=0.9_0.pt", "opt0.pt", "train_state_epoch=0_iter=2.pt",
-                 "metadata.json"):
-        shutil.copy(straight / name, resumed)
+    resumed = first_epoch_copy(straight, tmp_path / "resumed")
     train.main(data_train_dir=data, resume_checkpoint=str(resumed / "model_epoch=0_iter=2.pt"), **config)
     plain = tmp_path / "plain"  # Gaussian noise ends elsewhere: the option acts
     train.main(data_train_dir=data, url_folder_experiment=str(plain), **config)

@@ -101,6 +101,15 @@ CONFIG = dict(image_size=32, num_input_channels=1, num_model_channels=32, num_re
               seed=3, keep_checkpoints=None, amp="none")
 
 
+def first_epoch_copy(run, folder):
+    """`folder` holding the first epoch's checkpoint set of the CONFIG run `run` and its metadata.json."""
+    folder.mkdir()
+    for name in ("model_epoch=0_iter=2.pt", "ema_rate=0.9_0.pt", "opt0.pt", "train_state_epoch=0_iter=2.pt",
+                 "metadata.json"):
+        shutil.copy(run / name, folder)
+    return folder
+
+
 def test_options_are_recorded_and_a_resume_without_them_is_bit_identical(tmp_path):
     data = image_folder(tmp_path / "data", n=8, size=32)
     options = dict(min_snr_gamma=2.0, output_type="velocity")
@@ -108,11 +117,7 @@ def test_options_are_recorded_and_a_resume_without_them_is_bit_identical(tmp_pat
     train.main(data_train_dir=data, url_folder_experiment=str(straight), **CONFIG, **options)
     meta = json.loads((straight / "metadata.json").read_text())
     assert meta["min_snr_gamma"] == 2.0 and meta["output_type"] == "velocity"
-    resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    for name in ("model_epoch=0_iter=2.pt", "ema_rate=0.9_0.pt", "opt0.pt", "train_state_epoch=0_iter=2.pt",
-                 "metadata.json"):
-        shutil.copy(straight / name, resumed)
+    resumed = first_epoch_copy(straight, tmp_path / "resumed")
     train.main(data_train_dir=data, resume_checkpoint=str(resumed / "model_epoch=0_iter=2.pt"), **CONFIG)
     assert json.loads((resumed / "metadata.json").read_text())["resumes"][0]["overrides"] == {}
     plain = tmp_path / "plain"  # the same run without the weighting ends elsewhere: the option acts
