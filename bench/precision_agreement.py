@@ -71,8 +71,8 @@ def main(work_dir: str = "bench_out/precision",  # data and runs (reused across 
                                              amp, "robust", None, seed)
         steps = num_epochs * -(-n_train // batch_size)
         score = denoising_error(checkpoint, fields, num_levels, seed=1234)
-        scores[f"{amp}_seed{seed}"] = {"x0_mse": score,
-                                       "seconds_per_step_incl_setup_and_scoring": round((time.time() - start) / steps, 3)}
+        seconds = round((time.time() - start) / steps, 3)
+        scores[f"{amp}_seed{seed}"] = {"x0_mse": score, "seconds_per_step_incl_setup_and_scoring": seconds}
         print(f"{amp} seed {seed}: x0 MSE {scores[f'{amp}_seed{seed}']['x0_mse']:.6g}", flush=True)
     fp32 = np.array([v["x0_mse"] for k, v in scores.items() if k.startswith("none")])
     spread = float(fp32.std(ddof=1))
