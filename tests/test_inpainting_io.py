@@ -96,3 +96,29 @@ def test_bench_runs_at_toy_scale(run, tmp_path, capsys):
     assert 0 <= figures["coverage_90"] <= 1 and figures["rms_ratio"] > 0 and figures["num_fields"] == 2
     assert 0.2 <= figures["missing_fraction"] <= 0.4
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == figures
+
+
+def test_bench_scores_exact_kriging_samples_as_calibrated():
+    """Samples drawn from the exact conditional law (kriging mean and covariance) score coverage ~0.9, spread
+    ratio ~1 (also on isolated pixels) and rms ratio sqrt(1 + 1/S); halving their spread is caught."""
+    from utils.radar.insar_truth import field_covariance, simple_kriging
+    rng = np.random.default_rng(0)
+    n, size, samples = 6, 16, 400
+    cov = field_covariance(size, "exponential", 1.0, 4.0, nugget=0.2 ** 2)
+    chol = np.linalg.cholesky(cov)
+    truth = (chol @ rng.standard_normal((size * size, n))).T.reshape(n, size, size)
+    masks = np.stack([bench_gap_filling.gap_mask(rng, size, 0.3) for _ in range(n)])
+    draws, means, variances = np.empty((n, samples, size, size)), [], []
+    for i, (t, m) in enumerate(zip(truth, masks)):
+        mean, c = simple_kriging(cov, np.zeros(size * size), t.ravel(), ~m.ravel())
+        means.append(mean)
+        variances.append(np.diag(c))
+        draws[i] = t
+        draws[i][:, m] = mean + rng.standard_normal((samples, len(mean))) @ np.linalg.cholesky(c).T
+    good = bench_gap_filling.score(truth, masks, draws, means, variances)
+    assert abs(good["coverage_90"] - 0.9) < 0.04 and abs(good["spread_ratio"] - 1) < 0.05
+    assert abs(good["spread_ratio_isolated"] - 1) < 0.1
+    assert abs(good["rms_ratio"] - np.sqrt(1 + 1 / samples)) < 0.02
+    mean_field = draws.mean(1, keepdims=True)
+    narrow = bench_gap_filling.score(truth, masks, mean_field + 0.5 * (draws - mean_field), means, variances)
+    assert narrow["coverage_90"] < 0.7 and abs(narrow["spread_ratio"] - 0.25) < 0.02
