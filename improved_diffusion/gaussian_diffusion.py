@@ -18,7 +18,7 @@ from .denoiser import Denoiser
 from .diffusion_types import LossType, ModelMeanType, ModelVarType  # also the names upstream users import from here
 from .losses import discretized_gaussian_log_likelihood, normal_kl
 from .nn import mean_flat
-from .noise_law import check_student_t_nu, require_gaussian, standard_noise
+from .noise_law import GAUSSIAN_CHAIN, check_student_t_nu, require_gaussian, standard_noise
 from .noise_schedule import CLEAN
 from .samplers import ancestral_step, ddim_step, learned_range_fraction, learned_range_log_variance
 
@@ -250,7 +250,7 @@ class GaussianDiffusion:
         The noise is drawn for the whole batch (`_noise_like`) and is zero at t = 0."""
         kwargs = dict(model_kwargs or {})
         if not ddim or eta:
-            require_gaussian(self.student_t_nu, "the ancestral chain (and DDIM with eta > 0)")
+            require_gaussian(self.student_t_nu, GAUSSIAN_CHAIN)
         if set(kwargs) - {"y", "low_res"}:
             raise ValueError(f"model_kwargs: expected only 'y' and 'low_res', got {sorted(kwargs)}")
         mean, std, pred_xstart = torch.empty_like(x), torch.zeros_like(x), torch.empty_like(x)

@@ -16,6 +16,8 @@ import math
 import numpy as np
 import torch
 
+GAUSSIAN_CHAIN = "the ancestral sampler (and DDIM with eta > 0)"  # the samplers that Student-t models refuse
+
 
 def check_student_t_nu(nu: float | None) -> None:
     """ValueError unless `nu` is None (Gaussian noise) or a finite number > 2 (finite noise variance)."""

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .denoiser import Denoiser
 from .file_io import derive_seed
-from .noise_law import require_gaussian, standard_noise
+from .noise_law import GAUSSIAN_CHAIN, require_gaussian, standard_noise
 from .noise_schedule import DiscreteSchedule, grid_from_indices
 from .respace import space_timesteps
 from .samplers import (
@@ -37,7 +37,6 @@ _CHECKED = ("algorithm_type", "method_type", "order", "skip_type", "denoise_to_z
 
 SAMPLER_NAMES = ("ancestral", "ddim", "dpm-solver")
 OLD_NAMES = {"dpm": "dpm-solver"}  # the sampler comparison's configurations used to spell DPM-Solver "dpm"
-GAUSSIAN_CHAIN = "the ancestral sampler (and DDIM with eta > 0)"  # names the samplers Student-t models refuse
 
 
 @dataclass(frozen=True, eq=False)
