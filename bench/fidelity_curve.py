@@ -31,7 +31,11 @@ RECIPES = {  # the train.main keywords (on top of the demo preset) of each recip
     "baseline": lambda truth: {},
     "class_cond": main_job.class_recipe,  # conditioned on the labels, sampled at the training proportions
     "min_snr": lambda truth: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the x0 loss (Hang et al. 2023)
+    # v-prediction (Salimans & Ho 2022): x0 = alpha x_t - sigma v keeps a skip path from x_t at low noise
+    "velocity": lambda truth: {"output_type": "velocity"},
     "velocity_min_snr": lambda truth: {"output_type": "velocity", "min_snr_gamma": 5.0},
+    "class_cond_velocity": lambda truth: {**main_job.class_recipe(truth), "output_type": "velocity"},
+    "velocity_lr1e-3": lambda truth: {"output_type": "velocity", "lr": 1e-3},  # twice the demo's learning rate
     "augment": lambda truth: {"symmetry_augment": True},  # the generator's fields are isotropic
     "class_cond_augment": lambda truth: {**main_job.class_recipe(truth), "symmetry_augment": True},
     "student_t": lambda truth: {"student_t_nu": 5.0},  # t-EDM's Student-t forward process (Pandey et al. 2025)
@@ -112,9 +116,11 @@ def main(work_dir: str = "bench_out/fidelity",  # data, runs, samples and the re
         if any(r["steps"] == budget for r in rows):
             continue
         start_cpu, start = time.process_time(), time.time()
+        options = RECIPES[recipe](truth)
+        lr = options.pop("lr", PRESETS["demo"]["lr"])
         checkpoint = main_job.train_or_reuse(run, data, truth, PRESETS["demo"]["image_size"], budget // per_epoch,
-                                             batch_size, PRESETS["demo"]["lr"], PRESETS["demo"]["ema_rate"], amp,
-                                             "robust", None, seed, recipe=RECIPES[recipe](truth))
+                                             batch_size, lr, PRESETS["demo"]["ema_rate"], amp,
+                                             "robust", None, seed, recipe=options)
         train_cpu = time.process_time() - start_cpu
         results = work / f"results_{recipe}_seed{seed}" / f"steps_{budget}"
         npz = sample_DPM.sample_from_ODE(model_path=str(checkpoint), sample_steps=sample_steps,

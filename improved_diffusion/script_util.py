@@ -45,9 +45,11 @@ PRESETS: dict[str, dict] = {
     "demo": {"image_size": 32, "num_input_channels": 1, "num_model_channels": 32, "num_res_blocks": 1,
              "num_heads": 4, "attention_resolutions": "8", "dropout": 0.0, "learn_sigma": False,
              "class_cond": False, "diffusion_steps": 1000, "noise_schedule": "cosine", "loss_name": "mse",
-             # x_start: near-zero terminal SNR of the cosine chain makes x0 = (x - sigma eps) / alpha
-             # ill-conditioned at the noisiest steps; predicting x0 directly keeps few-step sampling stable.
-             "output_type": "x_start",
+             # velocity (v = alpha eps - sigma x0, Salimans & Ho 2022): x0 = alpha x_t - sigma v is well
+             # conditioned at every step (eps is not at the cosine chain's near-zero terminal SNR), and at low
+             # noise x0 ~ x_t, a skip path the x_start target lacks: that target made the UNet redraw the fine
+             # texture, with 1.5-1.9x the real power at 3-6 px wavelengths (bench/RESULTS.md, "v-prediction").
+             "output_type": "velocity",
              # lr and ema_rate of the demo model of `make demo` (main_job.py; bench/RESULTS.md): a short
              # run, so a high learning rate and a short EMA memory
              "schedule_sampler": "uniform", "lr": 5e-4, "ema_rate": "0.99", "batch_size": 32, "microbatch": -1,

@@ -68,7 +68,7 @@ def test_preset_demo_gives_its_values_and_the_call_wins(tmp_path):
     # the demo model of main_job.py (script_util.PRESETS["demo"]), written out here
     assert (meta["image_size"], meta["num_input_channels"], meta["num_model_channels"], meta["num_res_blocks"]) == (
         32, 1, 32, 1)
-    assert (meta["attention_resolutions"], meta["noise_schedule"], meta["output_type"]) == ("8", "cosine", "x_start")
+    assert (meta["attention_resolutions"], meta["noise_schedule"], meta["output_type"]) == ("8", "cosine", "velocity")
     assert (meta["lr"], meta["ema_rate"], meta["type_dataset"]) == (5e-4, "0.99", "hdf5")
     assert (meta["batch_size"], meta["diffusion_steps"]) == (2, 10)  # given in the call: not the preset's 32, 1000
     assert "preset" not in meta
