@@ -31,7 +31,7 @@ RECIPES = {  # the train.main keywords (on top of the demo preset) of each recip
     "baseline": lambda truth: {},  # the demo preset as it stands (v-prediction since 2026-12-05)
     "x_start": lambda truth: {"output_type": "x_start"},  # the demo's target before 2026-12-05
     "class_cond": main_job.class_recipe,  # conditioned on the labels, sampled at the training proportions
-    "min_snr": lambda truth: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the x0 loss (Hang et al. 2023)
+    "min_snr": lambda truth: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the preset's loss (Hang et al. 2023)
     # v-prediction (Salimans & Ho 2022): x0 = alpha x_t - sigma v keeps a skip path from x_t at low noise
     "velocity": lambda truth: {"output_type": "velocity"},
     "velocity_min_snr": lambda truth: {"output_type": "velocity", "min_snr_gamma": 5.0},
