@@ -113,15 +113,15 @@ def main(work_dir: str = "bench_out/fidelity",  # data, runs, samples and the re
     out = work / f"fidelity_{recipe}_seed{seed}.json"
     rows = json.loads(out.read_text()) if out.is_file() else []
     truth = main_job.prepare_data(data, PRESETS["demo"]["image_size"], n_train, 0, "mixture")
+    options = RECIPES[recipe](truth)
     for budget in steps:
         if any(r["steps"] == budget for r in rows):
             continue
         start_cpu, start = time.process_time(), time.time()
-        options = RECIPES[recipe](truth)
-        lr = options.pop("lr", PRESETS["demo"]["lr"])
         checkpoint = main_job.train_or_reuse(run, data, truth, PRESETS["demo"]["image_size"], budget // per_epoch,
-                                             batch_size, lr, PRESETS["demo"]["ema_rate"], amp,
-                                             "robust", None, seed, recipe=options)
+                                             batch_size, options.get("lr", PRESETS["demo"]["lr"]),
+                                             PRESETS["demo"]["ema_rate"], amp, "robust", None, seed,
+                                             recipe={k: v for k, v in options.items() if k != "lr"})
         train_cpu = time.process_time() - start_cpu
         results = work / f"results_{recipe}_seed{seed}" / f"steps_{budget}"
         npz = sample_DPM.sample_from_ODE(model_path=str(checkpoint), sample_steps=sample_steps,
@@ -133,7 +133,7 @@ def main(work_dir: str = "bench_out/fidelity",  # data, runs, samples and the re
                                   units="physical", truth_json=str(data / "ground_truth.json"),
                                   num_samples=num_samples, seed=seed)
         previous = rows[-1]["cpu_minutes"] if rows else 0.0
-        rows.append({"recipe": recipe, "train_options": RECIPES[recipe](truth), "seed": seed, "steps": budget,
+        rows.append({"recipe": recipe, "train_options": options, "seed": seed, "steps": budget,
                      "summary": summarise(report["scorecard"]), "cpu_flags": cpu_flags(),
                      "train_cpu_minutes_this_budget": round(train_cpu / 60, 2),
                      "cpu_minutes": round(previous + (time.process_time() - start_cpu) / 60, 2),
