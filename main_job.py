@@ -22,8 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 import sample_DPM  # noqa: E402
 import train  # noqa: E402
 from datasets import insar_synthetic  # noqa: E402
@@ -34,6 +32,7 @@ from utils.cli import run_cli  # noqa: E402
 from utils.evaluation.demo_figures import analytic_comparison, real_vs_generated_figure  # noqa: E402
 from utils.evaluation.report import evaluate_samples  # noqa: E402
 from utils.radar.ground_truth import GROUND_TRUTH_NAME, read_ground_truth  # noqa: E402
+from utils.sampling.run import proportional_labels  # noqa: E402
 
 DATA_PRESETS = {  # generator options, normalisation and default folders of each synthetic data set
     "mixture": {"generator": dict(atmo_sigma_rad=0.0, noise_sigma_rad=0.2, turbulence_sigma_rad=1.0,
@@ -107,17 +106,6 @@ def class_recipe(truth: dict) -> dict:
         raise ValueError("class_cond=True needs labelled data (the generator's write_labels=True: the "
                          f"'mixture' data preset); the data of {truth['params']['out_dir']!r} have none")
     return {"class_cond": True, "num_class": len(truth["class_names"]), "key_class": key}
-
-
-def proportional_labels(class_counts: list[int], num_samples: int, seed: int) -> list[int]:
-    """`num_samples` class labels at the training proportions `class_counts` (largest-remainder rounding of
-    num_samples * n_k / sum n), in a random order fixed by `seed`."""
-    counts = np.asarray(class_counts, dtype=np.float64)
-    share = num_samples * counts / counts.sum()
-    per_class = np.floor(share).astype(np.int64)
-    per_class[np.argsort(per_class - share)[:num_samples - per_class.sum()]] += 1
-    labels = np.repeat(np.arange(len(counts)), per_class)
-    return np.random.default_rng(seed).permutation(labels).tolist()
 
 
 def sample_labels(run_dir: Path, num_samples: int, seed: int) -> list[int] | None:

@@ -23,7 +23,7 @@ def main_sample(
     max_clip_val: float = 1,  # clamp bound (> 0)
     diffusion_steps: int | None = None,  # re-discretise the schedule with this T (original); None = the checkpoint's T
     num_samples: int = 10000,  # samples written (super-res: at most the number of low-res images)
-    sample_class=None,  # int (one class), list of ints (cycled), "balanced", or None/"random" (uniform per sample)
+    sample_class=None,  # int, list of ints (cycled), "balanced", "proportional" (training shares), None/"random"
     sampled_class=None,  # the same as sample_class (sample_DPM.py's spelling)
     batch_size: int = 16,  # samples per network call
     use_ddim: bool = False,  # DDIM instead of the ancestral sampler

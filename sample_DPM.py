@@ -24,7 +24,7 @@ def sample_from_ODE(
     sample_steps: int = 10,  # network evaluations per sample (ignored by method_type="adaptive")
     num_samples: int = 16,  # samples written
     batch_size: int = 16,  # samples per network call (as sample.py; the original's default was 1)
-    sampled_class=None,  # int (one class), list of ints (cycled), "balanced", or None/"random" (uniform per sample)
+    sampled_class=None,  # int, list of ints (cycled), "balanced", "proportional" (training shares), None/"random"
     sample_class=None,  # the same as sampled_class (sample.py's spelling)
     url_save_path: str = "images/",  # output folder (created)
     algorithm_type: str = "dpmsolver++",  # "dpmsolver" (noise prediction) or "dpmsolver++" (data prediction)

@@ -50,16 +50,6 @@ def test_a_longer_earlier_run_is_not_silently_replaced(small_run):
         (root / "run" / "kept.pt").rename(root / "run" / "ema_rate=0.99_0.pt")
 
 
-def test_proportional_labels_follow_the_training_counts():
-    # 512 * 2800 / 4000 = 358.4 and 153.6: the larger remainder (class 1) gets the last sample
-    labels = main_job.proportional_labels([2800, 1200], 512, seed=0)
-    assert len(labels) == 512 and np.bincount(labels).tolist() == [358, 154]
-    assert labels != sorted(labels)  # shuffled, not blocks
-    assert labels == main_job.proportional_labels([2800, 1200], 512, seed=0)
-    assert np.bincount(main_job.proportional_labels([5, 0, 5], 3, seed=1), minlength=3).tolist() in ([2, 0, 1],
-                                                                                                     [1, 0, 2])
-
-
 def test_class_conditional_run_samples_at_the_training_proportions(tmp_path):
     kwargs = dict(data_dir=str(tmp_path / "data"), run_dir=str(tmp_path / "run"), results_root=str(tmp_path / "res"),
                   n_train=64, num_epochs=1, batch_size=32, num_samples=20, sample_steps=2, amp="none",

@@ -13,7 +13,7 @@ import tifffile
 from sample import main_sample
 from sample_DPM import sample_from_ODE
 from utils import changed_defaults
-from utils.sampling.run import choose_labels
+from utils.sampling.run import choose_labels, proportional_labels
 
 from .conftest import FIXTURES, REPO_ROOT
 from .test_inpainting_io import SIZE, _fields
@@ -121,6 +121,25 @@ def test_class_names_choose_labels():
         choose_labels("desert", 2, 3, 0, names)
 
 
+def test_proportional_labels_follow_the_training_counts():
+    # 512 * 2800 / 4000 = 358.4 and 153.6: the larger remainder (class 1) gets the last sample
+    labels = proportional_labels([2800, 1200], 512, seed=0)
+    assert len(labels) == 512 and np.bincount(labels).tolist() == [358, 154]
+    assert labels != sorted(labels)  # shuffled, not blocks
+    assert labels == proportional_labels([2800, 1200], 512, seed=0)
+    assert np.bincount(proportional_labels([5, 0, 5], 3, seed=1), minlength=3).tolist() in ([2, 0, 1],
+                                                                                                     [1, 0, 2])
+
+
+def test_proportional_choose_labels_needs_the_class_counts():
+    labels = choose_labels("proportional", 100, 3, 0, class_counts=[3600, 320, 80])
+    assert np.bincount(labels, minlength=3).tolist() == [90, 8, 2]
+    with pytest.raises(ValueError, match="class_counts.*'balanced'"):
+        choose_labels("proportional", 100, 3, 0)
+    with pytest.raises(ValueError, match="3 values"):
+        choose_labels("proportional", 100, 3, 0, class_counts=[5, 5])
+
+
 def test_sample_class_by_name_through_the_script(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
@@ -136,6 +155,12 @@ def test_sample_class_by_name_through_the_script(tmp_path):
         main_sample(model_path=str(model / CKPT), num_samples=2, sample_class="rural", url_save_path=str(tmp_path / "x"),
                     **FAST)
     assert not (tmp_path / "x").exists()
+    meta["class_counts"] = [0] * 9 + [4]  # the training proportions: every field of class 9
+    (model / "metadata.json").write_text(json.dumps(meta))
+    npz = main_sample(model_path=str(model / CKPT), num_samples=2, batch_size=2, sampling_steps=1,
+                      sample_class="proportional", url_save_path=str(tmp_path / "prop"), plot=False, **FAST)
+    with np.load(npz) as f:
+        assert f["arr_1"].tolist() == [9, 9]
 
 
 @pytest.mark.parametrize("skip_type, noticed", [(None, True), ("logSNR", False)])

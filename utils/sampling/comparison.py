@@ -64,8 +64,10 @@ def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int
     if args_dic.get("image_size_lr") is not None:
         raise ValueError(f"{model_path} is a super-resolution model; compare samplers on a low-res model")
     size, channels = args_dic["image_size"], args_dic["num_input_channels"]
-    labels = choose_labels(sampled_class, num_samples, args_dic.get("num_class"), seed) if args_dic.get(
-        "class_cond") else None
+    labels = None
+    if args_dic.get("class_cond"):
+        labels = choose_labels(sampled_class, num_samples, args_dic.get("num_class"), seed,
+                               args_dic.get("class_names"), args_dic.get("class_counts"))
 
     def denoiser_for(lo: int, hi: int) -> Denoiser:
         return Denoiser(model, diffusion, y=None if labels is None else torch.as_tensor(labels[lo:hi], device=device))

@@ -65,13 +65,32 @@ def class_index(name: str, class_names: list | None, given: str | list) -> int:
                      f"model's class names {list(class_names or [])}; expected those, 'balanced', 'random' or None")
 
 
+def proportional_labels(class_counts: list[int], num_samples: int, seed: int) -> list[int]:
+    """`num_samples` class labels at the training proportions `class_counts` (largest-remainder rounding of
+    num_samples * n_k / sum n), in a random order fixed by `seed`: the samples then follow the data's marginal
+    p(x) = sum_k p(k) p(x | k)."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    share = num_samples * counts / counts.sum()
+    per_class = np.floor(share).astype(np.int64)
+    per_class[np.argsort(per_class - share)[:num_samples - per_class.sum()]] += 1
+    labels = np.repeat(np.arange(len(counts)), per_class)
+    return np.random.default_rng(seed).permutation(labels).tolist()
+
+
 def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: int,
-                  class_names: list | None = None) -> np.ndarray:
+                  class_names: list | None = None, class_counts: list | None = None) -> np.ndarray:
     """int64 (num_samples,) labels: an int (one class for all), a list (cycled: balanced over those
-    classes), "balanced" (all classes equally often, shuffled) or None / "random" (uniform per sample).
+    classes), "balanced" (all classes equally often, shuffled), "proportional" (the training proportions,
+    `class_counts` of the run's metadata) or None / "random" (uniform per sample).
     A string may name the classes by index or by name in `class_names` (comma-separated: "urban,forest")."""
     if not num_class:
         raise ValueError(f"the model is class-conditional but its metadata has num_class={num_class}")
+    if sample_class == "proportional":
+        if not class_counts or len(class_counts) != num_class:
+            raise ValueError(f"sample_class='proportional' needs the training class counts (metadata class_counts, "
+                             f"{num_class} values); this run's metadata has {class_counts!r}: use 'balanced' or "
+                             "'random'")
+        return np.asarray(proportional_labels(class_counts, num_samples, seed), dtype=np.int64)
     rng = np.random.default_rng([seed, 1])
     if isinstance(sample_class, str) and sample_class not in ("balanced", "random"):
         sample_class = [class_index(c, class_names, sample_class) for c in sample_class.split(",")]
@@ -87,7 +106,7 @@ def choose_labels(sample_class, num_samples: int, num_class: int | None, seed: i
         if not chosen or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 0 <= c < num_class
                              for c in chosen):
             raise ValueError(f"sample_class: got {sample_class!r}; expected an int or a list of ints in "
-                             f"[0, {num_class - 1}], 'balanced', 'random' or None")
+                             f"[0, {num_class - 1}], 'balanced', 'proportional', 'random' or None")
         labels = np.resize(np.asarray(chosen), num_samples)
     return labels.astype(np.int64)
 
@@ -197,7 +216,8 @@ def conditioning(request: RunRequest, args_dic: dict, seed: int) -> tuple[int, n
                          "model (metadata class_cond is false); leave sample_class out")
     if args_dic.get("class_cond"):
         labels = lr_labels[:num_samples] if lr_labels is not None else choose_labels(
-            request.sample_class, num_samples, args_dic.get("num_class"), seed, args_dic.get("class_names"))
+            request.sample_class, num_samples, args_dic.get("num_class"), seed, args_dic.get("class_names"),
+            args_dic.get("class_counts"))
         if labels.min() < 0 or labels.max() >= args_dic["num_class"]:
             raise ValueError(f"labels must lie in [0, {args_dic['num_class'] - 1}], got {labels.min()}..{labels.max()}")
     return num_samples, labels, low_res
