@@ -5,8 +5,11 @@
    white noise, orbital ramps and Mogi sources with heavy-tailed (Pareto) volumes in 30 % of the fields,
    normalised with the heavy-tail-safe `robust` option; `--data_preset gaussian` gives the v1 case
    (exponential-covariance screens + white noise, `range` normalisation).
-2. Train the `demo` preset (`train.py`), or reuse / resume the run in `run_dir`.
-3. Sample with the default few-step sampler (`sample_DPM.py`) into a new results folder.
+2. Train the `demo` preset (`train.py`), or reuse / resume the run in `run_dir`. On the mixture the model is
+   conditioned on each field's strength class (`datasets/strength_labels.py`: its std below the training
+   fields' 90 % quantile, between the 90 % and 98 %, above), so that it learns the rare strong fields.
+3. Sample with the default few-step sampler (`sample_DPM.py`) into a new results folder; a conditional model's
+   classes are drawn at their training proportions, so the samples follow the data's own mix.
 4. Evaluate: semivariogram and power spectrum of samples vs real data vs the truth, the scorecard against
    truth (`utils/evaluation/scorecard.py`: every statistic with its noise band, printed as a table), a
    sample grid, a real-vs-generated figure, a memorisation check and `metrics.json`.
@@ -15,6 +18,7 @@
     python main_job.py --num_epochs 4 --num_samples 256   # quicker
     python main_job.py --data_preset gaussian             # the idealised Gaussian case
     python main_job.py --class_cond    # conditioned on the deformation labels, sampled at the training proportions
+    python main_job.py --no-stratify   # one unconditional model instead of the strength classes (mixture)
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import sample_DPM  # noqa: E402
 import train  # noqa: E402
-from datasets import insar_synthetic  # noqa: E402
+from datasets import insar_synthetic, strength_labels  # noqa: E402
 from improved_diffusion.checkpoint import ema_checkpoint_name, parse_checkpoint_name  # noqa: E402
 from improved_diffusion.file_io import atomic_write_text  # noqa: E402
 from improved_diffusion.script_util import PRESETS, apply_preset  # noqa: E402
@@ -38,9 +42,13 @@ DATA_PRESETS = {  # generator options, normalisation and default folders of each
     "mixture": {"generator": dict(atmo_sigma_rad=0.0, noise_sigma_rad=0.2, turbulence_sigma_rad=1.0,
                                   ramp_sigma_rad=1.0, deformation_fraction=0.3, deformation_law="pareto",
                                   mogi_volume_m3=[1e4, 1e6], write_labels=True),
-                "normalization": "robust", "data_dir": "data/insar_mixture", "run_dir": "models_data/demo_mixture"},
+                "normalization": "robust", "data_dir": "data/insar_mixture", "run_dir": "models_data/demo_mixture",
+                # strength classes of the stratified model (datasets/strength_labels.py): std quantiles 0.9, 0.98
+                # (bench/RESULTS.md, "Strength classes": 8 and 10 of 17 within noise, 5 and 6 unstratified)
+                "strength_quantiles": [0.9, 0.98]},
     "gaussian": {"generator": dict(deformation_fraction=0.0, noise_sigma_rad=0.2),
-                 "normalization": "range", "data_dir": "data/insar_synthetic", "run_dir": "models_data/demo_insar"},
+                 "normalization": "range", "data_dir": "data/insar_synthetic", "run_dir": "models_data/demo_insar",
+                 "strength_quantiles": None},  # no heavy tail: one class
 }
 
 
@@ -77,10 +85,19 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, image_size: int, 
 
     `recipe`: further `train.main` keywords of the run (the same on every resume)."""
     loader = truth["loader_kwargs"]
+    keys = list(loader["list_keys_hdf5_original"])
+    if (data_dir / strength_labels.SUMMARY_NAME).is_file():  # the files also hold the strength label
+        keys.append(json.loads((data_dir / strength_labels.SUMMARY_NAME).read_text())["key_label"])
     latest = latest_model_checkpoint(run_dir) if run_dir.is_dir() else None
     done = parse_checkpoint_name(latest).epoch + 1 if latest else 0
     final_ema = run_dir / ema_checkpoint_name(ema_rate.split(",")[0], num_epochs - 1)
     if done >= num_epochs:
+        metadata = json.loads((run_dir / "metadata.json").read_text())
+        stored = {**metadata, **{k: v for k, v in metadata.get("hdf5_keys", {}).items() if v is not None}}
+        differ = {k: (stored.get(k), v) for k, v in (recipe or {}).items() if stored.get(k) != v}
+        if differ:
+            raise ValueError(f"run_dir={str(run_dir)!r} holds a finished run trained otherwise (metadata vs wanted: "
+                             f"{differ}); choose another run_dir or delete that folder")
         if final_ema.is_file():
             print(f"[train] reusing the finished run {run_dir} ({done} epochs)")
             return final_ema
@@ -92,7 +109,7 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, image_size: int, 
         "demo", data_train_dir=str(data_dir / "train"), data_val_dir=str(data_dir / "val"), image_size=image_size,
         num_epochs=num_epochs, lr=lr, batch_size=batch_size, ema_rate=ema_rate,
         resume_checkpoint=str(latest) if latest else None, url_folder_experiment=str(run_dir),
-        list_keys_hdf5_original=loader["list_keys_hdf5_original"], key_data=loader["key_data"],
+        list_keys_hdf5_original=keys, key_data=loader["key_data"],
         normalization=normalization, norm_range=norm_range,
         seed=seed, amp=amp, log_interval=50, grid_interval=max(1, round(num_epochs / 4)), keep_checkpoints=2,
         **(recipe or {})))
@@ -106,6 +123,27 @@ def class_recipe(truth: dict) -> dict:
         raise ValueError("class_cond=True needs labelled data (the generator's write_labels=True: the "
                          f"'mixture' data preset); the data of {truth['params']['out_dir']!r} have none")
     return {"class_cond": True, "num_class": len(truth["class_names"]), "key_class": key}
+
+
+def run_recipe(data_dir: Path, truth: dict, preset: dict, class_cond: bool, stratify: bool) -> dict | None:
+    """The `train.main` keywords beyond the demo preset: the generator's labels (class_cond), else the strength
+    classes where the data preset defines them and `stratify` is on, else none."""
+    if class_cond:
+        return class_recipe(truth)
+    if stratify and preset["strength_quantiles"]:
+        return strength_recipe(data_dir, preset["strength_quantiles"])
+    return None
+
+
+def strength_recipe(data_dir: Path, quantiles: list[float]) -> dict:
+    """Label the fields of `data_dir` with their strength class (std `quantiles` of the training fields; done once,
+    redone when the quantiles change) and return the `train.main` keywords of a model conditioned on it."""
+    summary_path = data_dir / strength_labels.SUMMARY_NAME
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    if summary is None or summary["quantiles"] != [float(q) for q in quantiles]:
+        summary = strength_labels.main(data_dir=str(data_dir), key_data="unwrap", quantiles=list(quantiles),
+                                       overwrite=True)
+    return {"class_cond": True, "num_class": summary["num_class"], "key_class": summary["key_label"]}
 
 
 def sample_labels(run_dir: Path, num_samples: int, seed: int) -> list[int] | None:
@@ -131,6 +169,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
          sample_steps: int = 20,  # network evaluations per sample (DPM-Solver++(3M), logSNR grid)
          channels_last: bool = True,  # NHWC network while sampling (forward 1.3-1.45x faster on CPU, same samples)
          class_cond: bool = False,  # condition on the generator's labels; samples drawn at the training proportions
+         stratify: bool = True,  # condition on strength classes (the preset's std quantiles; the mixture only)
          seed: int = 0) -> Path:  # seed of data, training and sampling
     """Run the whole pipeline on built-in data and print where the results are."""
     start = time.time()
@@ -142,7 +181,7 @@ def main(data_preset: str = "mixture",  # synthetic data: 'mixture' (radar-like,
     normalization = preset["normalization"]
     checkpoint = train_or_reuse(run, data, truth, image_size, num_epochs, batch_size, lr, ema_rate, amp,
                                 normalization, list(norm_range) if normalization == "range" else None, seed,
-                                recipe=class_recipe(truth) if class_cond else None)
+                                recipe=run_recipe(data, truth, preset, class_cond, stratify))
     labels = sample_labels(run, num_samples, seed)
 
     results = Path(results_root) / time.strftime("demo_%Y%m%d-%H%M%S")

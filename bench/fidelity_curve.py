@@ -27,19 +27,24 @@ from improved_diffusion.script_util import PRESETS  # noqa: E402
 from utils.cli import run_cli  # noqa: E402
 from utils.evaluation.report import evaluate_samples  # noqa: E402
 
+STRENGTH_QUANTILES = main_job.DATA_PRESETS["mixture"]["strength_quantiles"]
 RECIPES = {  # the train.main keywords (on top of the demo preset) of each recipe, from the data's ground_truth.json
-    "baseline": lambda truth: {},  # the demo preset as it stands (v-prediction since 2026-12-05)
-    "x_start": lambda truth: {"output_type": "x_start"},  # the demo's target before 2026-12-05
-    "class_cond": main_job.class_recipe,  # conditioned on the labels, sampled at the training proportions
-    "min_snr": lambda truth: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the preset's loss (Hang et al. 2023)
+    # and folder (where a recipe labels the data, the other recipes still read it)
+    "baseline": lambda truth, data: {},  # the demo preset, one unconditional model (v-prediction since 2026-12-05)
+    # what `make demo` trains since 2026-12-05 (evening): conditioned on the strength classes, sampled at their
+    # training proportions (main_job.strength_recipe, datasets/strength_labels.py)
+    "strength": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES),
+    "x_start": lambda truth, data: {"output_type": "x_start"},  # the demo's target before 2026-12-05
+    "class_cond": lambda truth, data: main_job.class_recipe(truth),  # the labels, sampled at training proportions
+    "min_snr": lambda truth, data: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the loss (Hang et al. 2023)
     # v-prediction (Salimans & Ho 2022): x0 = alpha x_t - sigma v keeps a skip path from x_t at low noise
-    "velocity": lambda truth: {"output_type": "velocity"},
-    "velocity_min_snr": lambda truth: {"output_type": "velocity", "min_snr_gamma": 5.0},
-    "class_cond_velocity": lambda truth: {**main_job.class_recipe(truth), "output_type": "velocity"},
-    "velocity_lr1e-3": lambda truth: {"output_type": "velocity", "lr": 1e-3},  # twice the demo's learning rate
-    "augment": lambda truth: {"symmetry_augment": True},  # the generator's fields are isotropic
-    "class_cond_augment": lambda truth: {**main_job.class_recipe(truth), "symmetry_augment": True},
-    "student_t": lambda truth: {"student_t_nu": 5.0},  # t-EDM's Student-t forward process (Pandey et al. 2025)
+    "velocity": lambda truth, data: {"output_type": "velocity"},
+    "velocity_min_snr": lambda truth, data: {"output_type": "velocity", "min_snr_gamma": 5.0},
+    "class_cond_velocity": lambda truth, data: {**main_job.class_recipe(truth), "output_type": "velocity"},
+    "velocity_lr1e-3": lambda truth, data: {"output_type": "velocity", "lr": 1e-3},  # twice the demo's learning rate
+    "augment": lambda truth, data: {"symmetry_augment": True},  # the generator's fields are isotropic
+    "class_cond_augment": lambda truth, data: {**main_job.class_recipe(truth), "symmetry_augment": True},
+    "student_t": lambda truth, data: {"student_t_nu": 5.0},  # t-EDM's Student-t forward process (Pandey et al. 2025)
 }
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -113,7 +118,7 @@ def main(work_dir: str = "bench_out/fidelity",  # data, runs, samples and the re
     out = work / f"fidelity_{recipe}_seed{seed}.json"
     rows = json.loads(out.read_text()) if out.is_file() else []
     truth = main_job.prepare_data(data, PRESETS["demo"]["image_size"], n_train, 0, "mixture")
-    options = RECIPES[recipe](truth)
+    options = RECIPES[recipe](truth, data)
     for budget in steps:
         if any(r["steps"] == budget for r in rows):
             continue

@@ -27,6 +27,26 @@ def test_writes_every_result(small_run):
     assert errors >= 0 and metrics["analytic"]["lags_checked_px"][0] >= 2
 
 
+def test_mixture_model_is_stratified_by_strength_and_sampled_at_its_proportions(small_run):
+    root, _, results = small_run
+    metadata = json.loads((root / "run" / "metadata.json").read_text())
+    assert metadata["class_cond"] and metadata["num_class"] == 3
+    assert metadata["hdf5_keys"]["key_class"] == "strength"
+    summary = json.loads((root / "data" / "strength_labels.json").read_text())
+    assert summary["quantiles"] == [0.9, 0.98] and summary["counts"]["train"] == metadata["class_counts"]
+    counts = metadata["class_counts"]
+    assert sum(counts) == 64 and counts[2] >= 1  # the strongest class holds about 2 % of the fields
+    drawn = np.load(results / "samples_16x32x32x1.npz")["arr_1"]
+    assert np.bincount(drawn, minlength=3).tolist() == np.bincount(
+        main_job.proportional_labels(counts, 16, 0), minlength=3).tolist()
+
+
+def test_a_finished_run_trained_otherwise_is_not_reused(small_run):
+    root, kwargs, _ = small_run
+    with pytest.raises(ValueError, match="finished run trained otherwise.*'key_class': \\('strength', 'label'\\)"):
+        main_job.main(**{**kwargs, "class_cond": True})
+
+
 def test_rerun_reuses_data_and_model_and_writes_a_new_folder(small_run, capsys):
     root, kwargs, first = small_run
     checkpoint = root / "run" / "ema_rate=0.99_0.pt"
