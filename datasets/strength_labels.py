@@ -13,7 +13,7 @@ about q_1, q_2 - q_1, ..., 1 - q_last of the training fields. Every split folder
 holding HDF5 files) gets the label as a new int64 key `key_label` (n,); `strength_labels.json` in `data_dir`
 records the thresholds and the counts. Then:
 
-    python train.py ... --class_cond True --num_class 3 --key_class strength \\
+    python train.py ... --class_cond --num_class 3 --key_class strength \\
         --list_keys_hdf5_original unwrap,wrap,strength
     python sample_DPM.py --model_path ... --sampled_class proportional
 """
@@ -102,7 +102,7 @@ def main(data_dir: str = "data/insar_mixture",  # folder whose split sub-folders
     for name, total in counts.items():
         print(f"[strength] {name}: fields per class {total}")
     print(f"[strength] wrote key {key_label!r} in {sum(len(g) for g in files.values())} files; train with "
-          f"--class_cond True --num_class {len(q) + 1} --key_class {key_label} (add it to list_keys_hdf5_original), "
+          f"--class_cond --num_class {len(q) + 1} --key_class {key_label} (add it to list_keys_hdf5_original), "
           "sample with sample_class='proportional'")
     return summary
 
