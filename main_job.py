@@ -44,7 +44,7 @@ DATA_PRESETS = {  # generator options, normalisation and default folders of each
                                   mogi_volume_m3=[1e4, 1e6], write_labels=True),
                 "normalization": "robust", "data_dir": "data/insar_mixture", "run_dir": "models_data/demo_mixture",
                 # strength classes of the stratified model (datasets/strength_labels.py): std quantiles 0.9, 0.98
-                # (bench/RESULTS.md, "Strength classes": 8 and 10 of 17 within noise, 5 and 6 unstratified)
+                # (bench/RESULTS.md, "Strength classes": 8, 10, 11 of 17 within noise on seeds 0-2; 5, 6, 4 without)
                 "strength_quantiles": [0.9, 0.98]},
     "gaussian": {"generator": dict(deformation_fraction=0.0, noise_sigma_rad=0.2),
                  "normalization": "range", "data_dir": "data/insar_synthetic", "run_dir": "models_data/demo_insar",
@@ -87,7 +87,8 @@ def train_or_reuse(run_dir: Path, data_dir: Path, truth: dict, image_size: int, 
     loader = truth["loader_kwargs"]
     keys = list(loader["list_keys_hdf5_original"])
     if (data_dir / strength_labels.SUMMARY_NAME).is_file():  # the files also hold the strength label
-        keys.append(json.loads((data_dir / strength_labels.SUMMARY_NAME).read_text())["key_label"])
+        label = json.loads((data_dir / strength_labels.SUMMARY_NAME).read_text())["key_label"]
+        keys += [label] if label not in keys else []
     latest = latest_model_checkpoint(run_dir) if run_dir.is_dir() else None
     done = parse_checkpoint_name(latest).epoch + 1 if latest else 0
     final_ema = run_dir / ema_checkpoint_name(ema_rate.split(",")[0], num_epochs - 1)
