@@ -62,7 +62,8 @@ def class_index(name: str, class_names: list | None, given: str | list) -> int:
     if class_names and name.strip() in class_names:
         return list(class_names).index(name.strip())
     raise ValueError(f"sample_class: got {given!r}; {name!r} is neither a class index nor one of the "
-                     f"model's class names {list(class_names or [])}; expected those, 'balanced', 'random' or None")
+                     f"model's class names {list(class_names or [])}; expected those, 'balanced', 'proportional', "
+                     "'random' or None")
 
 
 def proportional_labels(class_counts: list[int], num_samples: int, seed: int) -> list[int]:
