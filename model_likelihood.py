@@ -123,6 +123,9 @@ def calc_model_loss(
         key_data = keys[0]
     if key_data is None and detected == "hdf5":
         key_data = (args_dic.get("hdf5_keys") or {}).get("key_data")
+    if args_dic.get("class_scale") is not None:
+        raise ValueError(f"model_path={str(model_path)!r} was trained on class-scaled values (metadata class_scale "
+                         f"{args_dic['class_scale']}): bits/dim of 256 levels on [-1, 1] are not defined for it")
     trained_t = int(args_dic["diffusion_steps"])
     if diffusion_steps is not None and diffusion_steps != trained_t:
         warnings.warn(f"diffusion_steps={diffusion_steps} differs from the training chain (T={trained_t}): "

@@ -103,6 +103,7 @@ def main(
         min_snr_gamma: float | None = NotGiven(None),  # Min-SNR-gamma weight of the MSE (Hang et al. 2023); None: off
         student_t_nu: float | None = NotGiven(None),  # Student-t noise of nu > 2 dof (t-EDM); None: Gaussian
         symmetry_augment: bool = NotGiven(False),  # random flips / 90-degree rotations (only for isotropic data)
+        class_scale: list[float] | None = NotGiven(None),  # network input x / class_scale[y] (class_cond); None: off
         overwrite: bool = NotGiven(False),  # new run in a non-empty folder; resume: delete later sets
         preset: str | None = NotGiven(None),  # named preset (e.g. 'demo'): the defaults of every keyword not given
         config: str | None = NotGiven(None),  # a run's metadata.json whose keywords are the defaults of a new run
@@ -144,7 +145,8 @@ def _train(values: dict, given: set, device: torch.device) -> dict:
     train_data, val_data, data_info = _loaders(config, device)
     torch.manual_seed(config.loop.seed)
     loop = TrainLoop(model=build_model(config.model), diffusion=build_diffusion(config.diffusion), data=train_data,
-                     val_data=val_data, folder=str(folder), config=config.loop, device=device)
+                     val_data=val_data, folder=str(folder), config=config.loop, device=device,
+                     class_scale=config.data.class_scale)
     notes = loop.resume(plan.checkpoint) if plan is not None else []
 
     # 3. Write: rank 0 prepares the folder and the metadata, then every process trains.

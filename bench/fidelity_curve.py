@@ -34,6 +34,11 @@ RECIPES = {  # the train.main keywords (on top of the demo preset) of each recip
     # what `make demo` trains since 2026-12-05 (evening): conditioned on the strength classes, sampled at their
     # training proportions (main_job.strength_recipe, datasets/strength_labels.py)
     "strength": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES),
+    # finer classes: a split at the median for the bulk, or one more at the top for the strongest 0.5 %
+    "strength_median": lambda truth, data: main_job.strength_recipe(data, [0.5, *STRENGTH_QUANTILES]),
+    "strength_top": lambda truth, data: main_job.strength_recipe(data, [*STRENGTH_QUANTILES, 0.995]),
+    # each class divided by its median field std over the weakest class's (improved_diffusion/class_scale.py)
+    "strength_scaled": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES, scaled=True),
     "x_start": lambda truth, data: {"output_type": "x_start"},  # the demo's target before 2026-12-05
     "class_cond": lambda truth, data: main_job.class_recipe(truth),  # the labels, sampled at training proportions
     "min_snr": lambda truth, data: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the loss (Hang et al. 2023)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from improved_diffusion.class_scale import ClassScaled, check_class_scale
 from improved_diffusion.data_normalization import check_normalization, denormalize
 from improved_diffusion.hdf5_datasets import Hdf5Dataset, hdf5_normalization, inspect_hdf5_folder
 from improved_diffusion.image_datasets import (
@@ -181,8 +182,8 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                       nan_policy: str = "error", phase_as_cos_sin: bool = False, db: bool = False,
                       db_quantity: str = "power",
                       deterministic: bool = False, drop_last: bool = False, num_workers: int = 0, seed: int = 0,
-                      distributed: bool = False, device: str | torch.device = "cpu", symmetry_augment: bool = False
-                      ) -> tuple[torch.utils.data.DataLoader, dict]:
+                      distributed: bool = False, device: str | torch.device = "cpu", symmetry_augment: bool = False,
+                      class_scale: tuple[float, ...] | None = None) -> tuple[torch.utils.data.DataLoader, dict]:
     """Loader over an image or HDF5 folder and the ``data_info`` to store in ``metadata.json``.
 
     image_size: size of x; ``image_size_hr`` (low-res mode): read at this size, then x is
@@ -194,6 +195,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
     ``class_names`` (list or None), ``data_normalization`` and, per mode, ``image_size_hr`` /
     ``image_size_lr`` / ``hdf5_keys`` / ``nan_policy``. ``list_keys_hdf5_original=None``: any HDF5 key is allowed.
     ``symmetry_augment``: random flips and 90-degree rotations of each item (``DihedralAugmented``).
+    ``class_scale`` (class_cond): x is divided by the scale of its class, in network units (``ClassScaled``).
     """
     if type_dataset not in ("image", "hdf5"):
         raise ValueError(f"type_dataset={type_dataset!r}; expected 'image' or 'hdf5'")
@@ -212,6 +214,11 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                                       norm_stats, None if list_keys_hdf5_original is None else
                                       tuple(list_keys_hdf5_original), key_data, key_other, key_class,
                                       normalization, norm_range, nan_policy, phase_as_cos_sin)
+    if class_scale is not None:
+        if not class_cond:
+            raise ValueError("class_scale needs class_cond=True (a scale per class label)")
+        check_class_scale(class_scale, len(info["class_names"]))
+        dataset = ClassScaled(dataset, class_scale)
     if symmetry_augment:
         dataset = DihedralAugmented(dataset, seed)
     if image_size_hr is not None:

@@ -156,6 +156,8 @@ _ADDED_ROWS = (
         'Student-t noise of nu > 2 dof (t-EDM); None: Gaussian', legacy=None),
     Key("symmetry_augment", False, 'bool', DATA, OVERRIDABLE,
         'random flips / 90-degree rotations (only for isotropic data)', legacy=False),
+    Key("class_scale", None, 'list[float] | None', DATA, FIXED,
+        'network input x / class_scale[y] (class_cond); None: off', legacy=None),
     Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),
     # A new run's defaults from a named preset or an earlier run's metadata.json (docs/training.md#presets-and-
     # configs): not stored, the keys they expand to are.
@@ -295,6 +297,7 @@ class DataConfig:
     seed: int
     class_names: tuple[str, ...] | None = None
     norm_stats: dict | None = None
+    class_scale: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import time
 
 import torch
 
+from .class_scale import to_model_units
 from .denoiser import Denoiser
 from .dist_util import all_reduce_sum
 from .sampler_choice import chain_sampler, seeded_batches
@@ -111,14 +112,14 @@ class Logger:
 
 @torch.no_grad()
 def ema_samples(model: torch.nn.Module, ema_params: list, diffusion, shape: tuple, model_kwargs: dict,
-                device: torch.device, seed: int) -> torch.Tensor:
+                device: torch.device, seed: int, class_scale: tuple[float, ...] | None = None) -> torch.Tensor:
     """DDIM samples (shape, float32 model units) on the trailing grid of `GRID_STEPS` steps (the whole chain
-    when it is shorter) from a copy of `model` carrying the EMA weights; model_kwargs: `y` and/or `low_res`.
-    One batch of `seeded_batches` (batch 0 of `seed`)."""
+    when it is shorter) from a copy of `model` carrying the EMA weights; model_kwargs: `y` and/or `low_res`;
+    `class_scale`: the run's (network units -> model units). One batch of `seeded_batches` (batch 0 of `seed`)."""
     ema_model = copy.deepcopy(model).eval()
     for p, e in zip(ema_model.parameters(), ema_params):
         p.copy_(e)
     sampler = chain_sampler(True, sampling_steps=min(GRID_STEPS, diffusion.num_timesteps))
     batch = next(seeded_batches(sampler, lambda lo, hi: Denoiser(ema_model, diffusion, **model_kwargs), shape[1:],
                                 shape[0], shape[0], seed, device))
-    return batch.x
+    return batch.x if class_scale is None else to_model_units(batch.x, model_kwargs["y"], class_scale)

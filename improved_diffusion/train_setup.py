@@ -23,6 +23,7 @@ from .checkpoint import (
     read_metadata,
     write_metadata,
 )
+from .class_scale import check_class_scale
 from .dist_util import resolve_device
 from .file_io import atomic_write, code_version
 from .resample import SCHEDULE_SAMPLERS
@@ -131,6 +132,10 @@ def validate_call(call: dict, device: torch.device | None = None) -> LoopConfig:
             _fail(key, call[key], "True or False")
     for key in ("save_interval", "keep_checkpoints", "subset_timesteps"):
         _check_optional_int(call, key, 1)
+    if call.get("class_scale") is not None and (not call["class_cond"] or call["image_size_lr"] is not None):
+        _fail("class_scale", call["class_scale"], "None unless class_cond is true (and not for a super-res model, "
+              "whose low-res input is in model units)")
+    _keyed("class_scale", check_class_scale, call.get("class_scale"), call["num_class"] if call["class_cond"] else None)
     _check_float(call, "grad_clip", 0.0, optional=True)  # max global gradient norm
     _check_float(call, "min_snr_gamma", 0.0, optional=True)  # Min-SNR clip of the loss weight
     if call["min_snr_gamma"] is not None and call["output_type"] == "x_previous":

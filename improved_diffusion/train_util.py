@@ -62,12 +62,14 @@ class TrainLoop:
     `folder`; `config` is the run's loop group, resolved (`train_setup.loop_config`). `metadata`: the run's
     metadata.json, recorded with every checkpoint set (so a resume can recover what that file loses).
     `config.ema_warmup`: each EMA's decay ramps up to its rate with the step count (`nn.ema_decay`); off keeps
-    the original constant decay.
+    the original constant decay. `class_scale`: the run's (its batches are in network units; the tensorboard
+    sample grid is shown in model units).
     """
 
     def __init__(self, *, model: torch.nn.Module, diffusion, data: EpochData, folder: str, config: LoopConfig,
-                 val_data: EpochData | None = None, device: torch.device | str = "cpu", metadata: dict | None = None):
-        self.device, self.config = torch.device(device), config
+                 val_data: EpochData | None = None, device: torch.device | str = "cpu", metadata: dict | None = None,
+                 class_scale: tuple[float, ...] | None = None):
+        self.device, self.config, self.class_scale = torch.device(device), config, class_scale
         self.metadata = metadata or {}
         enable_fast_matmul(self.device, config.amp)
         # channels_last before the EMA copies and the optimizer state are made, so all share one layout
@@ -317,7 +319,7 @@ class TrainLoop:
         if not self.is_main or self._grid_shape is None:
             return
         images = ema_samples(self.model, self.ema_params[0], self.diffusion, self._grid_shape, self._grid_cond,
-                             self.device, self.config.seed)
+                             self.device, self.config.seed, self.class_scale)
         self.logger.image_grid(f"samples/ema_{self.config.ema_rates[0]}", images, self.step_total)
 
     # ------------------------------------------------------------------ the loop

@@ -23,6 +23,7 @@ import torch
 
 from improved_diffusion.acceleration import compile_model, enable_fast_matmul, memory_format
 from improved_diffusion.checkpoint import find_metadata, load_model, read_metadata
+from improved_diffusion.class_scale import to_model_units
 from improved_diffusion.data_normalization import default_clip, from_uint8, to_uint8
 from improved_diffusion.denoiser import Denoiser
 from improved_diffusion.dist_util import barrier, cleanup_dist, get_rank, get_world_size, is_distributed, setup_dist
@@ -286,6 +287,8 @@ def sample_shards(run: PreparedRun, sampler: Sampler, options: SamplingOptions, 
                                      f"{int((~torch.isfinite(x)).sum())} non-finite sample values (NaN/Inf); nothing "
                                      f"was merged into {run.outputs[0]} (try amp='none', clip_denoised=True or "
                                      "another checkpoint)")
+        if run.labels is not None:  # network units -> model units (class_scale runs; improved_diffusion/class_scale.py)
+            x = to_model_units(x, run.labels[batch.lo:batch.hi], run.args_dic.get("class_scale"))
         if request.shift_to_lr_mean and run.low_res is not None:  # docs/original.md#superres-sampling
             lr = torch.as_tensor(run.low_res[batch.lo:batch.hi], device=device)
             x = x - x.mean(dim=(1, 2, 3), keepdim=True) + lr.mean(dim=(1, 2, 3), keepdim=True)
