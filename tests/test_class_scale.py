@@ -20,6 +20,7 @@ from improved_diffusion.dataloaders import create_dataloader
 from improved_diffusion.run_config import ConfigError
 from tests.test_strength_labels import write
 from tests.test_train_loss_weighting import first_epoch_copy
+from utils.sampling.comparison import compare_samplers
 
 
 def test_strength_labels_reports_the_median_std_ratios(tmp_path):
@@ -127,6 +128,19 @@ def test_samples_are_multiplied_back_by_their_class_scale(scaled_run, tmp_path):
     assert labels.tolist() == [0, 1] * 3
     np.testing.assert_array_equal(out["scaled"][labels == 0], out["unscaled"][labels == 0])
     np.testing.assert_allclose(out["scaled"][labels == 1], 3.0 * out["unscaled"][labels == 1], rtol=1e-6)
+    # the sampler comparison scores what the samplers write, in model units
+    scored = {}
+
+    def keeper(name):
+        def score(images):
+            scored[name] = images
+            return {}
+        return score
+    for name, folder in (("scaled", run), ("unscaled", unscaled)):
+        compare_samplers(str(folder / "ema_rate=0.9_1.pt"), [{"sampler": "ddim"}], [2], num_samples=4, batch_size=4,
+                         device="cpu", sampled_class=[0, 1], score_fn=keeper(name))
+    np.testing.assert_allclose(scored["scaled"][1::2], 3.0 * scored["unscaled"][1::2], rtol=1e-6)
+    np.testing.assert_array_equal(scored["scaled"][0::2], scored["unscaled"][0::2])
 
 
 @pytest.mark.parametrize("options, message", [
