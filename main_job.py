@@ -136,17 +136,20 @@ def run_recipe(data_dir: Path, truth: dict, preset: dict, class_cond: bool, stra
     return None
 
 
-def strength_recipe(data_dir: Path, quantiles: list[float], scaled: bool = False) -> dict:
+def strength_recipe(data_dir: Path, quantiles: list[float], scaled: bool = False,
+                    class_weights: list[float] | None = None) -> dict:
     """Label the fields of `data_dir` with their strength class (std `quantiles` of the training fields; done once,
     redone when the quantiles change) and return the `train.main` keywords of a model conditioned on it;
-    `scaled`: each class divided by its class_scale (robust model units; improved_diffusion/class_scale.py)."""
+    `scaled`: each class divided by its class_scale (robust model units; improved_diffusion/class_scale.py);
+    `class_weights`: the training odds of each class."""
     summary_path = data_dir / strength_labels.SUMMARY_NAME
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     if summary is None or summary["quantiles"] != [float(q) for q in quantiles] or "class_scale" not in summary:
         summary = strength_labels.main(data_dir=str(data_dir), key_data="unwrap", quantiles=list(quantiles),
                                        normalization="robust", overwrite=True)
     return {"class_cond": True, "num_class": summary["num_class"], "key_class": summary["key_label"],
-            **({"class_scale": summary["class_scale"]} if scaled else {})}
+            **({"class_scale": summary["class_scale"]} if scaled else {}),
+            **({"class_weights": list(class_weights)} if class_weights else {})}
 
 
 def sample_labels(run_dir: Path, num_samples: int, seed: int) -> list[int] | None:

@@ -104,6 +104,7 @@ def main(
         student_t_nu: float | None = NotGiven(None),  # Student-t noise of nu > 2 dof (t-EDM); None: Gaussian
         symmetry_augment: bool = NotGiven(False),  # random flips / 90-degree rotations (only for isotropic data)
         class_scale: list[float] | None = NotGiven(None),  # network input x / class_scale[y] (class_cond); None: off
+        class_weights: list[float] | None = NotGiven(None),  # class k drawn with odds class_weights[k]; None: off
         overwrite: bool = NotGiven(False),  # new run in a non-empty folder; resume: delete later sets
         preset: str | None = NotGiven(None),  # named preset (e.g. 'demo'): the defaults of every keyword not given
         config: str | None = NotGiven(None),  # a run's metadata.json whose keywords are the defaults of a new run

@@ -39,6 +39,11 @@ RECIPES = {  # the train.main keywords (on top of the demo preset) of each recip
     "strength_top": lambda truth, data: main_job.strength_recipe(data, [*STRENGTH_QUANTILES, 0.995]),
     # each class divided by its median field std over the weakest class's (improved_diffusion/class_scale.py)
     "strength_scaled": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES, scaled=True),
+    "strength_top_scaled": lambda truth, data: main_job.strength_recipe(data, [*STRENGTH_QUANTILES, 0.995],
+                                                                       scaled=True),
+    # and the strong classes drawn more often in training (odds 1 : 2 : 8; sampling keeps the true proportions)
+    "strength_scaled_weighted": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES, scaled=True,
+                                                                            class_weights=[1.0, 2.0, 8.0]),
     "x_start": lambda truth, data: {"output_type": "x_start"},  # the demo's target before 2026-12-05
     "class_cond": lambda truth, data: main_job.class_recipe(truth),  # the labels, sampled at training proportions
     "min_snr": lambda truth, data: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the loss (Hang et al. 2023)

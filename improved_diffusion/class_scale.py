@@ -20,18 +20,20 @@ import numpy as np
 import torch
 
 
-def check_class_scale(class_scale: Sequence[float] | None, num_class: int | None) -> tuple[float, ...] | None:
-    """The scales as a tuple (None stays None); ValueError unless they are finite numbers > 0, one per class."""
-    if class_scale is None:
+def check_class_scale(values: Sequence[float] | None, num_class: int | None,
+                      name: str = "class_scale") -> tuple[float, ...] | None:
+    """A per-class list (`class_scale` or `class_weights`, named `name`) as a tuple (None stays None); ValueError
+    unless it holds finite numbers > 0, one per class."""
+    if values is None:
         return None
-    ok = isinstance(class_scale, (list, tuple)) and len(class_scale) > 0 and all(
-        isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0 for s in class_scale)
+    ok = isinstance(values, (list, tuple)) and len(values) > 0 and all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0 for s in values)
     if not ok:
-        raise ValueError(f"class_scale={class_scale!r}; expected None or a list of finite numbers > 0, one per class")
-    if num_class is not None and len(class_scale) != num_class:
-        raise ValueError(f"class_scale={list(class_scale)} has {len(class_scale)} entries; expected one per class "
+        raise ValueError(f"{name}={values!r}; expected None or a list of finite numbers > 0, one per class")
+    if num_class is not None and len(values) != num_class:
+        raise ValueError(f"{name}={list(values)} has {len(values)} entries; expected one per class "
                          f"(num_class={num_class})")
-    return tuple(float(s) for s in class_scale)
+    return tuple(float(s) for s in values)
 
 
 def item_scales(labels: torch.Tensor | np.ndarray, class_scale: Sequence[float], like: torch.Tensor) -> torch.Tensor:

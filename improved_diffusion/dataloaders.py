@@ -32,19 +32,27 @@ class EpochBatchSampler(torch.utils.data.Sampler):
 
     Distributed: like ``DistributedSampler``, the permutation is padded to a multiple of
     ``num_replicas`` and rank r takes every num_replicas-th index starting at r.
+    ``item_weights`` (shuffled loaders): each epoch draws ``num_items`` indices with replacement, item i with
+    probability item_weights[i] / sum(item_weights), instead of a permutation.
     """
 
     def __init__(self, num_items: int, batch_size: int, shuffle: bool = True, drop_last: bool = False,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0):
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0, item_weights: np.ndarray | None = None):
         self.num_items, self.batch_size, self.shuffle, self.drop_last = num_items, batch_size, shuffle, drop_last
         self.seed, self.num_replicas, self.rank, self.epoch = seed, num_replicas, rank, 0
+        self.p = None if item_weights is None else np.asarray(item_weights, np.float64) / np.sum(item_weights)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def _indices(self) -> np.ndarray:
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
-                 if self.shuffle else np.arange(self.num_items))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if not self.shuffle:
+            order = np.arange(self.num_items)
+        elif self.p is None:
+            order = rng.permutation(self.num_items)
+        else:
+            order = rng.choice(self.num_items, size=self.num_items, replace=True, p=self.p)
         per_rank = -(-self.num_items // self.num_replicas)
         order = np.resize(order, per_rank * self.num_replicas)
         return order[self.rank::self.num_replicas]
@@ -183,7 +191,8 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                       db_quantity: str = "power",
                       deterministic: bool = False, drop_last: bool = False, num_workers: int = 0, seed: int = 0,
                       distributed: bool = False, device: str | torch.device = "cpu", symmetry_augment: bool = False,
-                      class_scale: tuple[float, ...] | None = None) -> tuple[torch.utils.data.DataLoader, dict]:
+                      class_scale: tuple[float, ...] | None = None, class_weights: tuple[float, ...] | None = None
+                      ) -> tuple[torch.utils.data.DataLoader, dict]:
     """Loader over an image or HDF5 folder and the ``data_info`` to store in ``metadata.json``.
 
     image_size: size of x; ``image_size_hr`` (low-res mode): read at this size, then x is
@@ -196,6 +205,8 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
     ``image_size_lr`` / ``hdf5_keys`` / ``nan_policy``. ``list_keys_hdf5_original=None``: any HDF5 key is allowed.
     ``symmetry_augment``: random flips and 90-degree rotations of each item (``DihedralAugmented``).
     ``class_scale`` (class_cond): x is divided by the scale of its class, in network units (``ClassScaled``).
+    ``class_weights`` (class_cond, shuffled): an item of class k is drawn with probability proportional to
+    class_weights[k] (with replacement, as many draws per epoch as items; ``EpochBatchSampler``).
     """
     if type_dataset not in ("image", "hdf5"):
         raise ValueError(f"type_dataset={type_dataset!r}; expected 'image' or 'hdf5'")
@@ -214,11 +225,15 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
                                       norm_stats, None if list_keys_hdf5_original is None else
                                       tuple(list_keys_hdf5_original), key_data, key_other, key_class,
                                       normalization, norm_range, nan_policy, phase_as_cos_sin)
+    labels = dataset.labels if class_cond else None
+    for name, value in (("class_scale", class_scale), ("class_weights", class_weights)):
+        if value is not None:
+            if not class_cond:
+                raise ValueError(f"{name} needs class_cond=True (one value per class label)")
+            check_class_scale(value, len(info["class_names"]), name)
     if class_scale is not None:
-        if not class_cond:
-            raise ValueError("class_scale needs class_cond=True (a scale per class label)")
-        check_class_scale(class_scale, len(info["class_names"]))
         dataset = ClassScaled(dataset, class_scale)
+    item_weights = None if class_weights is None or deterministic else np.asarray(class_weights)[labels]
     if symmetry_augment:
         dataset = DihedralAugmented(dataset, seed)
     if image_size_hr is not None:
@@ -227,7 +242,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
         info["image_size_lr"] = image_size_lr
     replicas, rank = ((torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed else (1, 0))
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=not deterministic, drop_last=drop_last,
-                                seed=seed, num_replicas=replicas, rank=rank)
+                                seed=seed, num_replicas=replicas, rank=rank, item_weights=item_weights)
     loader = torch.utils.data.DataLoader(
         dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
         collate_fn=ResolutionTransform(image_size if image_size_hr else None, image_size_lr),
@@ -250,7 +265,7 @@ def create_run_loaders(config: DataConfig, distributed: bool = False, device: st
     if config.data_val_dir is None:
         return train, None, info
     loader_keys.update(class_names=info.get("class_names"), norm_stats=info["data_normalization"],
-                       symmetry_augment=False)  # validation sees the data as they are
+                       symmetry_augment=False, class_weights=None)  # validation sees the data as they are
     val, _ = create_dataloader(config.data_val_dir, deterministic=True, distributed=distributed, device=device,
                                **loader_keys)
     return train, val, info

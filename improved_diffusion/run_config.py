@@ -158,6 +158,8 @@ _ADDED_ROWS = (
         'random flips / 90-degree rotations (only for isotropic data)', legacy=False),
     Key("class_scale", None, 'list[float] | None', DATA, FIXED,
         'network input x / class_scale[y] (class_cond); None: off', legacy=None),
+    Key("class_weights", None, 'list[float] | None', DATA, OVERRIDABLE,
+        'class k drawn with odds class_weights[k]; None: off', legacy=None),
     Key("overwrite", False, 'bool', PROCESS, NOT_STORED, 'new run in a non-empty folder; resume: delete later sets'),
     # A new run's defaults from a named preset or an earlier run's metadata.json (docs/training.md#presets-and-
     # configs): not stored, the keys they expand to are.
@@ -298,6 +300,7 @@ class DataConfig:
     class_names: tuple[str, ...] | None = None
     norm_stats: dict | None = None
     class_scale: tuple[float, ...] | None = None
+    class_weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

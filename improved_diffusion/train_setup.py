@@ -135,7 +135,10 @@ def validate_call(call: dict, device: torch.device | None = None) -> LoopConfig:
     if call.get("class_scale") is not None and (not call["class_cond"] or call["image_size_lr"] is not None):
         _fail("class_scale", call["class_scale"], "None unless class_cond is true (and not for a super-res model, "
               "whose low-res input is in model units)")
-    _keyed("class_scale", check_class_scale, call.get("class_scale"), call["num_class"] if call["class_cond"] else None)
+    if call.get("class_weights") is not None and not call["class_cond"]:
+        _fail("class_weights", call["class_weights"], "None unless class_cond is true")
+    for key in ("class_scale", "class_weights"):
+        _keyed(key, check_class_scale, call.get(key), call["num_class"] if call["class_cond"] else None, key)
     _check_float(call, "grad_clip", 0.0, optional=True)  # max global gradient norm
     _check_float(call, "min_snr_gamma", 0.0, optional=True)  # Min-SNR clip of the loss weight
     if call["min_snr_gamma"] is not None and call["output_type"] == "x_previous":

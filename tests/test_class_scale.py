@@ -1,6 +1,7 @@
-"""Per-class scales (improved_diffusion/class_scale.py): the scales strength_labels reports (known answers in stored
-and robust model units), the loader's division, the samplers' multiplication back, the round trip through
-metadata.json with a bit-identical resume, and the refusals."""
+"""Per-class options of class-conditional training: scales (improved_diffusion/class_scale.py: the scales
+strength_labels reports, known answers in stored and robust model units; the loader's division, the samplers'
+multiplication back) and class weights (the loader's draw frequencies); both round trip through metadata.json with
+a bit-identical resume; the refusals."""
 import json
 import math
 import shutil
@@ -16,7 +17,7 @@ import train
 from datasets import strength_labels
 from improved_diffusion.checkpoint import load_state_dict
 from improved_diffusion.data_normalization import ASINH_1, MAD_TO_SIGMA, ROBUST_SIGMAS
-from improved_diffusion.dataloaders import create_dataloader
+from improved_diffusion.dataloaders import EpochBatchSampler, create_dataloader, set_loader_epoch
 from improved_diffusion.run_config import ConfigError
 from tests.test_strength_labels import write
 from tests.test_train_loss_weighting import first_epoch_copy
@@ -82,6 +83,34 @@ def test_loader_divides_each_item_by_its_class_scale(tmp_path):
         create_dataloader(data, class_scale=(1.0, 2.0, 3.0), **LOADER)
 
 
+def test_class_weights_set_the_draw_frequencies(tmp_path):
+    labels = np.arange(400) % 2  # equal classes; odds 1 : 3 -> class 1 drawn with probability 3/4
+    sampler = EpochBatchSampler(400, 50, seed=7, item_weights=np.array([1.0, 3.0])[labels])
+    drawn = []
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        epoch_items = [i for batch in sampler for i in batch]
+        assert len(epoch_items) == 400  # an epoch keeps its length
+        drawn += epoch_items
+    n1 = labels[drawn].sum()
+    assert abs(n1 - 3000) < 5 * np.sqrt(4000 * 0.75 * 0.25)  # binomial(4000, 3/4): within 5 standard deviations
+    sampler.set_epoch(3)
+    again = EpochBatchSampler(400, 50, seed=7, item_weights=np.array([1.0, 3.0])[labels])
+    again.set_epoch(3)
+    assert list(sampler) == list(again)  # a function of (seed, epoch)
+    # through the loader: the class of each drawn item follows the weights, validation order is untouched
+    data = labelled_folder(tmp_path / "data", n=64)
+    loader, _ = create_dataloader(data, **{**LOADER, "deterministic": False, "batch_size": 64},
+                                  class_weights=(1.0, 7.0))
+    ys = []
+    for epoch in range(10):
+        set_loader_epoch(loader, epoch)
+        ys += [int(y) for _, cond in loader for y in cond["y"]]
+    assert abs(np.mean(ys) - 7 / 8) < 5 * np.sqrt(7 / 64 / 640)
+    ordered, _ = create_dataloader(data, **LOADER, class_weights=(1.0, 7.0))  # deterministic: every item once
+    assert next(iter(ordered))[1]["y"].tolist() == [0, 1] * 4
+
+
 CONFIG = dict(image_size=SIZE, num_input_channels=1, num_model_channels=32, num_res_blocks=1, attention_resolutions="8",
               diffusion_steps=4, noise_schedule="cosine", batch_size=4, num_epochs=2, ema_rate="0.9", grid_interval=1,
               seed=3, keep_checkpoints=None, amp="none", type_dataset="hdf5", class_cond=True, num_class=2,
@@ -103,6 +132,21 @@ def test_recorded_and_a_resume_without_the_keyword_is_bit_identical(scaled_run, 
     resumed = first_epoch_copy(straight, tmp_path / "resumed")
     train.main(data_train_dir=data, resume_checkpoint=str(resumed / "model_epoch=0_iter=2.pt"), **CONFIG)
     plain = tmp_path / "plain"  # the same run without the scales ends elsewhere: the option acts
+    train.main(data_train_dir=data, url_folder_experiment=str(plain), **CONFIG)
+    name = "model_epoch=1_iter=4.pt"
+    a, b, c = (load_state_dict(folder / name) for folder in (straight, resumed, plain))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_class_weights_are_recorded_and_resume_bit_identically(scaled_run, tmp_path):
+    data, _ = scaled_run
+    straight = tmp_path / "straight"
+    train.main(data_train_dir=data, url_folder_experiment=str(straight), class_weights=[1.0, 4.0], **CONFIG)
+    assert json.loads((straight / "metadata.json").read_text())["class_weights"] == [1.0, 4.0]
+    resumed = first_epoch_copy(straight, tmp_path / "resumed")
+    train.main(data_train_dir=data, resume_checkpoint=str(resumed / "model_epoch=0_iter=2.pt"), **CONFIG)
+    plain = tmp_path / "plain"
     train.main(data_train_dir=data, url_folder_experiment=str(plain), **CONFIG)
     name = "model_epoch=1_iter=4.pt"
     a, b, c = (load_state_dict(folder / name) for folder in (straight, resumed, plain))
@@ -147,6 +191,8 @@ def test_samples_are_multiplied_back_by_their_class_scale(scaled_run, tmp_path):
     (dict(class_scale=[1.0, 3.0], class_cond=False), "class_scale.*None unless class_cond"),
     (dict(class_scale=[1.0, 2.0, 3.0]), "one per class"),
     (dict(class_scale=[1.0, -2.0]), "finite numbers > 0"),
+    (dict(class_weights=[1.0, 3.0], class_cond=False), "class_weights.*None unless class_cond"),
+    (dict(class_weights=[1.0]), "class_weights.*one per class"),
 ])
 def test_bad_class_scale_is_refused_before_anything_is_written(tmp_path, options, message):
     data = labelled_folder(tmp_path / "data")
