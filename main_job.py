@@ -7,7 +7,9 @@
    (exponential-covariance screens + white noise, `range` normalisation).
 2. Train the `demo` preset (`train.py`), or reuse / resume the run in `run_dir`. On the mixture the model is
    conditioned on each field's strength class (`datasets/strength_labels.py`: its std below the training
-   fields' 90 % quantile, between the 90 % and 98 %, above), so that it learns the rare strong fields.
+   fields' 90 % quantile, between the 90 % and 98 %, above), so that it learns the rare strong fields; each class
+   reaches the network at the bulk's amplitude (`class_scale`) and the two strong classes are drawn 2x and 8x as
+   often in training (`class_weights`).
 3. Sample with the default few-step sampler (`sample_DPM.py`) into a new results folder; a conditional model's
    classes are drawn at their training proportions, so the samples follow the data's own mix.
 4. Evaluate: semivariogram and power spectrum of samples vs real data vs the truth, the scorecard against
@@ -43,12 +45,14 @@ DATA_PRESETS = {  # generator options, normalisation and default folders of each
                                   ramp_sigma_rad=1.0, deformation_fraction=0.3, deformation_law="pareto",
                                   mogi_volume_m3=[1e4, 1e6], write_labels=True),
                 "normalization": "robust", "data_dir": "data/insar_mixture", "run_dir": "models_data/demo_mixture",
-                # strength classes of the stratified model (datasets/strength_labels.py): std quantiles 0.9, 0.98
-                # (bench/RESULTS.md, "Strength classes": 8, 10, 11 of 17 within noise on seeds 0-2; 5, 6, 4 without)
-                "strength_quantiles": [0.9, 0.98]},
+                # strength classes of the stratified model (datasets/strength_labels.py): std quantiles 0.9, 0.98,
+                # each class scaled to the bulk's amplitude and the strong classes drawn 2x and 8x as often in
+                # training (bench/RESULTS.md, "Class scales and class weights": 13, 13, 14 of 17 within noise on seeds
+                # 0-2; 9, 11, 9 with the classes alone on the same CPU; 5, 6, 4 without classes)
+                "strength_quantiles": [0.9, 0.98], "strength_scaled": True, "strength_weights": [1.0, 2.0, 8.0]},
     "gaussian": {"generator": dict(deformation_fraction=0.0, noise_sigma_rad=0.2),
                  "normalization": "range", "data_dir": "data/insar_synthetic", "run_dir": "models_data/demo_insar",
-                 "strength_quantiles": None},  # no heavy tail: one class
+                 "strength_quantiles": None, "strength_scaled": False, "strength_weights": None},  # one class
 }
 
 
@@ -132,7 +136,8 @@ def run_recipe(data_dir: Path, truth: dict, preset: dict, class_cond: bool, stra
     if class_cond:
         return class_recipe(truth)
     if stratify and preset["strength_quantiles"]:
-        return strength_recipe(data_dir, preset["strength_quantiles"])
+        return strength_recipe(data_dir, preset["strength_quantiles"], preset["strength_scaled"],
+                               preset["strength_weights"])
     return None
 
 

@@ -31,8 +31,8 @@ STRENGTH_QUANTILES = main_job.DATA_PRESETS["mixture"]["strength_quantiles"]
 RECIPES = {  # the train.main keywords (on top of the demo preset) of each recipe, from the data's ground_truth.json
     # and folder (where a recipe labels the data, the other recipes still read it)
     "baseline": lambda truth, data: {},  # the demo preset, one unconditional model (v-prediction since 2026-12-05)
-    # what `make demo` trains since 2026-12-05 (evening): conditioned on the strength classes, sampled at their
-    # training proportions (main_job.strength_recipe, datasets/strength_labels.py)
+    # what `make demo` trained on 2026-12-05: conditioned on the strength classes, sampled at their training
+    # proportions (main_job.strength_recipe, datasets/strength_labels.py)
     "strength": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES),
     # finer classes: a split at the median for the bulk, or one more at the top for the strongest 0.5 %
     "strength_median": lambda truth, data: main_job.strength_recipe(data, [0.5, *STRENGTH_QUANTILES]),
@@ -41,9 +41,10 @@ RECIPES = {  # the train.main keywords (on top of the demo preset) of each recip
     "strength_scaled": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES, scaled=True),
     "strength_top_scaled": lambda truth, data: main_job.strength_recipe(data, [*STRENGTH_QUANTILES, 0.995],
                                                                        scaled=True),
-    # and the strong classes drawn more often in training (odds 1 : 2 : 8; sampling keeps the true proportions)
-    "strength_scaled_weighted": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES, scaled=True,
-                                                                            class_weights=[1.0, 2.0, 8.0]),
+    # and the strong classes drawn more often in training (odds 1 : 2 : 8; sampling keeps the true proportions):
+    # what `make demo` trains since 2026-12-06
+    "strength_scaled_weighted": lambda truth, data: main_job.strength_recipe(
+        data, STRENGTH_QUANTILES, scaled=True, class_weights=main_job.DATA_PRESETS["mixture"]["strength_weights"]),
     "x_start": lambda truth, data: {"output_type": "x_start"},  # the demo's target before 2026-12-05
     "class_cond": lambda truth, data: main_job.class_recipe(truth),  # the labels, sampled at training proportions
     "min_snr": lambda truth, data: {"min_snr_gamma": 5.0},  # Min-SNR-5 weights of the loss (Hang et al. 2023)
@@ -114,6 +115,7 @@ def main(work_dir: str = "bench_out/fidelity",  # data, runs, samples and the re
          num_samples: int = 512,  # generated fields per budget (and real test fields compared)
          sample_steps: int = 20,  # DPM-Solver++(3M) network evaluations
          amp: str = "auto",  # mixed precision of training: 'auto', 'none' or 'bf16'
+         ema_rate: str = PRESETS["demo"]["ema_rate"],  # EMA rate(s) kept in training; the first one is sampled
          seed: int = 0) -> list[dict]:  # seed of training and sampling (the data always use seed 0)
     """Train `recipe` up the budget ladder, evaluate at each budget, print and write the table."""
     if recipe not in RECIPES:
@@ -135,7 +137,7 @@ def main(work_dir: str = "bench_out/fidelity",  # data, runs, samples and the re
         start_cpu, start = time.process_time(), time.time()
         checkpoint = main_job.train_or_reuse(run, data, truth, PRESETS["demo"]["image_size"], budget // per_epoch,
                                              batch_size, options.get("lr", PRESETS["demo"]["lr"]),
-                                             PRESETS["demo"]["ema_rate"], amp, "robust", None, seed,
+                                             ema_rate, amp, "robust", None, seed,
                                              recipe={k: v for k, v in options.items() if k != "lr"})
         train_cpu = time.process_time() - start_cpu
         results = work / f"results_{recipe}_seed{seed}" / f"steps_{budget}"

@@ -34,6 +34,10 @@ def test_mixture_model_is_stratified_by_strength_and_sampled_at_its_proportions(
     assert metadata["hdf5_keys"]["key_class"] == "strength"
     summary = json.loads((root / "data" / "strength_labels.json").read_text())
     assert summary["quantiles"] == [0.9, 0.98] and summary["counts"]["train"] == metadata["class_counts"]
+    # each class scaled to the bulk's amplitude (robust model units), the strong classes drawn more often
+    assert metadata["class_scale"] == summary["class_scale"] and summary["normalization"] == "robust"
+    assert metadata["class_scale"][0] == 1.0 and metadata["class_scale"][2] > metadata["class_scale"][1] > 1.0
+    assert metadata["class_weights"] == main_job.DATA_PRESETS["mixture"]["strength_weights"]
     counts = metadata["class_counts"]
     assert sum(counts) == 64 and counts[2] >= 1  # the strongest class holds about 2 % of the fields
     drawn = np.load(results / "samples_16x32x32x1.npz")["arr_1"]
