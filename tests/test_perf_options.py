@@ -125,8 +125,9 @@ def samples_off_and_on(folder, option: str, sample_steps: int) -> dict:
 
 def test_channels_last_sampling_gives_the_same_samples(compat_dir):
     runs = samples_off_and_on(compat_dir, "channels_last", sample_steps=3)
-    # float rounding only; clipping x0 at +-1 (the untrained fixture saturates) amplifies it at a few pixels
-    np.testing.assert_allclose(runs[True], runs[False], rtol=5e-3, atol=1e-4)
+    # float rounding only; clipping x0 at +-1 (the untrained fixture saturates) amplifies it at a few pixels (on an
+    # AVX-512 CPU, where the two layouts run different convolution kernels, one pixel in 2048 differed by 0.6 %)
+    np.testing.assert_allclose(runs[True], runs[False], rtol=2e-2, atol=1e-4)
     assert np.linalg.norm(runs[True] - runs[False]) < 5e-3 * np.linalg.norm(runs[False])
 
 
