@@ -48,7 +48,7 @@ DATA_PRESETS = {  # generator options, normalisation and default folders of each
                 # strength classes of the stratified model (datasets/strength_labels.py): std quantiles 0.9, 0.98,
                 # each class scaled to the bulk's amplitude and the strong classes drawn 2x and 8x as often in
                 # training (bench/RESULTS.md, "Class scales and class weights": 13, 13, 14 of 17 within noise on seeds
-                # 0-2; 9, 11, 9 with the classes alone on the same CPU; 5, 6, 4 without classes)
+                # 0-2; 9, 11, 11 with the classes alone on the same CPU; 5, 6, 4 without classes, AVX2 float32)
                 "strength_quantiles": [0.9, 0.98], "strength_scaled": True, "strength_weights": [1.0, 2.0, 8.0]},
     "gaussian": {"generator": dict(deformation_fraction=0.0, noise_sigma_rad=0.2),
                  "normalization": "range", "data_dir": "data/insar_synthetic", "run_dir": "models_data/demo_insar",
