@@ -126,27 +126,15 @@ def scaled_run(tmp_path_factory):
     return data, run
 
 
-def test_recorded_and_a_resume_without_the_keyword_is_bit_identical(scaled_run, tmp_path):
-    data, straight = scaled_run
-    assert json.loads((straight / "metadata.json").read_text())["class_scale"] == [1.0, 3.0]
-    resumed = first_epoch_copy(straight, tmp_path / "resumed")
-    train.main(data_train_dir=data, resume_checkpoint=str(resumed / "model_epoch=0_iter=2.pt"), **CONFIG)
-    plain = tmp_path / "plain"  # the same run without the scales ends elsewhere: the option acts
-    train.main(data_train_dir=data, url_folder_experiment=str(plain), **CONFIG)
-    name = "model_epoch=1_iter=4.pt"
-    a, b, c = (load_state_dict(folder / name) for folder in (straight, resumed, plain))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not all(torch.equal(a[k], c[k]) for k in a)
-
-
-def test_class_weights_are_recorded_and_resume_bit_identically(scaled_run, tmp_path):
+@pytest.mark.parametrize("key, value", [("class_scale", [1.0, 3.0]), ("class_weights", [1.0, 4.0])])
+def test_recorded_and_a_resume_without_the_keyword_is_bit_identical(scaled_run, tmp_path, key, value):
     data, _ = scaled_run
     straight = tmp_path / "straight"
-    train.main(data_train_dir=data, url_folder_experiment=str(straight), class_weights=[1.0, 4.0], **CONFIG)
-    assert json.loads((straight / "metadata.json").read_text())["class_weights"] == [1.0, 4.0]
+    train.main(data_train_dir=data, url_folder_experiment=str(straight), **{key: value}, **CONFIG)
+    assert json.loads((straight / "metadata.json").read_text())[key] == value
     resumed = first_epoch_copy(straight, tmp_path / "resumed")
     train.main(data_train_dir=data, resume_checkpoint=str(resumed / "model_epoch=0_iter=2.pt"), **CONFIG)
-    plain = tmp_path / "plain"
+    plain = tmp_path / "plain"  # the same run without the option ends elsewhere: the option acts
     train.main(data_train_dir=data, url_folder_experiment=str(plain), **CONFIG)
     name = "model_epoch=1_iter=4.pt"
     a, b, c = (load_state_dict(folder / name) for folder in (straight, resumed, plain))
