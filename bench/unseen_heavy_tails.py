@@ -18,6 +18,9 @@ evaluations), compared in rad with the scorecard's axis semivariograms (`utils/e
     OMP_NUM_THREADS=1 python bench/unseen_heavy_tails.py --work_dir bench_out/unseen --student_t_nu 5
 
 The second line trains with t-EDM's Student-t forward process instead (same data, its own run folder).
+`--stratify` trains `make demo`'s recipe for heavy tails instead: strength classes (datasets/strength_labels.py),
+each scaled to the bulk's amplitude and the strong ones drawn more often, sampled at the training proportions
+(use its own --work_dir: the labels are written into the data).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import main_job  # noqa: E402
 import sample_DPM  # noqa: E402
 import train  # noqa: E402
 from improved_diffusion.checkpoint import read_metadata  # noqa: E402
@@ -80,23 +84,32 @@ def main(work_dir: str = "bench_out/unseen",  # data, run and samples (reused wh
          num_epochs: int = 7,  # training epochs (the demo's)
          sample_steps: int = 20,  # DPM-Solver++(3M) evaluations
          student_t_nu: float | None = None,  # train with t-EDM's Student-t noise of this many dof (None: Gaussian)
+         stratify: bool = False,  # make demo's strength classes (class_scale, class_weights) instead of one model
          seed: int = 0) -> dict:  # seed of data (seed, seed + 1), training and sampling
     """Generate, train, sample and print the per-lag error of the median per-field semivariogram."""
     start = time.time()
     work = Path(work_dir)
     data = work / "data"
-    run = work / ("run" if student_t_nu is None else f"run_student_t_{student_t_nu:g}")
+    run = work / ("run_strength" if stratify else "run" if student_t_nu is None else
+                  f"run_student_t_{student_t_nu:g}")
     if not (data / "train").is_dir():
         write_split(data / "train", unseen_fields(n_train, 32, seed))
         write_split(data / "test", unseen_fields(n_test, 32, seed + 1))
+    recipe, keys = {}, ["unwrap"]
+    if stratify:
+        preset = main_job.DATA_PRESETS["mixture"]
+        recipe = main_job.strength_recipe(data, preset["strength_quantiles"], preset["strength_scaled"],
+                                          preset["strength_weights"])
+        keys.append(recipe["key_class"])
     checkpoint = run / f"ema_rate=0.99_{num_epochs - 1}.pt"
     if not checkpoint.is_file():
         train.main(**apply_preset("demo", data_train_dir=str(data / "train"), url_folder_experiment=str(run),
-                                  key_data="unwrap", list_keys_hdf5_original=["unwrap"], normalization="robust",
-                                  num_epochs=num_epochs, seed=seed, grid_interval=0, student_t_nu=student_t_nu))
+                                  key_data="unwrap", list_keys_hdf5_original=keys, normalization="robust",
+                                  num_epochs=num_epochs, seed=seed, grid_interval=0, student_t_nu=student_t_nu,
+                                  **recipe))
     npz = sample_DPM.sample_from_ODE(model_path=str(checkpoint), num_samples=num_samples, sample_steps=sample_steps,
                                      url_save_path=str(work / f"samples_{run.name}"), seed=seed, plot=False,
-                                     overwrite=True)
+                                     overwrite=True, sampled_class="proportional" if stratify else None)
     norm = read_metadata(run / "metadata.json")["data_normalization"]
     with np.load(npz) as f:
         samples = denormalize(f["arr_0"], norm)[..., 0]
@@ -112,7 +125,7 @@ def main(work_dir: str = "bench_out/unseen",  # data, run and samples (reused wh
               "scorecard_within_noise": card["summary"]["within_noise_of_real"],
               "scorecard_checked": card["summary"]["checked_against_real"],
               "data_normalization": {k: norm[k] for k in ("kind", "low", "high")} | {"report": norm.get("report")},
-              "student_t_nu": student_t_nu, "minutes": round((time.time() - start) / 60, 1)}
+              "student_t_nu": student_t_nu, "stratify": stratify, "minutes": round((time.time() - start) / 60, 1)}
     (work / f"unseen_heavy_tails_{run.name}.json").write_text(json.dumps(result, indent=1))
     print("lag (px) | median semivariogram samples / real (rad^2) | relative error")
     for lag, s, r, e in zip(result["lags_px"], row["samples"], row["real"], relative):
