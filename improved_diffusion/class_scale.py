@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 
-def check_class_scale(values: Sequence[float] | None, num_class: int | None,
+def check_per_class(values: Sequence[float] | None, num_class: int | None,
                       name: str = "class_scale") -> tuple[float, ...] | None:
     """A per-class list (`class_scale` or `class_weights`, named `name`) as a tuple (None stays None); ValueError
     unless it holds finite numbers > 0, one per class."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from improved_diffusion.class_scale import ClassScaled, check_class_scale
+from improved_diffusion.class_scale import ClassScaled, check_per_class
 from improved_diffusion.data_normalization import check_normalization, denormalize
 from improved_diffusion.hdf5_datasets import Hdf5Dataset, hdf5_normalization, inspect_hdf5_folder
 from improved_diffusion.image_datasets import (
@@ -230,7 +230,7 @@ def create_dataloader(data_dir: str, *, type_dataset: str = "image", image_size:
         if value is not None:
             if not class_cond:
                 raise ValueError(f"{name} needs class_cond=True (one value per class label)")
-            check_class_scale(value, len(info["class_names"]), name)
+            check_per_class(value, len(info["class_names"]), name)
     if class_scale is not None:
         dataset = ClassScaled(dataset, class_scale)
     item_weights = None if class_weights is None or deterministic else np.asarray(class_weights)[labels]

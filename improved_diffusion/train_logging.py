@@ -122,4 +122,4 @@ def ema_samples(model: torch.nn.Module, ema_params: list, diffusion, shape: tupl
     sampler = chain_sampler(True, sampling_steps=min(GRID_STEPS, diffusion.num_timesteps))
     batch = next(seeded_batches(sampler, lambda lo, hi: Denoiser(ema_model, diffusion, **model_kwargs), shape[1:],
                                 shape[0], shape[0], seed, device))
-    return batch.x if class_scale is None else to_model_units(batch.x, model_kwargs["y"], class_scale)
+    return to_model_units(batch.x, model_kwargs.get("y"), class_scale)

@@ -23,7 +23,7 @@ from .checkpoint import (
     read_metadata,
     write_metadata,
 )
-from .class_scale import check_class_scale
+from .class_scale import check_per_class
 from .dist_util import resolve_device
 from .file_io import atomic_write, code_version
 from .resample import SCHEDULE_SAMPLERS
@@ -138,7 +138,7 @@ def validate_call(call: dict, device: torch.device | None = None) -> LoopConfig:
     if call.get("class_weights") is not None and not call["class_cond"]:
         _fail("class_weights", call["class_weights"], "None unless class_cond is true")
     for key in ("class_scale", "class_weights"):
-        _keyed(key, check_class_scale, call.get(key), call["num_class"] if call["class_cond"] else None, key)
+        _keyed(key, check_per_class, call.get(key), call["num_class"] if call["class_cond"] else None, key)
     _check_float(call, "grad_clip", 0.0, optional=True)  # max global gradient norm
     _check_float(call, "min_snr_gamma", 0.0, optional=True)  # Min-SNR clip of the loss weight
     if call["min_snr_gamma"] is not None and call["output_type"] == "x_previous":
