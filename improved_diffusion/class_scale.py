@@ -21,7 +21,7 @@ import torch
 
 
 def check_per_class(values: Sequence[float] | None, num_class: int | None,
-                      name: str = "class_scale") -> tuple[float, ...] | None:
+                    name: str = "class_scale") -> tuple[float, ...] | None:
     """A per-class list (`class_scale` or `class_weights`, named `name`) as a tuple (None stays None); ValueError
     unless it holds finite numbers > 0, one per class."""
     if values is None:
