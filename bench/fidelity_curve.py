@@ -39,8 +39,6 @@ RECIPES = {  # the train.main keywords (on top of the demo preset) of each recip
     "strength_top": lambda truth, data: main_job.strength_recipe(data, [*STRENGTH_QUANTILES, 0.995]),
     # each class divided by its median field std over the weakest class's (improved_diffusion/class_scale.py)
     "strength_scaled": lambda truth, data: main_job.strength_recipe(data, STRENGTH_QUANTILES, scaled=True),
-    "strength_top_scaled": lambda truth, data: main_job.strength_recipe(data, [*STRENGTH_QUANTILES, 0.995],
-                                                                       scaled=True),
     # and the strong classes drawn more often in training (odds 1 : 2 : 8; sampling keeps the true proportions):
     # what `make demo` trains since 2026-12-06
     "strength_scaled_weighted": lambda truth, data: main_job.strength_recipe(

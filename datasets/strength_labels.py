@@ -124,8 +124,8 @@ def main(data_dir: str = "data/insar_mixture",  # folder whose split sub-folders
     summary = {"key_data": key_data, "key_label": key_label, "quantiles": q.tolist(), "train_split": train_split,
                "thresholds": thresholds.tolist(), "num_class": len(q) + 1, "counts": counts,
                "class_median_std": [float(np.median(train_std[train_class == k])) for k in range(len(q) + 1)],
-               # train.py's class_scale: each class reaches the network at the weakest class's median std
                "normalization": normalization,
+               # train.py's class_scale: each class reaches the network at the weakest class's median std
                "class_scale": class_scale(train_fields, train_class, len(q) + 1, normalization)}
     atomic_write_text(root / SUMMARY_NAME, json.dumps(summary, indent=1))
     print(f"[strength] thresholds of field std ({key_data}, stored units): "

@@ -81,11 +81,11 @@ def compare_samplers(model_path: str, configs: list[dict], step_counts: list[int
         for steps in tqdm(step_counts, desc=label_of(config)):
             batches = list(seeded_batches(_sampler(config, steps), denoiser_for, (channels, size, size), num_samples,
                                           batch_size, seed, device))
-            images = [to_model_units(batch.x.float(), None if labels is None else labels[batch.lo:batch.hi],
-                                     args_dic.get("class_scale")) for batch in batches]
             row = {"label": label_of(config), "config": config, "steps": steps,
                    "seconds_per_sample": sum(batch.seconds for batch in batches) / num_samples}
-            if score_fn is not None:
+            if score_fn is not None:  # scored in model units (class_scale runs: multiplied back)
+                images = [to_model_units(batch.x.float(), None if labels is None else labels[batch.lo:batch.hi],
+                                         args_dic.get("class_scale")) for batch in batches]
                 row.update(score_fn(np.concatenate([x.permute(0, 2, 3, 1).cpu().numpy() for x in images])))
             results.append(row)
     return results

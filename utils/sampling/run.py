@@ -287,14 +287,14 @@ def sample_shards(run: PreparedRun, sampler: Sampler, options: SamplingOptions, 
                                      f"{int((~torch.isfinite(x)).sum())} non-finite sample values (NaN/Inf); nothing "
                                      f"was merged into {run.outputs[0]} (try amp='none', clip_denoised=True or "
                                      "another checkpoint)")
-        if run.labels is not None:  # network units -> model units (class_scale runs; improved_diffusion/class_scale.py)
-            x = to_model_units(x, run.labels[batch.lo:batch.hi], run.args_dic.get("class_scale"))
+        labels = None if run.labels is None else run.labels[batch.lo:batch.hi]
+        x = to_model_units(x, labels, run.args_dic.get("class_scale"))  # class_scale runs: network -> model units
         if request.shift_to_lr_mean and run.low_res is not None:  # docs/original.md#superres-sampling
             lr = torch.as_tensor(run.low_res[batch.lo:batch.hi], device=device)
             x = x - x.mean(dim=(1, 2, 3), keepdim=True) + lr.mean(dim=(1, 2, 3), keepdim=True)
         images = x.permute(0, 2, 3, 1).cpu().numpy()
         run.store.write(batch.index, to_uint8(images) if request.to_0_255 else images.astype(np.float32),
-                        None if run.labels is None else run.labels[batch.lo:batch.hi])
+                        labels)
 
 
 def finish_run(run: PreparedRun, request: RunRequest, options: SamplingOptions, world: int) -> None:
