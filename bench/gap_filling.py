@@ -12,6 +12,12 @@ the conditional law of the missing pixels is the simple-kriging Gaussian of the 
 - seconds_per_field.
 
     python bench/gap_filling.py --model_path models_data/demo_insar/ema_0.99_6.pt --data_dir data/insar_synthetic
+
+The 64 fields take hours on one CPU core; run them in chunks (one per core, or one per sitting) and pool them:
+
+    python bench/gap_filling.py ... --num_fields 32 --first_field 0 --save_path chunk0.npz
+    python bench/gap_filling.py ... --num_fields 32 --first_field 32 --save_path chunk1.npz
+    python bench/gap_filling.py --pool chunk0.npz,chunk1.npz
 """
 from __future__ import annotations
 
@@ -86,25 +92,62 @@ def main(model_path: str = "",  # checkpoint of a run trained on the gaussian sy
          method: str = "posterior",  # improved_diffusion.inpainting method: posterior or repaint
          steps: int = 0,  # solver calls (posterior) or chain intervals (repaint); 0 = the method's default
          device: str = "cpu",  # torch device
-         seed: int = 0) -> dict:  # seed of the masks and of the sampling
-    """Score gap filling against kriging on held-out fields; print a table and a JSON line; return the figures."""
+         first_field: int = 0,  # score test fields first_field .. first_field + num_fields - 1 (a chunk of a long run)
+         save_path: str | None = None,  # also write the chunk's truth, masks, samples and kriging to this .npz
+         pool: str | None = None,  # comma-separated .npz files of save_path: score them together, sample nothing
+         seed: int = 0) -> dict:  # seed of the masks; the sampling's is seed + first_field
+    """Score gap filling against kriging on held-out fields; print a table and a JSON line; return the figures.
+    A long run may go in chunks (first_field, save_path) scored together afterwards (pool): the masks are those
+    of one run over all the fields, and each chunk draws its own noise."""
+    if pool is not None:
+        return report(*pooled(pool.split(",")))
     truth_json = json.loads((Path(data_dir) / "ground_truth.json").read_text())
     p = truth_json["params"]
     model, diffusion, args_dic = load_model(model_path, device=device)
     key = truth_json["loader_kwargs"]["key_data"]
-    truth = read_observed(list_hdf5_files(Path(data_dir) / "test")[0], key, num_fields)[..., 0]
+    truth = read_observed(list_hdf5_files(Path(data_dir) / "test")[0], key, first_field + num_fields)[..., 0]
+    if len(truth) < first_field + num_fields:
+        raise ValueError(f"first_field + num_fields = {first_field + num_fields}: the test folder of {data_dir!r} "
+                         f"holds {len(truth)} fields")
     rng = np.random.default_rng(seed)
-    masks = np.stack([gap_mask(rng, truth.shape[1], mask_fraction) for _ in truth])
+    masks = np.stack([gap_mask(rng, truth.shape[1], mask_fraction) for _ in truth])[first_field:]
+    truth = truth[first_field:]
     cov = field_covariance(truth.shape[1], p["covariance_model"], p["atmo_sigma_rad"], p["atmo_length_px"],
                            nugget=p["noise_sigma_rad"] ** 2)
     krig = [simple_kriging(cov, np.zeros(len(cov)), t.ravel(), ~m.ravel()) for t, m in zip(truth, masks)]
     start = time.perf_counter()
     result = fill_gaps(model, diffusion, args_dic, np.where(masks, np.nan, truth)[..., None], num_samples, method,
-                       seed, source=data_dir, steps=steps or None, progress=True)
+                       seed + first_field, source=data_dir, steps=steps or None, progress=True)
     seconds = (time.perf_counter() - start) / len(truth)
-    figures = {**score(truth, masks, result["samples"][..., 0], [k[0] for k in krig], [np.diag(k[1]) for k in krig]),
-               "seconds_per_field": seconds,
-               "num_fields": len(truth), "num_samples": num_samples, "method": method,
+    chunk = {"truth": truth, "masks": masks, "samples": result["samples"][..., 0],
+             "krig_means": np.concatenate([k[0] for k in krig]),
+             "krig_vars": np.concatenate([np.diag(k[1]) for k in krig]),
+             "seconds_per_field": np.full(len(truth), seconds), "method": method}
+    if save_path is not None:
+        np.savez(save_path, **chunk)
+    return report(chunk, method)
+
+
+def pooled(paths: list[str]) -> tuple[dict, str]:
+    """The chunks written by `save_path`, concatenated field by field; and their method (all must agree)."""
+    chunks = []
+    for path in paths:
+        with np.load(path) as f:
+            chunks.append({k: f[k] for k in f.files})
+    methods = {str(c["method"]) for c in chunks}
+    if len(methods) != 1:
+        raise ValueError(f"pool: the chunks were filled by different methods {sorted(methods)}")
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if k != "method"}, methods.pop()
+
+
+def report(chunk: dict, method: str) -> dict:
+    """Score one chunk (or pooled chunks), print the summary line and the JSON line, return the figures."""
+    truth, masks, samples = chunk["truth"], chunk["masks"], chunk["samples"]
+    split = np.cumsum(masks.reshape(len(masks), -1).sum(1))[:-1]  # the per-field kriging vectors, in field order
+    num_samples, seconds = samples.shape[1], float(np.mean(chunk["seconds_per_field"]))
+    figures = {**score(truth, masks, samples, np.split(chunk["krig_means"], split),
+                       np.split(chunk["krig_vars"], split)),
+               "seconds_per_field": seconds, "num_fields": len(truth), "num_samples": num_samples, "method": method,
                "missing_fraction": float(masks.mean())}
     print(f"coverage of the 90 % interval {figures['coverage_90']:.3f} (goal 0.85-0.95; exact samples score "
           f"{figures['coverage_90_exact_samples']:.3f} with {num_samples}), rms / kriging rms "

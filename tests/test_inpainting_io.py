@@ -98,6 +98,33 @@ def test_bench_runs_at_toy_scale(run, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == figures
 
 
+def test_bench_chunks_pool_into_the_run_over_all_fields(run, tmp_path):
+    """Two chunks (first_field 0 and 2) pooled score fields 0-3 with the masks of one 4-field run; the pooled figures are those of the concatenated arrays; mixed methods are refused."""
+    insar_synthetic.main(out_dir=str(tmp_path / "data"), n_train=0, n_val=0, n_test=4, image_size=SIZE,
+                         deformation_fraction=0.0, truth_monte_carlo_fields=0)
+    common = dict(model_path=str(run), data_dir=str(tmp_path / "data"), num_fields=2, num_samples=3,
+                  method="repaint", steps=3)
+    for first in (0, 2):
+        bench_gap_filling.main(**common, first_field=first, save_path=str(tmp_path / f"c{first}.npz"))
+    chunks = [dict(np.load(tmp_path / f"c{first}.npz")) for first in (0, 2)]
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(np.concatenate([c["masks"] for c in chunks]),
+                                  [bench_gap_filling.gap_mask(rng, SIZE, 0.3) for _ in range(4)])
+    figures = bench_gap_filling.main(pool=f"{tmp_path / 'c0.npz'},{tmp_path / 'c2.npz'}")
+    assert figures["num_fields"] == 4
+    merged = {k: np.concatenate([c[k] for c in chunks]) for k in ("truth", "masks", "samples")}
+    counts = merged["masks"].reshape(4, -1).sum(1)  # missing pixels per field: the length of its kriging vectors
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    flat_means, flat_vars = (np.concatenate([c[k] for c in chunks]) for k in ("krig_means", "krig_vars"))
+    means = [flat_means[a:a + n] for a, n in zip(starts, counts)]
+    variances = [flat_vars[a:a + n] for a, n in zip(starts, counts)]
+    direct = bench_gap_filling.score(merged["truth"], merged["masks"], merged["samples"], means, variances)
+    assert {k: figures[k] for k in direct} == direct
+    np.savez(tmp_path / "other.npz", **{**chunks[1], "method": "posterior"})
+    with pytest.raises(ValueError, match="different methods"):
+        bench_gap_filling.main(pool=f"{tmp_path / 'c0.npz'},{tmp_path / 'other.npz'}")
+
+
 def _kriging_draws(rng, n: int, size: int, samples: int):
     """n Gaussian fields (exponential covariance + white noise), gap masks, and `samples` exact conditional draws
     per field: truth (n, size, size), masks, draws (n, samples, size, size), kriging means and variances."""
