@@ -92,6 +92,7 @@ def main(model_path: str = "",  # checkpoint of a run trained on the gaussian sy
          method: str = "posterior",  # improved_diffusion.inpainting method: posterior or repaint
          steps: int = 0,  # solver calls (posterior) or chain intervals (repaint); 0 = the method's default
          device: str = "cpu",  # torch device
+         batch_size: int = 32,  # samples per network call (small batches run faster on CPU: they stay in cache)
          first_field: int = 0,  # score test fields first_field .. first_field + num_fields - 1 (a chunk of a long run)
          save_path: str | None = None,  # also write the chunk's truth, masks, samples and kriging to this .npz
          pool: str | None = None,  # comma-separated .npz files of save_path: score them together, sample nothing
@@ -117,7 +118,8 @@ def main(model_path: str = "",  # checkpoint of a run trained on the gaussian sy
     krig = [simple_kriging(cov, np.zeros(len(cov)), t.ravel(), ~m.ravel()) for t, m in zip(truth, masks)]
     start = time.perf_counter()
     result = fill_gaps(model, diffusion, args_dic, np.where(masks, np.nan, truth)[..., None], num_samples, method,
-                       seed + first_field, source=data_dir, steps=steps or None, progress=True)
+                       seed + first_field, source=data_dir, steps=steps or None, progress=True,
+                       batch_size=batch_size)
     seconds = (time.perf_counter() - start) / len(truth)
     chunk = {"truth": truth, "masks": masks, "samples": result["samples"][..., 0],
              "krig_means": np.concatenate([k[0] for k in krig]),

@@ -156,7 +156,7 @@ class TrainLoop:
         if self.start_epoch >= self.config.num_epochs:
             raise ValueError(f"num_epochs: got {self.config.num_epochs}, but the checkpoint has {self.start_epoch} "
                              f"epoch(s) done; num_epochs is the total of the run, expected > {self.start_epoch}")
-        if self.config.lr_anneal_steps and self.step_total >= self.config.lr_anneal_steps:
+        if self.annealed():
             raise ValueError(f"lr_anneal_steps: got {self.config.lr_anneal_steps}, the checkpoint is already at step "
                              f"{self.step_total}; nothing left to train")
         return notes
@@ -334,7 +334,7 @@ class TrainLoop:
         self.ddp_model = compile_model(model, "train") if self.config.compile else model
 
     def _run_epoch(self, epoch: int) -> bool:
-        """Train one epoch; return False when lr_anneal_steps is reached."""
+        """Train one epoch; return False when lr_anneal_steps is reached inside it (a partial-epoch checkpoint)."""
         self._seed_epoch(epoch)
         self.data.set_epoch(epoch)
         batches = iter(self.data.loader)  # may draw worker seeds from the global RNG: before any restore
@@ -359,10 +359,10 @@ class TrainLoop:
             bar.update(1)
             if self.step_total % self.config.log_interval == 0:
                 self._log(epoch, bar)
-            stop = bool(self.config.lr_anneal_steps) and self.step_total >= self.config.lr_anneal_steps
-            if (self.config.save_interval and step % self.config.save_interval == 0) or stop:
+            stop_inside = self.annealed() and step != total  # at the epoch's last step it ends as any epoch
+            if (self.config.save_interval and step % self.config.save_interval == 0) or stop_inside:
                 self._save(set_name(epoch, step=step), epoch, step)
-            if stop:
+            if stop_inside:
                 bar.close()
                 return False
         bar.close()
@@ -371,6 +371,10 @@ class TrainLoop:
             raise ValueError("data_train_dir: the training loader yielded no batch (fewer items than one batch "
                              "with drop_last?)")
         return True
+
+    def annealed(self) -> bool:
+        """Whether the lr has decayed to 0 (`lr_anneal_steps` reached): training stops there."""
+        return bool(self.config.lr_anneal_steps) and self.step_total >= self.config.lr_anneal_steps
 
     def _end_of_epoch(self, epoch: int) -> None:
         self._log(epoch, None)
@@ -402,6 +406,8 @@ class TrainLoop:
                 self._end_of_epoch(epoch)
                 if self.config.grid_interval and (epoch + 1) % self.config.grid_interval == 0:
                     self.sample_grid(epoch)
+                if self.annealed():
+                    break
         finally:
             if self._bar is not None:
                 self._bar.close()  # an error message then starts on a line of its own

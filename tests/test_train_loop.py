@@ -78,6 +78,15 @@ def test_lr_anneal_stops_within_the_epoch(tmp_path):
     assert result["checkpoint"].name == "model_epoch=1_step=1.pt"
 
 
+def test_lr_anneal_at_an_epoch_end_writes_the_epoch_checkpoints(tmp_path):
+    """Annealing that ends with an epoch (the usual choice: lr_anneal_steps = epochs x steps per epoch) ends it as
+    any epoch: the full-epoch model and EMA checkpoints, no partial-epoch names, no further epoch."""
+    result = make_loop(tmp_path, torch.randn(4, 1, 32, 32), num_epochs=3, lr_anneal_steps=4).run()
+    assert result["step_total"] == 4 and result["epochs"] == 2
+    assert result["checkpoint"].name == "model_epoch=1_iter=4.pt"
+    assert (tmp_path / "ema_rate=0.9_1.pt").is_file() and not list(tmp_path.glob("*step=*"))
+
+
 @pytest.mark.filterwarnings("ignore:amp='bf16' on a CPU without native bfloat16")
 def test_bf16_autocast_trains_on_cpu(tmp_path):
     loop = make_loop(tmp_path, torch.randn(2, 1, 32, 32), amp="bf16")
