@@ -102,6 +102,8 @@ def main(model_path: str = "",  # checkpoint of a run trained on the gaussian sy
     of one run over all the fields, and each chunk draws its own noise."""
     if pool is not None:
         return report(*pooled(pool.split(",")))
+    if save_path is not None and Path(save_path).exists():
+        raise FileExistsError(f"save_path: {save_path!r} exists; choose another name (nothing is overwritten)")
     truth_json = json.loads((Path(data_dir) / "ground_truth.json").read_text())
     p = truth_json["params"]
     model, diffusion, args_dic = load_model(model_path, device=device)
@@ -136,9 +138,11 @@ def pooled(paths: list[str]) -> tuple[dict, str]:
     for path in paths:
         with np.load(path) as f:
             chunks.append({k: f[k] for k in f.files})
-    methods = {str(c["method"]) for c in chunks}
+    methods, sizes = {str(c["method"]) for c in chunks}, {c["samples"].shape[1] for c in chunks}
     if len(methods) != 1:
         raise ValueError(f"pool: the chunks were filled by different methods {sorted(methods)}")
+    if len(sizes) != 1:
+        raise ValueError(f"pool: the chunks have different numbers of samples per field {sorted(sizes)}")
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0] if k != "method"}, methods.pop()
 
 

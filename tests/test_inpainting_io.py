@@ -99,7 +99,9 @@ def test_bench_runs_at_toy_scale(run, tmp_path, capsys):
 
 
 def test_bench_chunks_pool_into_the_run_over_all_fields(run, tmp_path):
-    """Two chunks (first_field 0 and 2) pooled score fields 0-3 with the masks of one 4-field run; the pooled figures are those of the concatenated arrays; mixed methods are refused."""
+    """Two chunks (first_field 0 and 2) pooled score fields 0-3 with the masks of one 4-field run; the pooled
+    figures are those of the concatenated arrays; mixed methods or ensemble sizes are refused, and an existing
+    save_path is kept."""
     insar_synthetic.main(out_dir=str(tmp_path / "data"), n_train=0, n_val=0, n_test=4, image_size=SIZE,
                          deformation_fraction=0.0, truth_monte_carlo_fields=0)
     common = dict(model_path=str(run), data_dir=str(tmp_path / "data"), num_fields=2, num_samples=3,
@@ -123,6 +125,13 @@ def test_bench_chunks_pool_into_the_run_over_all_fields(run, tmp_path):
     np.savez(tmp_path / "other.npz", **{**chunks[1], "method": "posterior"})
     with pytest.raises(ValueError, match="different methods"):
         bench_gap_filling.main(pool=f"{tmp_path / 'c0.npz'},{tmp_path / 'other.npz'}")
+    np.savez(tmp_path / "fewer.npz", **{**chunks[1], "samples": chunks[1]["samples"][:, :2]})
+    with pytest.raises(ValueError, match="numbers of samples"):
+        bench_gap_filling.main(pool=f"{tmp_path / 'c0.npz'},{tmp_path / 'fewer.npz'}")
+    before = (tmp_path / "c0.npz").read_bytes()
+    with pytest.raises(FileExistsError, match="save_path"):
+        bench_gap_filling.main(**common, save_path=str(tmp_path / "c0.npz"))
+    assert (tmp_path / "c0.npz").read_bytes() == before
 
 
 def _kriging_draws(rng, n: int, size: int, samples: int):
