@@ -90,7 +90,7 @@ def main(model_path: str = "",  # checkpoint of a run trained on the gaussian sy
          num_samples: int = 64,  # conditional samples per field
          mask_fraction: float = 0.3,  # fraction of pixels hidden per field
          method: str = "posterior",  # improved_diffusion.inpainting method: posterior or repaint
-         steps: int = 0,  # solver calls (posterior) or chain intervals (repaint); 0 = the method's default
+         steps: int = 0,  # solver calls (posterior) or chain steps (repaint); 0 = the method's default
          device: str = "cpu",  # torch device
          batch_size: int = 32,  # samples per network call (small batches run faster on CPU: they stay in cache)
          first_field: int = 0,  # score test fields first_field .. first_field + num_fields - 1 (a chunk of a long run)

@@ -18,8 +18,13 @@ observed pixels. Two methods (`METHODS`):
   x_s is taken back to t with fresh noise, x_t = sqrt(ab_t / ab_s) x_s + sqrt(1 - ab_t / ab_s) z, and
   stepped again, `resample` passes per interval (RePaint, Lugmayr et al. 2022, Algorithm 1, jump length 1);
   with `jump` = j > 1 the chain instead goes back j intervals at every j-th level and comes down again
-  (`repaint_schedule`, the paper's section 4.2). Cheaper per step but biased at affordable step counts
-  whatever the jump (docs/insar_science.md gives the measured bias).
+  (`repaint_schedule`, the paper's section 4.2). The chain runs on chain indices spaced uniformly in
+  logSNR (`repaint_grid`). With `cg_iters` = k > 0 each ancestral step uses the conditional denoiser of
+  "posterior" (k CG iterations, k + 2 calls) instead of the unconditional one: plain RePaint (k = 0) draws
+  the missing pixels from p(x_s | x_t), which ignores y beyond what x_t holds, so each pass drifts the
+  ensemble away from p(x_s | y) by an amount that grows with the step (measured on the kriging test: a
+  chain started from exact conditional samples loses them within 50 passes); the conditional denoiser
+  removes that drift and the resampling corrects the rest (docs/insar_science.md gives the measurements).
 
 Both end on clean data, where the observed pixels are set to y exactly (in x's dtype).
 The denoiser is the samplers' callable ``denoiser(x, t) -> x0_hat`` (times in index units), with
@@ -28,7 +33,6 @@ The denoiser is the samplers' callable ``denoiser(x, t) -> x0_hat`` (times in in
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -38,8 +42,9 @@ from .samplers import add_noise, ancestral_step, is_clean, sample_dpm_multistep
 
 METHODS = ("posterior", "repaint")
 # default settings of each method, chosen on the kriging known-answer test (tests/test_inpainting.py)
-DEFAULTS = {"posterior": {"steps": 20, "cg_iters": 20}, "repaint": {"steps": 100, "resample": 10, "jump": 1}}
-POSTERIOR_LAMBDA_MIN = -4.0  # half-log-SNR where the posterior ODE's logSNR grid starts (samplers.lambda_range)
+DEFAULTS = {"posterior": {"steps": 20, "cg_iters": 20},
+            "repaint": {"steps": 50, "resample": 5, "jump": 1, "cg_iters": 3}}
+GAP_LAMBDA_MIN = -4.0  # half-log-SNR where both methods' logSNR grids start (noise_schedule.lambda_range)
 
 
 def observation_mask(observed: torch.Tensor) -> torch.Tensor:
@@ -89,6 +94,10 @@ class PosteriorDenoiser:
         jv = (self.denoiser(x + (h / norm) * v, t) - x0) * (norm / h)
         return (sigma ** 2 / alpha) * jv
 
+    def predict(self, x: torch.Tensor, t) -> tuple[torch.Tensor, None]:
+        """(E[x0 | x_t, y], None): the samplers' `predict` form, for fixed step variances (`ancestral_step`)."""
+        return self(x, t), None
+
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         x0 = self.denoiser(x, t)
         # 1. solve (P C_t P^T) w = P (y - x0_hat) by conjugate gradients (w lives on the observed pixels)
@@ -136,6 +145,14 @@ def repaint_schedule(num_intervals: int, resample: int = 10, jump: int = 1) -> l
     return path
 
 
+def repaint_grid(schedule: DiscreteSchedule, steps: int) -> torch.Tensor:
+    """RePaint's chain: T-1, then times spaced uniformly in lambda from GAP_LAMBDA_MIN to index 0 (`make_grid`:
+    `steps` times in all, the first step jumping from T-1 onto the spacing), rounded to chain indices (duplicates
+    dropped, so possibly fewer), then clean data (-1). Decreasing float64."""
+    times = make_grid(schedule, "logSNR", steps - 1, to_clean=False, lambda_min=GAP_LAMBDA_MIN)
+    return grid_from_indices(times.round().long().tolist())
+
+
 def repaint(denoiser, observed: torch.Tensor, grid: torch.Tensor, schedule: DiscreteSchedule, resample: int = 10,
             variance: str = "fixed_large", generator: torch.Generator | None = None, progress: bool = False,
             jump: int = 1) -> torch.Tensor:
@@ -163,10 +180,10 @@ def posterior_sample(denoiser: Callable, observed: torch.Tensor, schedule: Discr
                      ) -> torch.Tensor:
     """One "posterior" sample per row of `observed` (N, C, H, W; NaN = missing): DPM-Solver++(2M) with
     `steps` calls of the conditional denoiser (each 1 + cg_iters + 1 calls of `denoiser`) on a logSNR grid
-    from lambda = POSTERIOR_LAMBDA_MIN, observed pixels set to y at the end. Observed's dtype and shape."""
+    from lambda = GAP_LAMBDA_MIN, observed pixels set to y at the end. Observed's dtype and shape."""
     m, y = observation_mask(observed), torch.nan_to_num(observed, nan=0.0)
     x = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
-    grid = make_grid(schedule, "logSNR", steps - 1, to_clean=True, lambda_min=POSTERIOR_LAMBDA_MIN)
+    grid = make_grid(schedule, "logSNR", steps - 1, to_clean=True, lambda_min=GAP_LAMBDA_MIN)
     x0 = sample_dpm_multistep(PosteriorDenoiser(denoiser, observed, schedule, cg_iters), x, grid, schedule, order=2,
                               progress=progress)
     return m * y + (1 - m) * x0
@@ -184,35 +201,38 @@ def conditional_samples(denoiser: Callable, observed: torch.Tensor, schedule: Di
                         batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """`num_samples` conditional samples of each field of `observed` (N, C, H, W; NaN = missing, model
     units) -> (N, num_samples, C, H, W) in observed's dtype, observed pixels equal to `observed`.
-    method: "posterior" (ODE; `steps` solver calls, `cg_iters`) or "repaint" (ancestral chain of `steps`
-    intervals on chain indices spaced uniformly from T-1 to 0, visited in `repaint_schedule(steps, resample,
-    jump)` order: `resample` passes with jumps back of `jump` intervals); None takes the
-    method's `DEFAULTS` (steps at most T). Draws in batches of `batch_size`; the result depends on `seed`
-    and `batch_size`."""
+    method: "posterior" (ODE; `steps` solver calls, `cg_iters` >= 1) or "repaint" (ancestral chain on the
+    `repaint_grid(steps)` indices, visited in `repaint_schedule(intervals, resample, jump)` order: `resample`
+    passes with jumps back of `jump` intervals; `cg_iters` >= 0 CG iterations of the conditional denoiser,
+    0 = plain RePaint); None takes the method's `DEFAULTS` (steps at most T). Draws in batches of
+    `batch_size`; the result depends on `seed` and `batch_size`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     defaults = {**DEFAULTS[method], "steps": min(DEFAULTS[method]["steps"], schedule.num_timesteps)}
     opts = {**defaults, **{k: v for k, v in (("steps", steps), ("cg_iters", cg_iters), ("resample", resample),
-                                             ("jump", jump)) if v is not None}}
+                                             ("jump", jump)) if v is not None and k in defaults}}
+    lowest = {"steps": 2, "cg_iters": 1 if method == "posterior" else 0}
     for name, value in opts.items():
-        _positive_int(name, value, 2 if name == "steps" else 1)
+        _positive_int(name, value, lowest.get(name, 1))
     _positive_int("num_samples", num_samples)
     _positive_int("batch_size", batch_size)
     if opts["steps"] > schedule.num_timesteps:
         raise ValueError(f"steps must be <= {schedule.num_timesteps} (the chain's length), got {opts['steps']}")
-    if method == "repaint" and opts["jump"] >= opts["steps"]:
-        raise ValueError(f"jump must be < steps ({opts['steps']}; the chain goes back jump intervals), "
-                         f"got {opts['jump']}")
+    grid = repaint_grid(schedule, opts["steps"]) if method == "repaint" else None
+    if method == "repaint" and opts["jump"] >= len(grid) - 1:
+        raise ValueError(f"jump must be < the chain's {len(grid) - 1} intervals (steps={opts['steps']}; the chain "
+                         f"goes back jump intervals), got {opts['jump']}")
     check_observation(observed)
     require_gaussian(getattr(denoiser, "student_t_nu", None), "gap filling")
     generator = torch.Generator(device=observed.device).manual_seed(seed)
-    grid = grid_from_indices(np.linspace(0, schedule.num_timesteps - 1, opts["steps"]).round().astype(int))
     out = []
     for chunk in observed.repeat_interleave(num_samples, dim=0).split(batch_size):
         if method == "posterior":
             out.append(posterior_sample(denoiser, chunk, schedule, opts["steps"], opts["cg_iters"], generator,
                                         progress))
         else:
-            out.append(repaint(denoiser, chunk, grid, schedule, opts["resample"], generator=generator,
+            chain_denoiser = PosteriorDenoiser(denoiser, chunk, schedule, opts["cg_iters"]) if opts["cg_iters"] \
+                else denoiser
+            out.append(repaint(chain_denoiser, chunk, grid, schedule, opts["resample"], generator=generator,
                                progress=progress, jump=opts["jump"]))
     return torch.cat(out).reshape(observed.shape[0], num_samples, *observed.shape[1:])
